@@ -1,0 +1,182 @@
+//! Incidents: every hit on an illegal category becomes an incident record at once and,
+//! when `[alerts] webhook` is set, a JSON POST to the designated safeguarding lead's
+//! endpoint, retried with exponential backoff until delivered or the retry budget runs out.
+//!
+//! Nothing here is on the DNS path: the record stage hands incidents over a bounded
+//! channel and moves on. Incident records live in their own table, which query-log
+//! retention never touches.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc;
+
+use crate::config::AlertsConfig;
+use crate::policy::clock::SharedClock;
+use crate::record::LogEvent;
+use crate::state::State;
+use crate::store::{self, StoreError};
+
+/// First retry delay; doubles each attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Incidents waiting to be recorded.
+const QUEUE: usize = 4096;
+
+/// The JSON body POSTed for an incident.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IncidentAlert {
+    /// Incident id (for the admin API: `GET /incidents/ID`).
+    pub incident_id: i64,
+    /// When the query was made (RFC 3339).
+    pub time: String,
+    /// The illegal category hit.
+    pub category: String,
+    /// The name queried.
+    pub name: String,
+    /// The listed name that matched.
+    pub rule: Option<String>,
+    /// Client address (never pseudonymised: the DSL must be able to act).
+    pub client: String,
+    /// Policy group.
+    pub group: String,
+    /// Nominated device or MAC, when known.
+    pub device: Option<String>,
+    /// MAC address from the relay, when known.
+    pub mac: Option<String>,
+    /// Always "illegal-category-hit".
+    pub kind: &'static str,
+}
+
+/// Start the incident task; returns the channel the record stage sends incidents to.
+pub fn start(
+    db: PathBuf,
+    state: Arc<State>,
+    clock: SharedClock,
+) -> Result<mpsc::Sender<LogEvent>, StoreError> {
+    let conn = Arc::new(Mutex::new(store::open(&db)?));
+    let (tx, mut rx) = mpsc::channel::<LogEvent>(QUEUE);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StoreError::Invalid(format!("cannot build the webhook client: {e}")))?;
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let c = conn.clone();
+            let e = event.clone();
+            let id = match tokio::task::spawn_blocking(move || insert_incident(&c, &e)).await {
+                Ok(Ok(id)) => id,
+                Ok(Err(err)) => {
+                    tracing::error!(
+                        "cannot record incident ({}): {err}",
+                        event.category.as_deref().unwrap_or("?")
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    tracing::error!("incident task failed: {err}");
+                    continue;
+                }
+            };
+            tracing::warn!(
+                incident = id,
+                category = event.category.as_deref().unwrap_or("?"),
+                "illegal-category incident recorded"
+            );
+            if let Some(cfg) = state.load().config.alerts.clone() {
+                let alert = IncidentAlert {
+                    incident_id: id,
+                    time: store::from_micros(event.ts_us).to_string(),
+                    category: event.category.clone().unwrap_or_default(),
+                    name: event.name.clone(),
+                    rule: event.rule.clone(),
+                    client: event.client.clone(),
+                    group: event.group.clone(),
+                    device: event.device.clone(),
+                    mac: event.mac.clone(),
+                    kind: "illegal-category-hit",
+                };
+                tokio::spawn(deliver(
+                    http.clone(),
+                    cfg,
+                    alert,
+                    conn.clone(),
+                    clock.clone(),
+                ));
+            }
+        }
+    });
+    Ok(tx)
+}
+
+fn insert_incident(conn: &Mutex<Connection>, e: &LogEvent) -> rusqlite::Result<i64> {
+    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    conn.execute(
+        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// POST the alert until it is accepted (2xx) or the retry budget is spent, recording each
+/// attempt on the incident.
+async fn deliver(
+    http: reqwest::Client,
+    cfg: AlertsConfig,
+    alert: IncidentAlert,
+    conn: Arc<Mutex<Connection>>,
+    clock: SharedClock,
+) {
+    let started = tokio::time::Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0i64;
+    loop {
+        attempts += 1;
+        let mut req = http.post(&cfg.webhook).json(&alert);
+        if let Some((name, value)) = &cfg.header {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let result = match req.send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(format!("HTTP {}", resp.status())),
+            Err(e) => Err(e.to_string()),
+        };
+        let give_up = started.elapsed() + backoff > cfg.give_up_after;
+        let (status, error) = match &result {
+            Ok(()) => ("delivered", None),
+            Err(e) if give_up => ("failed", Some(e.clone())),
+            Err(e) => ("retrying", Some(e.clone())),
+        };
+        let delivered = result.is_ok().then(|| store::micros(clock.now()));
+        let c = conn.clone();
+        let id = alert.incident_id;
+        let _ = tokio::task::spawn_blocking(move || {
+            let conn = c.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "UPDATE incidents SET alert_status = ?1, alert_attempts = ?2, alert_last_error = ?3, delivered_us = ?4 WHERE id = ?5",
+                params![status, attempts, error, delivered, id],
+            )
+        })
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if give_up => {
+                tracing::error!(
+                    incident = id,
+                    attempts,
+                    "incident alert NOT delivered, giving up: {e}"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(
+                incident = id,
+                attempts,
+                "incident alert failed, retrying in {backoff:?}: {e}"
+            ),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,537 @@
+//! The configuration file exactly as written: serde structs, nothing resolved.
+//!
+//! Every struct denies unknown fields so a misspelt key is an error naming the key rather
+//! than a silently ignored setting. Each field documents its default and why it exists.
+//! Turning these into the checked [`super::Config`] happens in `super::resolve`; nothing in
+//! this file can fail except deserialisation itself.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::lists::parse::Format;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listeners and server-wide behaviour.
+    pub server: RawServer,
+    /// Where answers for allowed names come from.
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    /// The answer cache.
+    #[serde(default)]
+    pub cache: RawCache,
+    /// Category lists: the compiled bundle and its sources.
+    #[serde(default)]
+    pub lists: RawLists,
+    /// Per-category settings (verdicts), keyed by category name.
+    #[serde(default)]
+    pub category: BTreeMap<String, RawCategory>,
+    /// The block page the block answer points browsers at.
+    #[serde(default)]
+    pub block_page: Option<RawBlockPage>,
+    /// Client networks, each mapped to a policy group. A client in none is refused.
+    #[serde(default)]
+    pub network: Vec<RawNetwork>,
+    /// Policy groups keyed by name.
+    #[serde(default)]
+    pub group: BTreeMap<String, RawGroup>,
+    /// Nominated devices: exceptions for listed client addresses or MAC addresses.
+    #[serde(default)]
+    pub device: Vec<RawDevice>,
+    /// The admin HTTP API (reload, metrics, exceptions).
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    /// Where Chaperone keeps its own data (query log, exceptions, audit log).
+    #[serde(default)]
+    pub storage: RawStorage,
+    /// The query log.
+    #[serde(default)]
+    pub querylog: RawQueryLog,
+    /// Incident alerts to the designated safeguarding lead.
+    #[serde(default)]
+    pub alerts: Option<RawAlerts>,
+}
+
+/// `[storage]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// SQLite database file. Default: beside the config file, named after it (`.db`).
+    pub path: Option<PathBuf>,
+}
+
+/// `[querylog]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueryLog {
+    /// Log every query. Default true: the e-safety coordinator reviews logs.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// "sqlite" (default, in the storage database) or "jsonl" (one JSON object per line,
+    /// for shipping to Loki, Elasticsearch or Vector).
+    #[serde(default)]
+    pub format: QueryLogFormat,
+    /// For "jsonl": the file to append to, or "-" for standard output. Default "-".
+    #[serde(default)]
+    pub jsonl_path: Option<PathBuf>,
+    /// Days query records are kept before automatic deletion. Default 30. Incidents are
+    /// kept separately and are never deleted by this.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// Groups whose client addresses are logged as a keyed hash instead (e.g. staff,
+    /// guests). Default none.
+    #[serde(default)]
+    pub pseudonymise: Vec<String>,
+    /// Events buffered between answering and writing; beyond it events are dropped and
+    /// counted, never making DNS wait. Default 65536.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+impl Default for RawQueryLog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: QueryLogFormat::Sqlite,
+            jsonl_path: None,
+            retention_days: default_retention(),
+            pseudonymise: Vec::new(),
+            queue: default_queue(),
+        }
+    }
+}
+
+fn default_retention() -> u32 {
+    30
+}
+fn default_queue() -> usize {
+    65_536
+}
+
+/// Query log destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryLogFormat {
+    /// The SQLite storage database.
+    #[default]
+    Sqlite,
+    /// JSON lines.
+    Jsonl,
+}
+
+/// `[alerts]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// URL that receives a JSON POST for every incident (the DSL's alerting endpoint).
+    pub webhook: String,
+    /// Extra header sent with each POST, e.g. "Authorization: Bearer ...". Optional.
+    pub header: Option<String>,
+    /// Give up retrying one alert after this many seconds. Default 3600.
+    #[serde(default = "default_alert_retry")]
+    pub give_up_after_secs: u64,
+}
+
+fn default_alert_retry() -> u64 {
+    3600
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Addresses to answer DNS on, UDP and TCP each. No default: the technician must say.
+    pub listen: Vec<SocketAddr>,
+    /// IANA time zone of the school for schedules. Default "Europe/London".
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Seconds an idle TCP connection is kept open. Default 10.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout_secs: u64,
+    /// Most queries resolved upstream at once; more are answered SERVFAIL instead of
+    /// queueing without bound. Default 4096.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+}
+
+fn default_timezone() -> String {
+    "Europe/London".to_owned()
+}
+fn default_tcp_idle() -> u64 {
+    10
+}
+fn default_max_inflight() -> usize {
+    4096
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// "forward" (default) sends queries to `servers`; "recursive" resolves from the root.
+    #[serde(default)]
+    pub mode: UpstreamMode,
+    /// Forwarding targets: `IP`, `IP:PORT` (UDP with TCP fallback), `tcp://IP:PORT`,
+    /// `tls://IP:PORT#server.name` (DNS over TLS), `https://IP:PORT/dns-query#server.name`
+    /// (DNS over HTTPS). Default: none (required in forward mode).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Per-attempt timeout in milliseconds. Default 2000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per query before SERVFAIL. Default 2.
+    #[serde(default = "default_attempts")]
+    pub attempts: usize,
+    /// Root server addresses for recursive mode. Default: the IANA root servers.
+    #[serde(default)]
+    pub root_hints: Vec<IpAddr>,
+    /// Validate DNSSEC in recursive mode. Default false.
+    #[serde(default)]
+    pub dnssec: bool,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            mode: UpstreamMode::Forward,
+            servers: Vec::new(),
+            timeout_ms: default_timeout_ms(),
+            attempts: default_attempts(),
+            root_hints: Vec::new(),
+            dnssec: false,
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+fn default_attempts() -> usize {
+    2
+}
+
+/// How allowed names are resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamMode {
+    /// Send to configured upstream resolvers.
+    #[default]
+    Forward,
+    /// Iterate from the root hints.
+    Recursive,
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Most answers kept. Default 100000 (a few tens of MB at most).
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Floor on cached TTLs, seconds. Default 0 (honour the authority).
+    #[serde(default)]
+    pub min_ttl: u32,
+    /// Ceiling on cached TTLs, seconds. Default 86400.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+    /// Ceiling on negative (NXDOMAIN/NODATA) caching, seconds. Default 3600 (RFC 2308 advice).
+    #[serde(default = "default_max_negative_ttl")]
+    pub max_negative_ttl: u32,
+    /// Serve expired answers when the upstream fails (RFC 8767). Default false.
+    #[serde(default)]
+    pub serve_stale: bool,
+    /// How long past expiry an answer may still be served stale, seconds. Default 86400.
+    #[serde(default = "default_max_stale")]
+    pub max_stale_secs: u32,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_entries: default_cache_entries(),
+            min_ttl: 0,
+            max_ttl: default_max_ttl(),
+            max_negative_ttl: default_max_negative_ttl(),
+            serve_stale: false,
+            max_stale_secs: default_max_stale(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    100_000
+}
+fn default_max_ttl() -> u32 {
+    86_400
+}
+fn default_max_negative_ttl() -> u32 {
+    3_600
+}
+fn default_max_stale() -> u32 {
+    86_400
+}
+
+/// `[lists]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLists {
+    /// The compiled bundle. With `source` entries it is (re)built from them at start and on
+    /// reload; without, it is a bundle made by `chaperone compile` and only mapped.
+    pub bundle: Option<PathBuf>,
+    /// Source lists compiled into the bundle.
+    #[serde(default)]
+    pub source: Vec<RawSource>,
+}
+
+/// `[[lists.source]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Category the entries belong to. Required except for `format = "ut1"`, where the
+    /// folder names are the categories.
+    pub category: Option<String>,
+    /// File (or folder for ut1), relative to the config file.
+    pub path: PathBuf,
+    /// List format. Default "auto" (sniffed per file).
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// "subtree" (default): an entry blocks itself and every name below it; "exact": only
+    /// itself (hosts-file semantics).
+    #[serde(default, rename = "match")]
+    pub match_kind: SourceMatch,
+    /// For ut1 folders: only these categories. Default: all.
+    #[serde(default)]
+    pub only: Vec<String>,
+}
+
+fn default_format() -> Format {
+    Format::Auto
+}
+
+/// How plain entries of a source match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMatch {
+    /// The name and all names below it.
+    #[default]
+    Subtree,
+    /// Only the name itself.
+    Exact,
+}
+
+/// `[category.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCategory {
+    /// "illegal", "unacceptable" (default) or "restricted". Illegal categories are blocked
+    /// for everyone, can never be allowed by a schedule or exception, and every hit is an
+    /// incident.
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// Shown on the block page and in reports.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The e-safety policy rating of a category.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Acceptable at certain times or for nominated users; blocked where a group says so.
+    Restricted,
+    /// Unacceptable: blocked where a group says so; exceptions may allow it.
+    #[default]
+    Unacceptable,
+    /// Unacceptable and illegal: always blocked, never excepted, always an incident.
+    Illegal,
+}
+
+/// `[block_page]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockPage {
+    /// IPv4 address blocked A queries are answered with (the block page server).
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// IPv6 address blocked AAAA queries are answered with.
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// TTL of block answers, seconds. Default 60, so an unblock takes effect quickly.
+    #[serde(default = "default_block_ttl")]
+    pub ttl: u32,
+    /// Where the block page's web server listens (usually port 80 of `ipv4`). Optional:
+    /// without it another web server must serve the page.
+    pub listen: Option<SocketAddr>,
+}
+
+fn default_block_ttl() -> u32 {
+    60
+}
+
+/// `[[network]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// A label for logs and explain output. Default: the first CIDR.
+    pub name: Option<String>,
+    /// Client networks (IPv4 and IPv6 CIDRs). Longest prefix wins across all networks.
+    pub cidrs: Vec<String>,
+    /// The `[group.NAME]` these clients get.
+    pub group: String,
+}
+
+/// `[group.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    /// Categories blocked for this group at all times (schedules may change this).
+    #[serde(default)]
+    pub block: Vec<String>,
+    /// Names (with their subdomains) always allowed for this group, checked before lists.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Allow-only (Key Stage 1): only `allow` names and names in `approved` categories
+    /// resolve; everything else gets the block answer. Default false.
+    #[serde(default)]
+    pub allow_only: bool,
+    /// Categories whose names are approved for an allow-only group.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    /// "nxdomain" (default) or "block_page".
+    #[serde(default)]
+    pub block_answer: BlockAnswerKind,
+    /// SafeSearch / restricted-mode rewrites.
+    #[serde(default)]
+    pub safe_search: RawSafeSearch,
+    /// NXDOMAIN for DoH canary and iCloud Private Relay names. Default true.
+    #[serde(default = "default_true")]
+    pub bypass_prevention: bool,
+    /// Time windows that change what is blocked.
+    #[serde(default)]
+    pub schedule: Vec<RawSchedule>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What a blocked query gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockAnswerKind {
+    /// NXDOMAIN with a synthesised SOA (cacheable negative answer).
+    #[default]
+    Nxdomain,
+    /// A/AAAA point at the block page; other types get NODATA.
+    BlockPage,
+}
+
+/// `[group.NAME.safe_search]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafeSearch {
+    /// Google (every Google search domain) → forcesafesearch.google.com.
+    #[serde(default)]
+    pub google: bool,
+    /// Bing → strict.bing.com.
+    #[serde(default)]
+    pub bing: bool,
+    /// DuckDuckGo → safe.duckduckgo.com.
+    #[serde(default)]
+    pub duckduckgo: bool,
+    /// YouTube restricted mode: "off" (default), "moderate" or "strict".
+    #[serde(default)]
+    pub youtube: YoutubeMode,
+    /// Pixabay → safesearch.pixabay.com.
+    #[serde(default)]
+    pub pixabay: bool,
+    /// Brave Search → forcesafe.search.brave.com.
+    #[serde(default)]
+    pub brave: bool,
+}
+
+/// YouTube restriction level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YoutubeMode {
+    /// No rewrite.
+    #[default]
+    Off,
+    /// restrictmoderate.youtube.com
+    Moderate,
+    /// restrict.youtube.com
+    Strict,
+}
+
+/// `[[group.NAME.schedule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// A label for explain output and logs.
+    pub name: String,
+    /// Days the window opens on: "mon".."sun", or "weekdays" / "weekend" / "all".
+    pub days: Vec<String>,
+    /// Start, "HH:MM" school local time.
+    pub from: String,
+    /// End, "HH:MM"; earlier than `from` means the window runs past midnight.
+    pub to: String,
+    /// Categories allowed while the window is open.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Categories blocked while the window is open.
+    #[serde(default)]
+    pub block: Vec<String>,
+}
+
+/// `[[device]]`: a nominated device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    /// Who or what this is, for audit and explain output.
+    pub name: String,
+    /// Client addresses or CIDRs.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// MAC addresses, as sent in the EDNS0 MAC option by dnsmasq `add-mac` and similar.
+    #[serde(default)]
+    pub macs: Vec<String>,
+    /// Categories this device may reach.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Only in these groups. Default: any group.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Admin HTTP listener. Keep it on loopback or the management network.
+    pub listen: SocketAddr,
+    /// Bearer tokens.
+    #[serde(default)]
+    pub token: Vec<RawToken>,
+    /// Longest a temporary unblock may last, days. Default 30.
+    #[serde(default = "default_max_exception_days")]
+    pub max_exception_days: u32,
+}
+
+fn default_max_exception_days() -> u32 {
+    30
+}
+
+/// `[[admin.token]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// Who holds it, for the audit log.
+    pub name: String,
+    /// "technician", "dsl" or "viewer".
+    pub role: String,
+    /// SHA-256 of the token, hex. Make one with `chaperone hash-token`.
+    pub sha256: String,
+}

@@ -1,0 +1,36 @@
+//! Chaperone: a DNS-level filtering resolver for schools.
+//!
+//! Every school device gets Chaperone as its DNS server. For each query it works out who is
+//! asking (network → policy group, nominated device), decides from the school's policy
+//! whether the name is allowed, and answers: blocked, rewritten to a SafeSearch host, or
+//! resolved (cache, forwarder or recursor).
+//!
+//! The request pipeline, one module per stage, assembled in [`pipeline`]:
+//! - [`server`] — listen: hickory-server UDP/TCP, lifecycle, reload triggers;
+//! - [`identify`] — client address and EDNS MAC;
+//! - [`policy`] — admit (known networks only) and decide;
+//! - [`answer`] — block / rewrite records;
+//! - [`cache`] and [`resolve`] — answers for allowed names;
+//! - [`record`] — metrics, query log, incidents, never blocking the answer.
+//!
+//! Supporting modules: [`config`] (TOML, validated), [`lists`] (list formats and the FST
+//! bundle), [`state`] (the hot-swapped snapshot), [`metrics`], [`admin`] (HTTP API).
+#![warn(missing_docs, clippy::dbg_macro)]
+
+pub mod admin;
+pub mod alerts;
+pub mod answer;
+pub mod cache;
+pub mod cli_admin;
+pub mod config;
+pub mod identify;
+pub mod lists;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod record;
+pub mod report;
+pub mod resolve;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,144 @@
+//! Sources → bundle: read every configured list, report bad lines as `file:line`, and
+//! build the bundle bytes. Used by `chaperone compile`, `check`, and by `serve` when the
+//! config names sources.
+
+use std::path::{Path, PathBuf};
+
+use super::bundle::{BuildStats, BundleBuilder, BundleError};
+use super::parse::{self, Format, LineError, Parsed};
+use crate::config::SourceConfig;
+
+/// Why compiling failed outright (bad lines are not failures; see [`CompileReport`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// A source could not be read.
+    #[error("cannot read list {}: {source}", path.display())]
+    Read {
+        /// The source.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The bundle could not be built.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// What a compile found.
+#[derive(Debug, Default)]
+pub struct CompileReport {
+    /// Counts per category.
+    pub stats: BuildStats,
+    /// Every rejected line.
+    pub errors: Vec<LineError>,
+    /// Comment lines skipped.
+    pub comments: usize,
+    /// Well-formed lines with no DNS meaning (cosmetic adblock rules, RPZ local data).
+    pub unsupported: usize,
+}
+
+impl CompileReport {
+    /// A human summary: per-category counts and duplicates, then totals.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (cat, kept) in &self.stats.kept {
+            let dups = self.stats.duplicates.get(cat).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "  {cat:<24} {kept:>10} names  {dups:>8} duplicates removed\n"
+            ));
+        }
+        out.push_str(&format!(
+            "  {} distinct names, {} bytes ({:.1} bytes/name); {} bad lines, {} comments, {} unsupported rules skipped\n",
+            self.stats.names,
+            self.stats.bytes,
+            self.stats.bytes as f64 / self.stats.names.max(1) as f64,
+            self.errors.len(),
+            self.comments,
+            self.unsupported
+        ));
+        out
+    }
+}
+
+/// A source parsed into (category, entries).
+fn read_source(src: &SourceConfig) -> Result<Vec<(String, Parsed)>, CompileError> {
+    let read_err = |source| CompileError::Read {
+        path: src.path.clone(),
+        source,
+    };
+    if src.format == Format::Ut1 {
+        return parse::parse_ut1_dir(&src.path, &src.only, src.default_kind).map_err(read_err);
+    }
+    let parsed = parse::parse_file(&src.path, src.format, src.default_kind).map_err(read_err)?;
+    Ok(vec![(src.category.clone().unwrap_or_default(), parsed)])
+}
+
+/// Compile sources into bundle bytes.
+pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileReport), CompileError> {
+    let mut builder = BundleBuilder::new();
+    let mut report = CompileReport::default();
+    for src in sources {
+        for (category, parsed) in read_source(src)? {
+            let id = builder.category(&category)?;
+            for e in &parsed.entries {
+                builder.add(id, &e.name, e.kind, e.action);
+            }
+            report.errors.extend(parsed.errors);
+            report.comments += parsed.comments;
+            report.unsupported += parsed.unsupported;
+        }
+    }
+    let (bytes, stats) = builder.finish()?;
+    report.stats = stats;
+    Ok((bytes, report))
+}
+
+/// Compile list files given on the command line: each `CATEGORY=PATH` (format sniffed,
+/// or `CATEGORY=FORMAT:PATH`), or a UT1 folder as `ut1:PATH`.
+pub fn sources_from_args(args: &[String]) -> Result<Vec<SourceConfig>, String> {
+    args.iter().map(|a| source_from_arg(a)).collect()
+}
+
+fn source_from_arg(arg: &str) -> Result<SourceConfig, String> {
+    use crate::lists::parse::MatchKind;
+    if let Some(dir) = arg.strip_prefix("ut1:") {
+        return Ok(SourceConfig {
+            category: None,
+            path: Path::new(dir).to_owned(),
+            format: Format::Ut1,
+            default_kind: MatchKind::Subtree,
+            only: Vec::new(),
+        });
+    }
+    let (category, rest) = arg.split_once('=').ok_or_else(|| {
+        format!("{arg:?}: expected CATEGORY=PATH, CATEGORY=FORMAT:PATH or ut1:FOLDER")
+    })?;
+    let (format, path) = match rest.split_once(':') {
+        Some((f, p)) => (
+            parse_format(f).ok_or_else(|| {
+                format!("{arg:?}: unknown format {f:?} (auto, domains, hosts, adblock, rpz)")
+            })?,
+            p,
+        ),
+        None => (Format::Auto, rest),
+    };
+    Ok(SourceConfig {
+        category: Some(category.to_owned()),
+        path: Path::new(path).to_owned(),
+        format,
+        default_kind: MatchKind::Subtree,
+        only: Vec::new(),
+    })
+}
+
+fn parse_format(s: &str) -> Option<Format> {
+    Some(match s {
+        "auto" => Format::Auto,
+        "domains" => Format::Domains,
+        "hosts" => Format::Hosts,
+        "adblock" => Format::Adblock,
+        "rpz" => Format::Rpz,
+        _ => return None,
+    })
+}

@@ -1,0 +1,393 @@
+//! The `chaperone` command: serve, check, explain, compile, hash-token.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use chaperone::config::parse_mac;
+use chaperone::lists::bundle;
+use chaperone::lists::compile;
+use chaperone::lists::key::{ReversedName, normalize_domain};
+use chaperone::policy::Client;
+use chaperone::server::{self, StartOptions};
+use chaperone::state;
+
+/// A DNS filtering resolver for schools.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer DNS on the configured addresses until SIGTERM.
+    Serve {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config and its lists; exit 1 on any problem.
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show how a query from a client would be decided, and why.
+    Explain {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Client address.
+        #[arg(long)]
+        client: IpAddr,
+        /// Client MAC (as a relay would send in the EDNS0 MAC option).
+        #[arg(long)]
+        mac: Option<String>,
+        /// Decide at this time (RFC 3339, e.g. 2026-11-23T12:30:00Z) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// The name queried.
+        name: String,
+    },
+    /// Compile lists into a bundle: from the config's [lists] sources, or from arguments
+    /// CATEGORY=PATH, CATEGORY=FORMAT:PATH or ut1:FOLDER.
+    Compile {
+        /// Output bundle file (written atomically).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Take sources from this config's [lists] section.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Lists to compile.
+        lists: Vec<String>,
+    },
+    /// Print the SHA-256 of an admin token, for [[admin.token]] sha256.
+    HashToken {
+        /// The token.
+        token: String,
+    },
+    /// Filtering report from the query log: a governors' summary (no personal data), or
+    /// with --detail blocked attempts per device for the safeguarding lead.
+    Report {
+        /// Config file (for the storage database).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Period: 30d, 12h, 2w or an RFC 3339 start time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: chaperone::report::Format,
+        /// Per-device detail for the safeguarding lead (contains personal data).
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Talk to a running Chaperone's admin API (token from --token or CHAPERONE_TOKEN).
+    Admin {
+        /// Admin API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8053", env = "CHAPERONE_ADMIN")]
+        url: String,
+        /// Bearer token.
+        #[arg(long, env = "CHAPERONE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: chaperone::cli_admin::AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; exit 1 if any record was edited or deleted.
+    Verify {
+        /// Config file (for the storage database).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the audit log.
+    List {
+        /// Config file (for the storage database).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            client,
+            mac,
+            at,
+            name,
+        } => explain(&config, client, mac.as_deref(), at.as_deref(), &name),
+        Command::Compile { out, config, lists } => compile_cmd(out, config, &lists),
+        Command::HashToken { token } => {
+            println!(
+                "{}",
+                hex::encode(chaperone::admin::auth::hash_token(&token))
+            );
+            Ok(true)
+        }
+        Command::Report {
+            config,
+            since,
+            format,
+            detail,
+        } => report(&config, &since, format, detail),
+        Command::Audit { command } => audit(command),
+        Command::Admin {
+            url,
+            token,
+            command,
+        } => admin(&url, token.as_deref(), command),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr. hickory logs every query with the client address at INFO, and the
+/// recursor warns on every ordinary NXDOMAIN: both are held back so pupils' lookups do not
+/// end up in system logs (the query log, with its retention, is the place for them).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn,hickory_resolver::recursor=error",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: &Path) -> Result<bool> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let running = server::start(config, StartOptions::default()).await?;
+        running.wait().await;
+        Ok(true)
+    })
+}
+
+fn check(config: &Path) -> Result<bool> {
+    match state::load(config, Vec::new()) {
+        Ok(loaded) => {
+            if let Some(r) = &loaded.report {
+                print!("{}", r.summary());
+                for e in &r.errors {
+                    println!("{e}");
+                }
+                if !r.errors.is_empty() {
+                    println!("{}: {} bad list lines", config.display(), r.errors.len());
+                    return Ok(false);
+                }
+            }
+            let b = loaded.policy.bundle();
+            println!(
+                "{}: OK ({} groups, {} networks, {} categories, {} listed names)",
+                config.display(),
+                loaded.config.groups.len(),
+                loaded.config.networks.len(),
+                b.categories().len(),
+                b.header().names
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            println!("{e}");
+            Ok(false)
+        }
+    }
+}
+
+fn explain(
+    config: &Path,
+    ip: IpAddr,
+    mac: Option<&str>,
+    at: Option<&str>,
+    name: &str,
+) -> Result<bool> {
+    let loaded = state::load(config, Vec::new())?;
+    let mac = mac
+        .map(parse_mac)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--mac")?;
+    let now = match at {
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .with_context(|| format!("--at {t:?}"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let normalized =
+        normalize_domain(name).with_context(|| format!("{name:?} is not a domain name"))?;
+    let key = ReversedName::from_labels(normalized.split('.').map(str::as_bytes))
+        .context("name too long")?;
+    let mut trace = Vec::new();
+    let client = Client { ip: Some(ip), mac };
+    let outcome = loaded
+        .policy
+        .decide(&client, key.as_bytes(), now, Some(&mut trace));
+    println!("query: {normalized} from {ip} at {now}");
+    for line in &trace {
+        println!("  {line}");
+    }
+    let (decision, category, rule, incident) =
+        chaperone::record::describe(&loaded.policy, outcome.decision, key.as_bytes());
+    print!("decision: {decision}");
+    if let Some(c) = category {
+        print!(" (category {c}");
+        if let Some(r) = rule {
+            print!(", rule {r}");
+        }
+        print!(")");
+    }
+    if incident {
+        print!(" — INCIDENT: illegal category");
+    }
+    println!();
+    Ok(true)
+}
+
+fn admin(
+    url: &str,
+    token: Option<&str>,
+    command: chaperone::cli_admin::AdminCommand,
+) -> Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(chaperone::cli_admin::run(url, token, command))
+}
+
+fn open_store(config: &Path) -> Result<rusqlite::Connection> {
+    let cfg = chaperone::config::Config::load(config)?;
+    if !cfg.storage_path.exists() {
+        anyhow::bail!(
+            "{} does not exist yet: Chaperone has not run with this config",
+            cfg.storage_path.display()
+        );
+    }
+    Ok(chaperone::store::open(&cfg.storage_path)?)
+}
+
+fn report(
+    config: &Path,
+    since: &str,
+    format: chaperone::report::Format,
+    detail: bool,
+) -> Result<bool> {
+    let conn = open_store(config)?;
+    let now = jiff::Timestamp::now();
+    let from = chaperone::report::parse_since(since, now).map_err(anyhow::Error::msg)?;
+    let period = format!(
+        "{} to {}",
+        from.strftime("%Y-%m-%d %H:%M UTC"),
+        now.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    let (tables, heading) = if detail {
+        (
+            chaperone::report::detail(&conn, from)?,
+            format!(
+                "Chaperone blocked attempts by device, {period} (CONFIDENTIAL: safeguarding lead only)"
+            ),
+        )
+    } else {
+        (
+            chaperone::report::summary(&conn, from)?,
+            format!("Chaperone filtering summary, {period}"),
+        )
+    };
+    print!("{}", chaperone::report::render(&tables, format, &heading));
+    Ok(true)
+}
+
+fn audit(command: AuditCommand) -> Result<bool> {
+    use chaperone::store::audit;
+    match command {
+        AuditCommand::Verify { config } => {
+            let conn = open_store(&config)?;
+            match audit::verify(&conn)? {
+                audit::Verification::Intact(n) => {
+                    println!(
+                        "audit log intact: {n} records, head {}",
+                        audit::head(&conn)?
+                    );
+                    Ok(true)
+                }
+                audit::Verification::Broken { id, reason } => {
+                    println!("audit log BROKEN at record {id}: {reason}");
+                    Ok(false)
+                }
+            }
+        }
+        AuditCommand::List { config } => {
+            let conn = open_store(&config)?;
+            for r in audit::list(&conn, None, usize::MAX >> 1)? {
+                println!(
+                    "{} {} {} ({}) {} {} {}",
+                    r.id, r.at, r.actor, r.role, r.action, r.subject, r.detail
+                );
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) -> Result<bool> {
+    let (sources, default_out) = match &config {
+        Some(c) => {
+            let cfg = chaperone::config::Config::load(c)?;
+            (cfg.lists.sources.clone(), Some(cfg.lists.bundle.clone()))
+        }
+        None => (
+            compile::sources_from_args(lists).map_err(anyhow::Error::msg)?,
+            None,
+        ),
+    };
+    if sources.is_empty() {
+        anyhow::bail!(
+            "nothing to compile: give lists as CATEGORY=PATH, or --config with [[lists.source]] entries"
+        );
+    }
+    let out = out
+        .or(default_out)
+        .context("--out is required when compiling lists given as arguments")?;
+    let started = std::time::Instant::now();
+    let (bytes, report) = compile::compile_sources(&sources)?;
+    for e in &report.errors {
+        eprintln!("{e}");
+    }
+    bundle::write_atomically(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    print!("{}", report.summary());
+    println!(
+        "wrote {} in {:.2} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}

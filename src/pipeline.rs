@@ -1,0 +1,289 @@
+//! The request pipeline: the only place that knows the order of the stages.
+//!
+//! ```text
+//! identify → decide (policy) → answer: block | rewrite | allow → cache → resolve → record
+//! ```
+//! - Policy runs before the cache, and the cache holds only upstream answers, so an unblock,
+//!   a schedule change or a reload applies to the very next query, cached or not.
+//! - A blocked name never reaches `resolve`: nothing about it leaves the school.
+//! - `record` (metrics, query log) never blocks the answer.
+//! - The admit check (known networks only) is part of `decide`: a client in no network
+//!   gets REFUSED and costs one prefix lookup.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
+use tokio::sync::Semaphore;
+
+use crate::answer::{self, Reply};
+use crate::cache::{AnswerCache, CacheKey, Cached};
+use crate::config::UpstreamConfig;
+use crate::identify;
+use crate::lists::key::ReversedName;
+use crate::metrics::Outcome as MetricOutcome;
+use crate::policy::clock::SharedClock;
+use crate::policy::{BlockReason, Decision, Policy};
+use crate::record::{QueryEvent, Recorder};
+use crate::resolve::{Answer, Upstream, UpstreamError};
+use crate::state::{Snapshot, State};
+
+/// One question to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// Client socket address.
+    pub src: SocketAddr,
+    /// Query name (lower-cased).
+    pub name: &'a LowerName,
+    /// Query type.
+    pub qtype: RecordType,
+    /// Query class.
+    pub qclass: DNSClass,
+    /// The request's EDNS, if any.
+    pub edns: Option<&'a Edns>,
+}
+
+struct UpstreamSlot {
+    config: UpstreamConfig,
+    upstream: Arc<Upstream>,
+}
+
+/// The assembled pipeline.
+pub struct Pipeline {
+    state: Arc<State>,
+    cache: AnswerCache,
+    upstream: ArcSwap<UpstreamSlot>,
+    inflight: Semaphore,
+    clock: SharedClock,
+    recorder: Recorder,
+}
+
+impl Pipeline {
+    /// Assemble the pipeline on a state.
+    pub fn new(
+        state: Arc<State>,
+        clock: SharedClock,
+        recorder: Recorder,
+    ) -> Result<Self, UpstreamError> {
+        let snap = state.load();
+        let config = snap.config.upstream.clone();
+        let upstream = Arc::new(Upstream::from_config(&config)?);
+        Ok(Self {
+            cache: AnswerCache::new(&snap.config.cache),
+            inflight: Semaphore::new(snap.config.server.max_inflight),
+            upstream: ArcSwap::from_pointee(UpstreamSlot { config, upstream }),
+            state: state.clone(),
+            clock,
+            recorder,
+        })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Reload config and lists; rebuild the upstream (and drop the cache) if the upstream
+    /// settings changed.
+    pub async fn reload(&self) -> Result<u64, Arc<crate::state::LoadError>> {
+        let generation = self.state.reload().await?;
+        let new = self.state.load().config.upstream.clone();
+        if new != self.upstream.load().config {
+            match Upstream::from_config(&new) {
+                Ok(u) => {
+                    self.upstream.store(Arc::new(UpstreamSlot {
+                        config: new,
+                        upstream: Arc::new(u),
+                    }));
+                    self.cache.clear();
+                    tracing::info!("upstream settings changed: new upstream in use, cache cleared");
+                }
+                Err(e) => tracing::error!(
+                    "upstream settings changed but cannot be used, keeping the old upstream: {e}"
+                ),
+            }
+        }
+        Ok(generation)
+    }
+
+    /// Answer one question.
+    pub async fn handle(&self, q: &Question<'_>) -> Reply {
+        let started = Instant::now();
+        let snap = self.state.snapshot();
+        let client = identify::client(q.src, q.edns);
+        let Some(key) = ReversedName::from_labels(q.name.iter()) else {
+            return Reply::rcode(ResponseCode::FormErr);
+        };
+        let now = self.clock.now();
+        let outcome = snap.policy.decide(&client, key.as_bytes(), now, None);
+        let (reply, metric) = match outcome.decision {
+            Decision::Refuse => (Reply::rcode(ResponseCode::Refused), MetricOutcome::Refused),
+            Decision::Block {
+                reason,
+                answer,
+                rule_labels,
+                incident,
+            } => {
+                if let BlockReason::Category(cat) = reason {
+                    snap.counters.block(outcome.group, cat);
+                    if incident {
+                        snap.counters.incident(cat);
+                    }
+                }
+                let zone = zone_of(q.name, key.as_bytes(), rule_labels);
+                let page = snap.config.block_page.as_ref();
+                (
+                    answer::blocked(q.name, q.qtype, answer, &zone, page),
+                    MetricOutcome::Blocked,
+                )
+            }
+            Decision::Rewrite { target, .. } => match self
+                .resolve(&snap, target.name(), q.qtype, q.qclass, dnssec_ok(q))
+                .await
+            {
+                Ok(a) => (
+                    answer::rewritten(q.name, target.name(), a),
+                    MetricOutcome::Rewritten,
+                ),
+                Err(_) => (
+                    Reply::rcode(ResponseCode::ServFail),
+                    MetricOutcome::Servfail,
+                ),
+            },
+            Decision::Allow(_) => match self
+                .resolve(&snap, q.name, q.qtype, q.qclass, dnssec_ok(q))
+                .await
+            {
+                Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
+                Err(_) => (
+                    Reply::rcode(ResponseCode::ServFail),
+                    MetricOutcome::Servfail,
+                ),
+            },
+        };
+        snap.counters.outcome(outcome.group, metric);
+        let metrics = self.state.metrics();
+        metrics
+            .answer_latency
+            .observe(started.elapsed().as_secs_f64());
+        self.recorder.record(QueryEvent {
+            at: now,
+            client: &client,
+            snapshot: &snap,
+            outcome: &outcome,
+            key: key.as_bytes(),
+            qtype: q.qtype,
+            rcode: reply.rcode,
+        });
+        reply
+    }
+
+    /// Cache, then upstream (bounded in flight, timed, counted), then stale.
+    async fn resolve(
+        &self,
+        snap: &Snapshot,
+        name: &Name,
+        qtype: RecordType,
+        qclass: DNSClass,
+        dnssec_ok: bool,
+    ) -> Result<Answer, UpstreamError> {
+        let metrics = self.state.metrics();
+        let key = CacheKey {
+            name: LowerName::new(name),
+            qtype,
+            qclass,
+            dnssec_ok,
+        };
+        let stale = match self.cache.get(&key, Instant::now()) {
+            Cached::Fresh(a) => {
+                metrics.cache.with_label_values(&["hit"]).inc();
+                return Ok(a);
+            }
+            Cached::Stale(a) => Some(a),
+            Cached::Miss => None,
+        };
+        metrics.cache.with_label_values(&["miss"]).inc();
+        if qclass != DNSClass::IN {
+            return Err(UpstreamError::Failed(format!(
+                "class {qclass} is not resolved"
+            )));
+        }
+        let slot = self.upstream.load_full();
+        let result = match self.inflight.try_acquire() {
+            Ok(_permit) => {
+                let started = Instant::now();
+                let deadline = upstream_deadline(&snap.config.upstream);
+                let r = match tokio::time::timeout(
+                    deadline,
+                    slot.upstream.resolve(name, qtype, dnssec_ok),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(UpstreamError::Failed("timed out".to_owned())),
+                };
+                let mode = slot.upstream.mode_name();
+                metrics
+                    .upstream_latency
+                    .with_label_values(&[mode])
+                    .observe(started.elapsed().as_secs_f64());
+                if r.is_err() {
+                    metrics.upstream_errors.with_label_values(&[mode]).inc();
+                }
+                r
+            }
+            Err(_) => Err(UpstreamError::Failed(
+                "too many queries in flight".to_owned(),
+            )),
+        };
+        match result {
+            Ok(a) => {
+                self.cache.insert(key, &a, Instant::now());
+                metrics.cache_entries.set(self.cache.len() as i64);
+                Ok(a)
+            }
+            Err(e) => match stale {
+                Some(a) => {
+                    metrics.cache.with_label_values(&["stale"]).inc();
+                    tracing::debug!("serving stale answer: {e}");
+                    Ok(a)
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// The whole budget for one upstream resolution: every attempt's timeout, plus slack for
+/// recursion's several round trips.
+fn upstream_deadline(c: &UpstreamConfig) -> Duration {
+    c.timeout * (c.attempts as u32).max(1) + Duration::from_millis(500)
+}
+
+fn dnssec_ok(q: &Question<'_>) -> bool {
+    q.edns.is_some_and(|e| e.flags().dnssec_ok)
+}
+
+/// The listed name that matched (owner of the synthesised SOA), or the query name.
+fn zone_of(qname: &Name, key: &[u8], rule_labels: u8) -> Name {
+    if rule_labels == 0 {
+        return qname.clone();
+    }
+    let mut n =
+        Name::from_ascii(Policy::rule_name(key, rule_labels)).unwrap_or_else(|_| qname.clone());
+    n.set_fqdn(true);
+    n
+}

@@ -1,0 +1,804 @@
+//! The filtering policy: who is asking (network → group, device) and what they may reach.
+//!
+//! [`Policy::build`] turns a checked [`Config`] and an opened [`Bundle`] into an immutable
+//! policy with category names resolved to bit masks, so [`Policy::decide`] is straight-line
+//! arithmetic on masks plus one FST walk: no locks, no allocation. The same function fills
+//! an optional trace for `chaperone explain`, so an explanation can never disagree with what
+//! the server does.
+//!
+//! Order of the decision, and why:
+//! 1. Network → group; no network → REFUSED (never an open resolver).
+//! 2. Illegal categories block for everyone, before anything that could allow.
+//! 3. Bypass prevention (DoH canary, iCloud Private Relay) — bypass tools beat allow lists.
+//! 4. The group's allow names and live exceptions (checked before block lists).
+//! 5. Allow-only groups: only approved names pass.
+//! 6. Blocked categories: the group's, changed by schedules in force and by nominated
+//!    device exceptions.
+//! 7. SafeSearch rewrites, then allow.
+
+pub mod clock;
+pub mod network;
+pub mod safesearch;
+mod schedule;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::{BlockAnswerKind, Config, Problem, Verdict};
+use crate::lists::bundle::{Bundle, BundleBuilder, Mask};
+use crate::lists::key::{normalize_domain, unreverse_key};
+use crate::lists::parse::{Action, MatchKind};
+use network::PrefixTable;
+pub use safesearch::{Engine, SafeSearch, Target};
+pub use schedule::Window;
+
+/// Names that let a device bypass the filter, answered NXDOMAIN under bypass prevention.
+pub const BYPASS_NAMES: &[(&str, &str)] = &[
+    ("use-application-dns.net", "Firefox DoH canary"),
+    ("mask.icloud.com", "iCloud Private Relay"),
+    ("mask-h2.icloud.com", "iCloud Private Relay"),
+];
+
+/// The category name of public DoH resolvers, blocked by bypass prevention when listed.
+pub const DOH_CATEGORY: &str = "doh";
+
+/// Why a name is blocked when no list category is involved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReason {
+    /// A category list (id into the bundle's categories).
+    Category(u16),
+    /// An allow-only group and the name is not approved.
+    NotApproved,
+    /// Bypass prevention (index into [`BYPASS_NAMES`]).
+    Bypass(u8),
+}
+
+/// How a blocked query is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAnswer {
+    /// NXDOMAIN.
+    NxDomain,
+    /// NOERROR, no records.
+    NoData,
+    /// A/AAAA of the block page.
+    BlockPage,
+}
+
+/// Why a name is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowReason {
+    /// Nothing blocks it.
+    Unlisted,
+    /// Listed, but not in a category blocked for this group now.
+    NotBlockedHere,
+    /// The group's allow list.
+    GroupAllow,
+    /// An exception granted through the admin API (index into the exception table).
+    Exception(u32),
+    /// A list entry passes it explicitly (RPZ passthru, Adblock `@@`).
+    ListPass,
+    /// Approved for an allow-only group.
+    Approved,
+}
+
+/// The policy's answer for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Client is in no configured network.
+    Refuse,
+    /// Resolve normally.
+    Allow(AllowReason),
+    /// Do not resolve.
+    Block {
+        /// Why.
+        reason: BlockReason,
+        /// How to answer.
+        answer: BlockAnswer,
+        /// Labels of the listed name that matched (0 if not from a list).
+        rule_labels: u8,
+        /// An illegal-category hit: an incident.
+        incident: bool,
+    },
+    /// Answer with a CNAME to a safe-mode host and its addresses.
+    Rewrite {
+        /// The engine.
+        engine: Engine,
+        /// The target.
+        target: Target,
+    },
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client {
+    /// Source address.
+    pub ip: Option<IpAddr>,
+    /// MAC address from the EDNS0 MAC option, if the relay sent one.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Result of [`Policy::decide`]: the decision and the context it was made in.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// The decision.
+    pub decision: Decision,
+    /// Group index, if the client is in a network.
+    pub group: Option<u16>,
+    /// Nominated device index, if one matched.
+    pub device: Option<u16>,
+}
+
+/// A resolved policy group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Name.
+    pub name: String,
+    block: Mask,
+    allow_names: Option<Arc<Bundle>>,
+    allow_only: bool,
+    approved: Mask,
+    block_answer: BlockAnswerKind,
+    safe_search: SafeSearch,
+    bypass: bool,
+    schedules: Vec<Window>,
+}
+
+#[derive(Debug, Clone)]
+struct Device {
+    name: String,
+    macs: Vec<[u8; 6]>,
+    allow: Mask,
+    /// Bit per group index; all ones = any group.
+    groups: u128,
+}
+
+/// A live, time-limited exception (admin API): a domain and its subdomains allowed for
+/// some groups until it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    /// Id in the store.
+    pub id: i64,
+    /// Normalised domain (with its subdomains).
+    pub domain: String,
+    /// Group names it applies to (empty = all groups).
+    pub groups: Vec<String>,
+    /// When it stops applying.
+    pub expires: jiff::Timestamp,
+}
+
+/// Exceptions indexed for lookup: reversed-key domain → indices into the exception list,
+/// with each exception's groups as a bit mask of group indices. Looked up once per label
+/// boundary of the query name, and only when exceptions exist.
+#[derive(Debug, Default)]
+struct ExceptionIndex {
+    by_key: std::collections::HashMap<Vec<u8>, Vec<u32>>,
+    groups: Vec<u128>,
+}
+
+impl ExceptionIndex {
+    fn new(exceptions: &[Exception], groups: &[Group]) -> Self {
+        let mut idx = ExceptionIndex::default();
+        for (i, e) in exceptions.iter().enumerate() {
+            idx.by_key
+                .entry(crate::lists::key::reverse_key(&e.domain))
+                .or_default()
+                .push(i as u32);
+            let mask = if e.groups.is_empty() {
+                u128::MAX
+            } else {
+                e.groups
+                    .iter()
+                    .filter_map(|g| groups.iter().position(|x| &x.name == g))
+                    .fold(0u128, |m, gi| m | 1 << gi)
+            };
+            idx.groups.push(mask);
+        }
+        idx
+    }
+}
+
+/// The immutable policy.
+#[derive(Debug)]
+pub struct Policy {
+    bundle: Arc<Bundle>,
+    networks: PrefixTable<(u16, u16)>,
+    network_names: Vec<String>,
+    groups: Vec<Group>,
+    devices: Vec<Device>,
+    device_nets: PrefixTable<u16>,
+    illegal: Mask,
+    doh: Mask,
+    bypass_names: Bundle,
+    exceptions: Vec<Exception>,
+    exception_index: ExceptionIndex,
+    timezone: jiff::tz::TimeZone,
+}
+
+impl Policy {
+    /// Resolve category names against the bundle and build the policy. Every unknown
+    /// category and every attempt to schedule or except an illegal category is reported
+    /// with its key path.
+    pub fn build(
+        config: &Config,
+        bundle: Arc<Bundle>,
+        exceptions: Vec<Exception>,
+    ) -> Result<Policy, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut illegal: Mask = 0;
+        for (name, c) in &config.categories {
+            match bundle.category_id(name) {
+                Some(id) if c.verdict == Verdict::Illegal => illegal |= 1 << id,
+                Some(_) => {}
+                None => problems.push(Problem::new(
+                    format!("category.{name}"),
+                    format!("no list provides category {name:?} ({})", known(&bundle)),
+                )),
+            }
+        }
+        let resolver = MaskResolver {
+            bundle: &bundle,
+            illegal,
+        };
+        let groups: Vec<Group> = config
+            .groups
+            .iter()
+            .map(|(name, g)| build_group(name, g, &resolver, &mut problems))
+            .collect();
+        let group_index = |name: &str| {
+            config
+                .groups
+                .keys()
+                .position(|g| g == name)
+                .map(|i| i as u16)
+        };
+
+        let mut nets = Vec::new();
+        let mut network_names = Vec::new();
+        for (i, n) in config.networks.iter().enumerate() {
+            let Some(g) = group_index(&n.group) else {
+                continue;
+            };
+            network_names.push(n.name.clone());
+            nets.extend(n.cidrs.iter().map(|c| (*c, (g, i as u16))));
+        }
+        let mut devices = Vec::new();
+        let mut device_nets = Vec::new();
+        for (i, d) in config.devices.iter().enumerate() {
+            let key = format!("device[{i}].allow");
+            let allow = resolver.mask(&key, &d.allow, false, &mut problems);
+            let groups = if d.groups.is_empty() {
+                u128::MAX
+            } else {
+                d.groups
+                    .iter()
+                    .filter_map(|g| group_index(g))
+                    .fold(0, |m, g| m | 1 << g)
+            };
+            device_nets.extend(d.clients.iter().map(|c| (*c, i as u16)));
+            devices.push(Device {
+                name: d.name.clone(),
+                macs: d.macs.clone(),
+                allow,
+                groups,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let doh = bundle.category_id(DOH_CATEGORY).map_or(0, |id| 1 << id);
+        let exception_index = ExceptionIndex::new(&exceptions, &groups);
+        Ok(Policy {
+            bundle,
+            networks: PrefixTable::new(nets),
+            network_names,
+            groups,
+            devices,
+            device_nets: PrefixTable::new(device_nets),
+            illegal,
+            doh,
+            bypass_names: names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree),
+            exceptions,
+            exception_index,
+            timezone: config.server.timezone.clone(),
+        })
+    }
+
+    /// The same policy with a different set of live exceptions (cheap: shares the bundle).
+    pub fn with_exceptions(&self, exceptions: Vec<Exception>) -> Policy {
+        Policy {
+            bundle: self.bundle.clone(),
+            networks: self.networks.clone(),
+            network_names: self.network_names.clone(),
+            groups: self.groups.clone(),
+            devices: self.devices.clone(),
+            device_nets: self.device_nets.clone(),
+            illegal: self.illegal,
+            doh: self.doh,
+            bypass_names: names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree),
+            exception_index: ExceptionIndex::new(&exceptions, &self.groups),
+            exceptions,
+            timezone: self.timezone.clone(),
+        }
+    }
+
+    /// The bundle this policy matches against.
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.bundle
+    }
+
+    /// Groups, by index.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The index of a group by name.
+    pub fn group_index(&self, name: &str) -> Option<u16> {
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// Live exceptions.
+    pub fn exceptions(&self) -> &[Exception] {
+        &self.exceptions
+    }
+
+    /// Name of the category with this id.
+    pub fn category_name(&self, id: u16) -> &str {
+        self.bundle
+            .categories()
+            .get(id as usize)
+            .map_or("?", String::as_str)
+    }
+
+    /// Verdict-level: is this category illegal?
+    pub fn is_illegal(&self, id: u16) -> bool {
+        self.illegal & (1 << id) != 0
+    }
+
+    /// Name of a nominated device.
+    pub fn device_name(&self, idx: u16) -> &str {
+        self.devices
+            .get(idx as usize)
+            .map_or("?", |d| d.name.as_str())
+    }
+
+    /// Decide for one query. `key` is the query name in reversed-label form.
+    pub fn decide(
+        &self,
+        client: &Client,
+        key: &[u8],
+        now: jiff::Timestamp,
+        trace: Option<&mut Vec<String>>,
+    ) -> Outcome {
+        let mut t = Tracer(trace);
+        let Some(ip) = client.ip else {
+            return Outcome {
+                decision: Decision::Refuse,
+                group: None,
+                device: None,
+            };
+        };
+        let Some((gi, ni)) = self.networks.lookup(ip) else {
+            t.say(|| format!("network: {ip} is in no configured network → REFUSED"));
+            return Outcome {
+                decision: Decision::Refuse,
+                group: None,
+                device: None,
+            };
+        };
+        let group = &self.groups[gi as usize];
+        t.say(|| {
+            format!(
+                "network: {ip} → {} → group {}",
+                self.network_names[ni as usize], group.name
+            )
+        });
+        let device = self.device_for(ip, client.mac, gi);
+        if let Some(d) = device {
+            t.say(|| {
+                format!(
+                    "device: nominated device {:?}",
+                    self.devices[d as usize].name
+                )
+            });
+        }
+        let decision = self.decide_in_group(group, gi, device, key, now, &mut t);
+        Outcome {
+            decision,
+            group: Some(gi),
+            device,
+        }
+    }
+
+    fn decide_in_group(
+        &self,
+        group: &Group,
+        gi: u16,
+        device: Option<u16>,
+        key: &[u8],
+        now: jiff::Timestamp,
+        t: &mut Tracer,
+    ) -> Decision {
+        let matches = self.bundle.lookup(key);
+        let verdicts = self.bundle.verdicts(&matches).masks;
+        let listed = verdicts.block | verdicts.nodata;
+        let answer_for = |cat_bit: Mask| {
+            if verdicts.nodata & cat_bit != 0 {
+                BlockAnswer::NoData
+            } else {
+                group_answer(group.block_answer)
+            }
+        };
+        let block_with = |cat: u16, incident: bool, t: &mut Tracer| {
+            let rule_labels = self.bundle.rule_for(&matches, cat).map_or(0, |(l, _)| l);
+            t.say(|| {
+                format!(
+                    "rule: {} lists {}",
+                    self.category_name(cat),
+                    suffix(key, rule_labels)
+                )
+            });
+            // Illegal content gets NXDOMAIN, never the block page: there is nothing to
+            // request and no page should suggest there might be.
+            let answer = if incident {
+                BlockAnswer::NxDomain
+            } else {
+                answer_for(1 << cat)
+            };
+            Decision::Block {
+                reason: BlockReason::Category(cat),
+                answer,
+                rule_labels,
+                incident,
+            }
+        };
+
+        // 2. Illegal content: always blocked, always an incident.
+        if let Some(cat) = first(listed & self.illegal) {
+            t.say(|| {
+                format!(
+                    "verdict: {} is illegal: blocked for everyone, no exception applies",
+                    self.category_name(cat)
+                )
+            });
+            return block_with(cat, true, t);
+        }
+        // 3. Bypass prevention.
+        if group.bypass {
+            let b = self
+                .bypass_names
+                .verdicts(&self.bypass_names.lookup(key))
+                .masks
+                .block;
+            if b != 0 {
+                let idx = self.bypass_index(key);
+                t.say(|| {
+                    format!(
+                        "bypass prevention: {} ({}) → NXDOMAIN",
+                        BYPASS_NAMES[idx as usize].0, BYPASS_NAMES[idx as usize].1
+                    )
+                });
+                return Decision::Block {
+                    reason: BlockReason::Bypass(idx),
+                    answer: BlockAnswer::NxDomain,
+                    rule_labels: 0,
+                    incident: false,
+                };
+            }
+        }
+        // 4. Allow names and exceptions.
+        if let Some(allow) = &group.allow_names
+            && !allow.lookup(key).is_empty() {
+                t.say(|| format!("allow: on group {}'s allow list", group.name));
+                return Decision::Allow(AllowReason::GroupAllow);
+            }
+        if let Some(ex) = self.exception_for(key, gi, now) {
+            t.say(|| {
+                let e = &self.exceptions[ex as usize];
+                format!(
+                    "exception #{}: {} allowed until {}",
+                    e.id, e.domain, e.expires
+                )
+            });
+            return Decision::Allow(AllowReason::Exception(ex));
+        }
+        // 5. Allow-only.
+        if group.allow_only {
+            if verdicts.block & group.approved != 0 || verdicts.pass & group.approved != 0 {
+                t.say(|| format!("allow-only: approved for group {}", group.name));
+                return Decision::Allow(AllowReason::Approved);
+            }
+            t.say(|| format!("allow-only: not on group {}'s approved lists", group.name));
+            return Decision::Block {
+                reason: BlockReason::NotApproved,
+                answer: group_answer(group.block_answer),
+                rule_labels: 0,
+                incident: false,
+            };
+        }
+        // 6. Categories blocked here, now.
+        let blocked = self.blocked_mask(group, device, now, t);
+        if let Some(cat) = first(listed & blocked) {
+            return block_with(cat, false, t);
+        }
+        if listed != 0 {
+            t.say(|| {
+                format!(
+                    "listed in {} but not blocked for this group now",
+                    self.mask_names(listed)
+                )
+            });
+        } else if verdicts.pass != 0 {
+            t.say(|| format!("passed by {}", self.mask_names(verdicts.pass)));
+        }
+        // 7. SafeSearch.
+        if let Some((engine, target)) = group.safe_search.rewrite(key) {
+            t.say(|| format!("safe search: {} → CNAME {}", engine.name(), target.host()));
+            return Decision::Rewrite { engine, target };
+        }
+        let reason = if listed != 0 {
+            AllowReason::NotBlockedHere
+        } else if verdicts.pass != 0 {
+            AllowReason::ListPass
+        } else {
+            AllowReason::Unlisted
+        };
+        t.say(|| "decision: allow".to_owned());
+        Decision::Allow(reason)
+    }
+
+    /// Categories blocked for `group` at `now` for this device: the group's, plus schedule
+    /// blocks, minus schedule and device allows; illegal and (with bypass prevention) DoH
+    /// always in.
+    fn blocked_mask(
+        &self,
+        group: &Group,
+        device: Option<u16>,
+        now: jiff::Timestamp,
+        t: &mut Tracer,
+    ) -> Mask {
+        let mut mask = group.block;
+        if group.bypass {
+            mask |= self.doh;
+        }
+        if !group.schedules.is_empty() {
+            let local = now.to_zoned(self.timezone.clone());
+            let (mut allow, mut block) = (0, 0);
+            for w in &group.schedules {
+                if w.is_open(&local) {
+                    t.say(|| {
+                        format!(
+                            "schedule: {:?} in force at {}",
+                            w.name,
+                            local.strftime("%a %H:%M %Z")
+                        )
+                    });
+                    allow |= w.allow;
+                    block |= w.block;
+                }
+            }
+            if allow | block == 0 {
+                t.say(|| {
+                    format!(
+                        "schedule: none in force at {}",
+                        local.strftime("%a %H:%M %Z")
+                    )
+                });
+            }
+            // A window that blocks wins over one that allows the same category.
+            mask = (mask & !allow) | block;
+        }
+        if let Some(d) = device {
+            mask &= !self.devices[d as usize].allow;
+        }
+        mask | self.illegal
+    }
+
+    fn device_for(&self, ip: IpAddr, mac: Option<[u8; 6]>, group: u16) -> Option<u16> {
+        let in_group = |d: u16| self.devices[d as usize].groups & (1 << group) != 0;
+        if let Some(mac) = mac {
+            let found = self
+                .devices
+                .iter()
+                .position(|d| d.macs.contains(&mac))
+                .map(|i| i as u16);
+            if let Some(d) = found.filter(|&d| in_group(d)) {
+                return Some(d);
+            }
+        }
+        self.device_nets.lookup(ip).filter(|&d| in_group(d))
+    }
+
+    fn exception_for(&self, key: &[u8], group: u16, now: jiff::Timestamp) -> Option<u32> {
+        if self.exceptions.is_empty() {
+            return None;
+        }
+        let idx = &self.exception_index;
+        let boundaries = key
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'.')
+            .map(|(i, _)| i);
+        boundaries
+            .chain(std::iter::once(key.len()))
+            .find_map(|end| {
+                idx.by_key.get(&key[..end])?.iter().copied().find(|&i| {
+                    let live = self
+                        .exceptions
+                        .get(i as usize)
+                        .is_some_and(|e| e.expires > now);
+                    live && idx
+                        .groups
+                        .get(i as usize)
+                        .is_some_and(|m| m & (1 << group) != 0)
+                })
+            })
+    }
+
+    fn bypass_index(&self, key: &[u8]) -> u8 {
+        let name = unreverse_key(key);
+        BYPASS_NAMES
+            .iter()
+            .position(|(n, _)| name == *n || name.ends_with(&format!(".{n}")))
+            .unwrap_or(0) as u8
+    }
+
+    fn mask_names(&self, mask: Mask) -> String {
+        (0..128u16)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| self.category_name(i).to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The listed name that decided a block, for logs and the block page.
+    pub fn rule_name(key: &[u8], rule_labels: u8) -> String {
+        suffix(key, rule_labels)
+    }
+}
+
+fn group_answer(kind: BlockAnswerKind) -> BlockAnswer {
+    match kind {
+        BlockAnswerKind::Nxdomain => BlockAnswer::NxDomain,
+        BlockAnswerKind::BlockPage => BlockAnswer::BlockPage,
+    }
+}
+
+/// The lowest set bit as a category id. Category order is list order, which is stable.
+fn first(mask: Mask) -> Option<u16> {
+    (mask != 0).then(|| mask.trailing_zeros() as u16)
+}
+
+/// The last `labels` labels of the name behind a reversed key, as a domain.
+fn suffix(key: &[u8], labels: u8) -> String {
+    let mut end = key.len();
+    let mut seen = 0;
+    for (i, &b) in key.iter().enumerate() {
+        if b == b'.' {
+            seen += 1;
+            if seen == labels as usize {
+                end = i;
+                break;
+            }
+        }
+    }
+    unreverse_key(&key[..end])
+}
+
+fn known(bundle: &Bundle) -> String {
+    if bundle.categories().is_empty() {
+        "the lists define no categories".to_owned()
+    } else {
+        format!("known: {}", bundle.categories().join(", "))
+    }
+}
+
+/// Resolves category names to masks, reporting unknown ones and illegal ones where they
+/// may not appear.
+struct MaskResolver<'a> {
+    bundle: &'a Bundle,
+    illegal: Mask,
+}
+
+impl MaskResolver<'_> {
+    fn mask(
+        &self,
+        key: &str,
+        names: &[String],
+        illegal_ok: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Mask {
+        let mut mask = 0;
+        for (i, n) in names.iter().enumerate() {
+            match self.bundle.category_id(n) {
+                Some(id) if !illegal_ok && self.illegal & (1 << id) != 0 => problems.push(Problem::new(
+                    format!("{key}[{i}]"),
+                    format!("{n:?} is an illegal category: it can never be allowed by a schedule or exception"),
+                )),
+                Some(id) => mask |= 1 << id,
+                None => problems.push(Problem::new(
+                    format!("{key}[{i}]"),
+                    format!("unknown category {n:?} ({})", known(self.bundle)),
+                )),
+            }
+        }
+        mask
+    }
+}
+
+fn build_group(
+    name: &str,
+    g: &crate::config::GroupConfig,
+    r: &MaskResolver,
+    problems: &mut Vec<Problem>,
+) -> Group {
+    let key = format!("group.{name}");
+    let schedules = g
+        .schedules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Window {
+            name: s.name.clone(),
+            days: s.days,
+            from_min: s.from_min,
+            to_min: s.to_min,
+            allow: r.mask(
+                &format!("{key}.schedule[{i}].allow"),
+                &s.allow,
+                false,
+                problems,
+            ),
+            block: r.mask(
+                &format!("{key}.schedule[{i}].block"),
+                &s.block,
+                true,
+                problems,
+            ),
+        })
+        .collect();
+    Group {
+        name: name.to_owned(),
+        block: r.mask(&format!("{key}.block"), &g.block, true, problems),
+        allow_names: (!g.allow.is_empty()).then(|| {
+            Arc::new(names_bundle(
+                g.allow.iter().map(String::as_str),
+                MatchKind::Subtree,
+            ))
+        }),
+        allow_only: g.allow_only,
+        approved: r.mask(&format!("{key}.approved"), &g.approved, false, problems),
+        block_answer: g.block_answer,
+        safe_search: SafeSearch::new(&g.safe_search),
+        bypass: g.bypass_prevention,
+        schedules,
+    }
+}
+
+/// A one-category in-memory bundle of names (allow lists, bypass names).
+fn names_bundle<'a>(names: impl Iterator<Item = &'a str>, kind: MatchKind) -> Bundle {
+    let mut b = BundleBuilder::new();
+    if let Ok(id) = b.category("names") {
+        for n in names {
+            if let Ok(n) = normalize_domain(n) {
+                b.add(id, &n, kind, Action::Block);
+            }
+        }
+    }
+    b.finish()
+        .and_then(|(bytes, _)| Bundle::from_vec(bytes))
+        .expect("an in-memory bundle of valid names always builds")
+}
+
+/// Collects explanation lines only when asked, so `decide` costs nothing extra on the
+/// serving path (the closures are never called).
+struct Tracer<'a>(Option<&'a mut Vec<String>>);
+
+impl Tracer<'_> {
+    fn say(&mut self, line: impl FnOnce() -> String) {
+        if let Some(v) = self.0.as_mut() {
+            v.push(line());
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Record stage: what happened to each query goes to the query log and the incident
+//! channel, without ever making the answer wait.
+//!
+//! Events are copied into an owned form and offered to bounded channels with `try_send`;
+//! when a writer falls behind the event is dropped and counted
+//! (`chaperone_querylog_dropped_total`) rather than slowing DNS for the whole school.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::sync::mpsc;
+
+use crate::lists::key::unreverse_key;
+use crate::metrics::Metrics;
+use crate::policy::{BYPASS_NAMES, BlockReason, Decision, Outcome, Policy};
+use crate::state::Snapshot;
+use crate::store::querylog::QueryLog;
+
+/// A query as seen by the pipeline (borrowed; nothing is copied unless someone listens).
+pub struct QueryEvent<'a> {
+    /// When.
+    pub at: jiff::Timestamp,
+    /// Who.
+    pub client: &'a crate::policy::Client,
+    /// The snapshot it was decided in.
+    pub snapshot: &'a Snapshot,
+    /// The decision.
+    pub outcome: &'a Outcome,
+    /// Reversed query name.
+    pub key: &'a [u8],
+    /// Query type.
+    pub qtype: RecordType,
+    /// Response code sent.
+    pub rcode: ResponseCode,
+}
+
+/// An owned query log record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEvent {
+    /// Unix time, microseconds.
+    pub ts_us: i64,
+    /// Client address.
+    pub client: String,
+    /// Policy group ("none" if refused).
+    pub group: String,
+    /// Nominated device, if matched.
+    pub device: Option<String>,
+    /// Client MAC, if sent.
+    pub mac: Option<String>,
+    /// Query name.
+    pub name: String,
+    /// Query type.
+    pub qtype: String,
+    /// allowed, blocked, rewritten, refused, servfail.
+    pub decision: String,
+    /// Blocking category, if blocked.
+    pub category: Option<String>,
+    /// The rule that decided (listed name, allow entry, exception id...).
+    pub rule: Option<String>,
+    /// Response code.
+    pub rcode: String,
+    /// Whether this is an illegal-category hit.
+    pub incident: bool,
+}
+
+/// Sends events to the query log and incident channels.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    log: Option<QueryLog>,
+    incidents: Option<mpsc::Sender<LogEvent>>,
+    metrics: Option<std::sync::Arc<Metrics>>,
+}
+
+impl Recorder {
+    /// A recorder feeding the given channels.
+    pub fn new(
+        log: Option<QueryLog>,
+        incidents: Option<mpsc::Sender<LogEvent>>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
+        Self {
+            log,
+            incidents,
+            metrics: Some(metrics),
+        }
+    }
+
+    /// The query log, if one is running.
+    pub fn query_log(&self) -> Option<&QueryLog> {
+        self.log.as_ref()
+    }
+
+    /// Record one query. Cheap when nobody listens.
+    pub fn record(&self, e: QueryEvent<'_>) {
+        let incident = matches!(e.outcome.decision, Decision::Block { incident: true, .. });
+        if self.log.is_none() && !(incident && self.incidents.is_some()) {
+            return;
+        }
+        let owned = to_log_event(&e);
+        if incident
+            && let Some(tx) = &self.incidents
+                && tx.try_send(owned.clone()).is_err() {
+                    tracing::error!(category = ?owned.category, "incident channel full: incident alert dropped");
+                }
+        if let Some(log) = &self.log
+            && !log.offer(owned)
+                && let Some(m) = &self.metrics {
+                    m.querylog_dropped.inc();
+                }
+    }
+}
+
+fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
+    let policy = &e.snapshot.policy;
+    let (decision, category, rule, incident) = describe(policy, e.outcome.decision, e.key);
+    LogEvent {
+        ts_us: e.at.as_microsecond(),
+        client: e.client.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        group: e
+            .outcome
+            .group
+            .and_then(|g| policy.groups().get(g as usize))
+            .map_or_else(|| "none".to_owned(), |g| g.name.clone()),
+        device: e.outcome.device.map(|d| policy.device_name(d).to_owned()),
+        mac: e.client.mac.map(format_mac),
+        name: unreverse_key(e.key),
+        qtype: e.qtype.to_string(),
+        decision: decision.to_owned(),
+        category,
+        rule,
+        rcode: e.rcode.to_string(),
+        incident,
+    }
+}
+
+/// (decision, category, rule, incident) for a decision, in words.
+pub fn describe(
+    policy: &Policy,
+    d: Decision,
+    key: &[u8],
+) -> (&'static str, Option<String>, Option<String>, bool) {
+    match d {
+        Decision::Refuse => ("refused", None, None, false),
+        Decision::Allow(reason) => ("allowed", None, Some(format!("{reason:?}")), false),
+        Decision::Rewrite { engine, target } => (
+            "rewritten",
+            Some(format!("safesearch:{}", engine.name())),
+            Some(target.host().trim_end_matches('.').to_owned()),
+            false,
+        ),
+        Decision::Block {
+            reason,
+            rule_labels,
+            incident,
+            ..
+        } => {
+            let (category, rule) = match reason {
+                BlockReason::Category(c) => (
+                    policy.category_name(c).to_owned(),
+                    Policy::rule_name(key, rule_labels),
+                ),
+                BlockReason::NotApproved => {
+                    ("not-approved".to_owned(), "allow-only group".to_owned())
+                }
+                BlockReason::Bypass(i) => (
+                    "bypass".to_owned(),
+                    BYPASS_NAMES
+                        .get(i as usize)
+                        .map_or("bypass", |b| b.0)
+                        .to_owned(),
+                ),
+            };
+            ("blocked", Some(category), Some(rule), incident)
+        }
+    }
+}
+
+/// "aa:bb:cc:dd:ee:ff"
+pub fn format_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

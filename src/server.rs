@@ -1,0 +1,484 @@
+//! Listen stage and process lifecycle: hickory-server on UDP and TCP, the admin listener,
+//! reload triggers (SIGHUP, file change, admin API) and graceful shutdown (SIGTERM/SIGINT).
+//!
+//! This is the only module that knows hickory-server. It turns a hickory `Request` into a
+//! pipeline [`Question`], and the pipeline's [`Reply`] back into a response with the
+//! request's EDNS echoed (without it every UDP answer would be capped at 512 bytes).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Admin};
+use crate::alerts;
+use crate::answer::Reply;
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Question};
+use crate::policy::clock::{SharedClock, SystemClock};
+use crate::record::Recorder;
+use crate::state::{self, State};
+use crate::store::{self, querylog};
+
+/// Largest UDP payload we advertise and honour (the DNS flag day 2020 value).
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The hickory request handler: glue between hickory-server and the pipeline.
+pub struct Handler {
+    pipeline: Arc<Pipeline>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        let edns = request.edns.as_ref().map(response_edns);
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+        if let Some(code) = precheck(request) {
+            self.pipeline.state().metrics().formerr.inc();
+            return send_error(response, request, code, builder).await;
+        }
+        let Ok(info) = request.request_info() else {
+            self.pipeline.state().metrics().formerr.inc();
+            return send_error(response, request, ResponseCode::FormErr, builder).await;
+        };
+        let q = Question {
+            src: request.src(),
+            name: info.query.name(),
+            qtype: info.query.query_type(),
+            qclass: info.query.query_class(),
+            edns: request.edns.as_ref(),
+        };
+        let reply = self.pipeline.handle(&q).await;
+        send_reply(response, request, reply, builder).await
+    }
+}
+
+/// Requests we answer with an error before the pipeline: anything but a standard query
+/// (NOTIMP), and messages that are not a single question (FORMERR).
+fn precheck(request: &Request) -> Option<ResponseCode> {
+    if request.metadata.message_type != MessageType::Query {
+        return Some(ResponseCode::FormErr);
+    }
+    if request.metadata.op_code != OpCode::Query {
+        return Some(ResponseCode::NotImp);
+    }
+    if request.queries.queries().len() != 1 {
+        return Some(ResponseCode::FormErr);
+    }
+    None
+}
+
+fn response_edns(req: &Edns) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    e.set_dnssec_ok(req.flags().dnssec_ok);
+    e
+}
+
+async fn send_reply<R: ResponseHandler>(
+    mut rh: R,
+    request: &Request,
+    reply: Reply,
+    builder: MessageResponseBuilder<'_>,
+) -> ResponseInfo {
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.recursion_available = true;
+    meta.authoritative = false;
+    meta.response_code = reply.rcode;
+    let response = builder.build(meta, reply.answers.iter(), reply.authorities.iter(), [], []);
+    match rh.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("could not send response: {e}");
+            failed(request)
+        }
+    }
+}
+
+async fn send_error<R: ResponseHandler>(
+    mut rh: R,
+    request: &Request,
+    code: ResponseCode,
+    builder: MessageResponseBuilder<'_>,
+) -> ResponseInfo {
+    let response = builder.error_msg(&request.metadata, code);
+    match rh.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("could not send error response: {e}");
+            failed(request)
+        }
+    }
+}
+
+fn failed(request: &Request) -> ResponseInfo {
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(hickory_proto::op::Header {
+        metadata: meta,
+        counts: Default::default(),
+    })
+}
+
+/// Options for [`start`] that do not come from the config file.
+#[derive(Clone)]
+pub struct StartOptions {
+    /// Time source (tests pass a manual clock).
+    pub clock: SharedClock,
+    /// Watch the config, bundle and list files and reload on change.
+    pub watch_files: bool,
+    /// Handle SIGHUP / SIGTERM / SIGINT (the binary does; in-process tests do not).
+    pub signals: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            watch_files: true,
+            signals: true,
+        }
+    }
+}
+
+/// A running Chaperone.
+pub struct Running {
+    /// DNS addresses actually bound (port 0 in the config is resolved here).
+    pub dns_addrs: Vec<SocketAddr>,
+    /// Admin API address, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// Block page web server address, if configured.
+    pub block_page_addr: Option<SocketAddr>,
+    /// The pipeline (state, cache, upstream).
+    pub pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop serving and wait until in-flight queries are answered.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        if let Some(log) = self.pipeline.recorder().query_log() {
+            log.flush();
+        }
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Wait until the server stops (signal or token).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+        if let Some(log) = self.pipeline.recorder().query_log() {
+            log.flush();
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Config or lists.
+    #[error(transparent)]
+    Load(#[from] state::LoadError),
+    /// Upstream setup.
+    #[error(transparent)]
+    Upstream(#[from] crate::resolve::UpstreamError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Storage (query log, exceptions, audit).
+    #[error("storage: {0}")]
+    Store(String),
+}
+
+/// Load the config, bind every listener and start serving.
+pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let path = config_path.to_owned();
+    let clock = opts.clock.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<state::Loaded, StartError> {
+        let config = crate::config::Config::load(&path).map_err(state::LoadError::from)?;
+        let conn =
+            store::open(&config.storage_path).map_err(|e| StartError::Store(e.to_string()))?;
+        let live = store::safeguarding::live_exceptions(&conn, clock.now())
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        Ok(state::load(&path, live)?)
+    })
+    .await
+    .map_err(|e| StartError::Store(format!("start-up task failed: {e}")))??;
+    if let Some(r) = &loaded.report {
+        log_compile_report(r);
+    }
+    let state = State::new(config_path, loaded, metrics.clone());
+    let snap = state.snapshot();
+    let db = snap.config.storage_path.clone();
+    let querylog = match snap.config.querylog.enabled {
+        true => Some(
+            querylog::start(
+                &snap.config.querylog,
+                &db,
+                state.clone(),
+                opts.clock.clone(),
+            )
+            .map_err(|e| StartError::Store(e.to_string()))?
+            .0,
+        ),
+        false => None,
+    };
+    let incidents = alerts::start(db.clone(), state.clone(), opts.clock.clone())
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
+    let pipeline = Arc::new(Pipeline::new(state.clone(), opts.clock.clone(), recorder)?);
+
+    let mut server = Server::new(Handler {
+        pipeline: pipeline.clone(),
+    });
+    let mut dns_addrs = Vec::new();
+    for addr in &snap.config.server.listen {
+        let (udp, tcp) = bind_pair(*addr).await?;
+        dns_addrs.push(udp.local_addr().map_err(|source| StartError::Bind {
+            addr: *addr,
+            source,
+        })?);
+        server.register_socket(udp);
+        server.register_listener(tcp, snap.config.server.tcp_idle_timeout, 32);
+    }
+    let shutdown = CancellationToken::new();
+    let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
+    let admin_addr = match &snap.config.admin {
+        Some(a) => Some(
+            admin::start(a.listen, admin.clone(), shutdown.clone())
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: a.listen,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let block_page_addr = match snap.config.block_page.as_ref().and_then(|b| b.listen) {
+        Some(addr) => Some(
+            admin::serve(
+                addr,
+                admin::blockpage::router(admin.clone()),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    spawn_exception_refresher(admin, shutdown.clone());
+    if opts.watch_files {
+        spawn_file_watcher(
+            pipeline.clone(),
+            watched_paths(&snap.config),
+            shutdown.clone(),
+        );
+    }
+    drop(snap);
+    tracing::info!(addrs = ?dns_addrs, admin = ?admin_addr, block_page = ?block_page_addr, "Chaperone is answering");
+    let task = tokio::spawn(run(
+        server,
+        pipeline.clone(),
+        shutdown.clone(),
+        opts.signals,
+    ));
+    Ok(Running {
+        dns_addrs,
+        admin_addr,
+        block_page_addr,
+        pipeline,
+        shutdown,
+        task,
+    })
+}
+
+/// Drop expired exceptions from the live policy (their expiry already stops them applying;
+/// this keeps the table and the active-exceptions gauge current).
+fn spawn_exception_refresher(admin: Admin, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = admin.refresh_exceptions() {
+                        tracing::error!("cannot refresh exceptions: {e}");
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Bind UDP and TCP on the same address; with port 0, retry until both get the same port.
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
+    let bind_err = |source| StartError::Bind { addr, source };
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await.map_err(bind_err)?;
+        let bound = udp.local_addr().map_err(bind_err)?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() != 0 => return Err(bind_err(e)),
+            Err(_) => continue,
+        }
+    }
+    Err(bind_err(std::io::Error::other(
+        "no port free for both UDP and TCP",
+    )))
+}
+
+async fn run(
+    mut server: Server<Handler>,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+    signals: bool,
+) {
+    if signals {
+        tokio::spawn(handle_signals(pipeline, shutdown.clone()));
+    }
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: finishing queries in flight");
+    if let Err(e) = server.shutdown_gracefully().await {
+        tracing::warn!("shutdown: {e}");
+    }
+}
+
+#[cfg(unix)]
+async fn handle_signals(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = pipeline.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    shutdown.cancel();
+}
+
+fn watched_paths(c: &crate::config::Config) -> Vec<PathBuf> {
+    let mut v = vec![c.path.clone()];
+    if c.lists.sources.is_empty() {
+        v.push(c.lists.bundle.clone());
+    }
+    v.extend(c.lists.sources.iter().map(|s| s.path.clone()));
+    v
+}
+
+/// Reload when any watched file changes. Watches the parent folders (editors and
+/// `compile --out` replace files by rename, which a watch on the file itself would lose)
+/// and debounces bursts of events into one reload.
+fn spawn_file_watcher(pipeline: Arc<Pipeline>, paths: Vec<PathBuf>, shutdown: CancellationToken) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let targets: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let wanted = targets.clone();
+    let handler = move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if ev.kind.is_access() {
+            return;
+        }
+        if ev
+            .paths
+            .iter()
+            .any(|p| wanted.iter().any(|w| p == w || p.starts_with(w)))
+        {
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("file watching unavailable, reload with SIGHUP or the admin API: {e}");
+            return;
+        }
+    };
+    let mut dirs: Vec<PathBuf> = targets
+        .iter()
+        .filter_map(|p| {
+            if p.is_dir() {
+                Some(p.clone())
+            } else {
+                p.parent().map(Path::to_path_buf)
+            }
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        if let Err(e) = watcher.watch(d, RecursiveMode::Recursive) {
+            tracing::warn!("cannot watch {}: {e}", d.display());
+        }
+    }
+    tokio::spawn(async move {
+        let _keep_alive = watcher;
+        loop {
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { return },
+                _ = shutdown.cancelled() => return,
+            }
+            // Debounce: wait for the burst of events of one save or rename to finish.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            tracing::info!("watched file changed: reloading");
+            let _ = pipeline.reload().await;
+        }
+    });
+}
+
+/// Log a compile summary and the first bad lines.
+pub fn log_compile_report(r: &crate::lists::compile::CompileReport) {
+    tracing::info!("lists compiled:\n{}", r.summary());
+    for e in r.errors.iter().take(20) {
+        tracing::warn!("{e}");
+    }
+    if r.errors.len() > 20 {
+        tracing::warn!(
+            "... and {} more bad lines (run `chaperone check` to see them all)",
+            r.errors.len() - 20
+        );
+    }
+}

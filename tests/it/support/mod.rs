@@ -1,0 +1,420 @@
+//! Test support: an in-process authoritative "internet", a DNS client that can pick its
+//! source address (to act as clients on different school networks), and a config builder
+//! that starts a real Chaperone on loopback port 0.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaperone::policy::clock::{Clock, ManualClock};
+use chaperone::server::{self, Running, StartOptions};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// Path of the crate root (for the shipped lists and configs).
+pub fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A catalog that remembers every question it was asked.
+pub struct Recording {
+    catalog: Catalog,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Recording {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        rh: R,
+    ) -> ResponseInfo {
+        if let Ok(info) = request.request_info() {
+            let q = format!("{} {}", info.query.name(), info.query.query_type());
+            self.seen.lock().unwrap().push(q);
+        }
+        self.catalog.handle_request::<R, T>(request, rh).await
+    }
+}
+
+/// An authoritative server for test zones, on loopback.
+pub struct Authority {
+    /// Where it answers (UDP and TCP).
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    server: Server<Recording>,
+}
+
+impl Authority {
+    /// Questions received so far, as "name. TYPE".
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many times a name was asked (any type).
+    pub fn count(&self, name: &str) -> usize {
+        let want = if name.ends_with('.') {
+            name.to_owned()
+        } else {
+            format!("{name}.")
+        };
+        self.seen()
+            .iter()
+            .filter(|q| q.split(' ').next() == Some(want.as_str()))
+            .count()
+    }
+
+    /// Stop it.
+    pub async fn stop(mut self) {
+        let _ = self.server.shutdown_gracefully().await;
+    }
+}
+
+/// Build a zone handler from zone-file text.
+pub fn zone(origin: &str, text: &str) -> (Name, Arc<InMemoryZoneHandler>) {
+    let origin = Name::from_ascii(origin).unwrap();
+    let (origin, records) = hickory_proto::serialize::txt::Parser::new(text, None, Some(origin))
+        .parse()
+        .expect("test zone parses");
+    let handler = InMemoryZoneHandler::new(
+        origin.clone(),
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+        None,
+    )
+    .expect("test zone loads");
+    (origin, Arc::new(handler))
+}
+
+/// Serve zones (origin, zone text) on `bind` (port 0 for any).
+pub async fn authority(bind: SocketAddr, zones: &[(&str, &str)]) -> Authority {
+    let mut catalog = Catalog::new();
+    for (origin, text) in zones {
+        let (name, handler) = zone(origin, text);
+        catalog.upsert(name.into(), vec![handler]);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut server = Server::new(Recording {
+        catalog,
+        seen: seen.clone(),
+    });
+    let udp = UdpSocket::bind(bind)
+        .await
+        .expect("bind test authority udp");
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr)
+        .await
+        .expect("bind test authority tcp");
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 32);
+    Authority { addr, seen, server }
+}
+
+/// The zone most tests use as "the internet".
+pub const EXAMPLE_ZONE: &str = r#"
+$TTL 300
+@        IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+@        IN NS  ns.example.test.
+ns       IN A   192.0.2.53
+www      IN A   192.0.2.10
+www      IN AAAA 2001:db8::10
+mail     IN MX  10 mx.example.test.
+mx       IN A   192.0.2.25
+alias    IN CNAME www.example.test.
+big      IN TXT "padding padding padding padding padding padding padding padding padding padding"
+"#;
+
+/// Test zone for names that the sample lists block, so a leak would be visible.
+pub const LISTED_ZONE: &str = r#"
+$TTL 300
+@          IN SOA ns.listed.test. hostmaster.listed.test. 1 3600 600 86400 60
+@          IN NS  ns.listed.test.
+ns         IN A   192.0.2.53
+*          IN A   192.0.2.99
+"#;
+
+/// A DNS query from a chosen source address.
+pub struct Client {
+    /// Source address to bind (127.0.0.x acts as different school networks).
+    pub from: IpAddr,
+    /// The server.
+    pub server: SocketAddr,
+}
+
+impl Client {
+    /// A client at `from` asking `server`.
+    pub fn new(from: &str, server: SocketAddr) -> Self {
+        Self {
+            from: from.parse().unwrap(),
+            server,
+        }
+    }
+
+    /// A standard recursive query message with EDNS.
+    pub fn message(name: &str, qtype: RecordType) -> Message {
+        let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        m.edns = Some(edns);
+        m
+    }
+
+    /// Ask over UDP.
+    pub async fn udp(&self, name: &str, qtype: RecordType) -> Message {
+        self.send_udp(&Self::message(name, qtype))
+            .await
+            .expect("an answer")
+    }
+
+    /// Ask over TCP.
+    pub async fn tcp(&self, name: &str, qtype: RecordType) -> Message {
+        self.send_tcp(&Self::message(name, qtype))
+            .await
+            .expect("an answer")
+    }
+
+    /// Send a message over UDP; None on timeout (2 s).
+    pub async fn send_udp(&self, m: &Message) -> Option<Message> {
+        let bytes = m.to_bytes().unwrap();
+        let reply = self.send_raw_udp(&bytes, Duration::from_secs(2)).await?;
+        Message::from_bytes(&reply).ok()
+    }
+
+    /// Send raw bytes over UDP and wait for raw bytes back.
+    pub async fn send_raw_udp(&self, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let sock = UdpSocket::bind(SocketAddr::new(self.from, 0))
+            .await
+            .expect("bind client");
+        sock.send_to(bytes, self.server).await.ok()?;
+        let mut buf = vec![0u8; 65535];
+        let (n, _) = tokio::time::timeout(wait, sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// Send a message over TCP.
+    pub async fn send_tcp(&self, m: &Message) -> Option<Message> {
+        let sock = tokio::net::TcpSocket::new_v4().ok()?;
+        sock.bind(SocketAddr::new(self.from, 0)).ok()?;
+        let mut s: TcpStream =
+            tokio::time::timeout(Duration::from_secs(2), sock.connect(self.server))
+                .await
+                .ok()?
+                .ok()?;
+        let bytes = m.to_bytes().unwrap();
+        s.write_all(&(bytes.len() as u16).to_be_bytes())
+            .await
+            .ok()?;
+        s.write_all(&bytes).await.ok()?;
+        let mut len = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut len))
+            .await
+            .ok()?
+            .ok()?;
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await.ok()?;
+        Message::from_bytes(&buf).ok()
+    }
+
+    /// Ask with an EDNS0 option added (e.g. the MAC option).
+    pub async fn udp_with_option(&self, name: &str, qtype: RecordType, opt: EdnsOption) -> Message {
+        let mut m = Self::message(name, qtype);
+        if let Some(e) = m.edns.as_mut() {
+            e.options_mut().insert(opt);
+        }
+        self.send_udp(&m).await.expect("an answer")
+    }
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(4242);
+    NEXT.fetch_add(7, Ordering::Relaxed)
+}
+
+/// Addresses in the answer section.
+pub fn ips(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Response code.
+pub fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+/// A temporary directory holding a config and lists, and the server started on it.
+pub struct Harness {
+    /// Temp dir (kept alive).
+    pub dir: tempfile::TempDir,
+    /// Config path.
+    pub config: PathBuf,
+    /// The running server.
+    pub running: Option<Running>,
+    /// The test clock.
+    pub clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    /// The DNS address.
+    pub fn dns(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().dns_addrs[0]
+    }
+
+    /// The admin address.
+    pub fn admin(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .unwrap()
+            .admin_addr
+            .expect("admin configured")
+    }
+
+    /// A client at `from`.
+    pub fn client(&self, from: &str) -> Client {
+        Client::new(from, self.dns())
+    }
+
+    /// Stop the server.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Write files into a fresh temp dir: (relative path, contents).
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// Monday 23 November 2026, 10:00 in London (GMT): a school day, outside lunch.
+pub fn school_morning() -> jiff::Timestamp {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+/// Start Chaperone on `config_text` (with `{UPSTREAM}` replaced by `upstream`) and extra
+/// files, at the given time.
+pub async fn start(
+    config_text: &str,
+    upstream: SocketAddr,
+    files: &[(&str, &str)],
+    at: jiff::Timestamp,
+) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), files);
+    let config = dir.path().join("chaperone.toml");
+    std::fs::write(
+        &config,
+        config_text.replace("{UPSTREAM}", &upstream.to_string()),
+    )
+    .unwrap();
+    let clock = ManualClock::new(at);
+    let opts = StartOptions {
+        clock: clock.clone() as Arc<dyn Clock>,
+        watch_files: false,
+        signals: false,
+    };
+    let running = server::start(&config, opts)
+        .await
+        .unwrap_or_else(|e| panic!("server starts: {e}"));
+    Harness {
+        dir,
+        config,
+        running: Some(running),
+        clock,
+    }
+}
+
+/// A map from list file name to its text, for configs.
+pub type Files = BTreeMap<&'static str, &'static str>;
+
+/// A minimal HTTP/1.1 client for the admin API: (status, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect admin");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Undo `Transfer-Encoding: chunked` if the body looks chunked.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_owned();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_owned();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+/// The SHA-256 hex of a token, for configs.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(chaperone::admin::auth::hash_token(token))
+}
