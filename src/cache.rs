@@ -6,7 +6,7 @@
 //! sharded, bounded cache with an eviction policy that resists scans, without a global lock.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
@@ -115,7 +115,9 @@ impl AnswerCache {
         self.inner.clear();
     }
 
-    fn ttl_for(&self, a: &Answer) -> u32 {
+    /// Seconds an answer stays fresh: its smallest TTL (the SOA minimum for negative
+    /// answers), clamped by config.
+    pub fn ttl_for(&self, a: &Answer) -> u32 {
         if a.rcode == ResponseCode::NXDomain || a.answers.is_empty() {
             let soa_ttl = a.authorities.iter().find_map(|r| match &r.data {
                 RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
@@ -148,16 +150,12 @@ fn with_ttl(a: &Answer, f: impl Fn(u32) -> u32) -> Answer {
     }
 }
 
-/// How long ago something was stored, for tests and debugging.
-pub fn age(since: Instant, now: Instant) -> Duration {
-    now.saturating_duration_since(since)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::{A, SOA};
+    use std::time::Duration;
 
     fn cfg(serve_stale: bool) -> CacheConfig {
         CacheConfig {

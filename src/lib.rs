@@ -34,3 +34,6 @@ pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod udp;
+pub mod wire;
+pub mod wirecache;

@@ -26,10 +26,24 @@ use crate::identify;
 use crate::lists::key::ReversedName;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::policy::clock::SharedClock;
-use crate::policy::{BlockReason, Decision, Policy};
+use crate::policy::{BlockReason, Client, Decision, Outcome, Policy};
 use crate::record::{QueryEvent, Recorder};
 use crate::resolve::{Answer, Upstream, UpstreamError};
 use crate::state::{Snapshot, State};
+use crate::wirecache::WireCache;
+
+/// A query the policy has decided, waiting for its answer.
+pub struct Decided {
+    /// The snapshot it was decided in (used for the whole query).
+    pub snap: Arc<Snapshot>,
+    /// Who asked.
+    pub client: Client,
+    /// The decision.
+    pub outcome: Outcome,
+    /// Policy time.
+    pub now: jiff::Timestamp,
+    started: Instant,
+}
 
 /// One question to answer.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +73,18 @@ pub struct Pipeline {
     inflight: Semaphore,
     clock: SharedClock,
     recorder: Recorder,
+    wire_cache: WireCache,
+    cache_counters: CacheCounters,
+}
+
+/// `chaperone_cache_lookups_total` handles, resolved once so a lookup costs one atomic add.
+pub struct CacheCounters {
+    /// result="hit"
+    pub hit: prometheus::IntCounter,
+    /// result="miss"
+    pub miss: prometheus::IntCounter,
+    /// result="stale"
+    pub stale: prometheus::IntCounter,
 }
 
 impl Pipeline {
@@ -75,6 +101,12 @@ impl Pipeline {
             cache: AnswerCache::new(&snap.config.cache),
             inflight: Semaphore::new(snap.config.server.max_inflight),
             upstream: ArcSwap::from_pointee(UpstreamSlot { config, upstream }),
+            wire_cache: WireCache::new(snap.config.cache.max_entries),
+            cache_counters: CacheCounters {
+                hit: state.metrics().cache.with_label_values(&["hit"]),
+                miss: state.metrics().cache.with_label_values(&["miss"]),
+                stale: state.metrics().cache.with_label_values(&["stale"]),
+            },
             state: state.clone(),
             clock,
             recorder,
@@ -109,6 +141,7 @@ impl Pipeline {
                         upstream: Arc::new(u),
                     }));
                     self.cache.clear();
+                    self.wire_cache.clear();
                     tracing::info!("upstream settings changed: new upstream in use, cache cleared");
                 }
                 Err(e) => tracing::error!(
@@ -119,39 +152,85 @@ impl Pipeline {
         Ok(generation)
     }
 
-    /// Answer one question.
-    pub async fn handle(&self, q: &Question<'_>) -> Reply {
+    /// Decide a query: snapshot, client, policy. Synchronous and allocation-free, so the
+    /// UDP fast path can answer blocks and cache hits without leaving the receive loop.
+    pub fn decide(&self, src: SocketAddr, mac: Option<[u8; 6]>, key: &[u8]) -> Decided {
         let started = Instant::now();
         let snap = self.state.snapshot();
-        let client = identify::client(q.src, q.edns);
+        let client = Client {
+            ip: Some(src.ip().to_canonical()),
+            mac,
+        };
+        let now = self.clock.now();
+        let outcome = snap.policy.decide(&client, key, now, None);
+        Decided {
+            snap,
+            client,
+            outcome,
+            now,
+            started,
+        }
+    }
+
+    /// Count and record a finished query (metrics, query log, incidents).
+    pub fn finish(
+        &self,
+        d: &Decided,
+        key: &[u8],
+        qtype: RecordType,
+        rcode: ResponseCode,
+        metric: MetricOutcome,
+    ) {
+        let counters = &d.snap.counters;
+        if let Decision::Block {
+            reason: BlockReason::Category(cat),
+            incident,
+            ..
+        } = d.outcome.decision
+        {
+            counters.block(d.outcome.group, cat);
+            if incident {
+                counters.incident(cat);
+            }
+        }
+        counters.outcome(d.outcome.group, metric);
+        self.state
+            .metrics()
+            .answer_latency
+            .observe(d.started.elapsed().as_secs_f64());
+        self.recorder.record(QueryEvent {
+            at: d.now,
+            client: &d.client,
+            snapshot: &d.snap,
+            outcome: &d.outcome,
+            key,
+            qtype,
+            rcode,
+        });
+    }
+
+    /// Answer one question (the general path: TCP, and UDP queries the fast path passes on).
+    pub async fn handle(&self, q: &Question<'_>) -> Reply {
         let Some(key) = ReversedName::from_labels(q.name.iter()) else {
             return Reply::rcode(ResponseCode::FormErr);
         };
-        let now = self.clock.now();
-        let outcome = snap.policy.decide(&client, key.as_bytes(), now, None);
-        let (reply, metric) = match outcome.decision {
+        let d = self.decide(q.src, identify::client(q.src, q.edns).mac, key.as_bytes());
+        let (reply, metric) = match d.outcome.decision {
             Decision::Refuse => (Reply::rcode(ResponseCode::Refused), MetricOutcome::Refused),
             Decision::Block {
-                reason,
                 answer,
                 rule_labels,
-                incident,
+                ..
             } => {
-                if let BlockReason::Category(cat) = reason {
-                    snap.counters.block(outcome.group, cat);
-                    if incident {
-                        snap.counters.incident(cat);
-                    }
-                }
                 let zone = zone_of(q.name, key.as_bytes(), rule_labels);
-                let page = snap.config.block_page.as_ref();
+                let page = d.snap.config.block_page.as_ref();
                 (
                     answer::blocked(q.name, q.qtype, answer, &zone, page),
                     MetricOutcome::Blocked,
                 )
             }
             Decision::Rewrite { target, .. } => match self
-                .resolve(&snap, target.name(), q.qtype, q.qclass, dnssec_ok(q))
+                .resolve(&d.snap, target.name(), q.qtype, q.qclass, dnssec_ok(q))
                 .await
             {
                 Ok(a) => (
@@ -164,7 +243,7 @@ impl Pipeline {
                 ),
             },
             Decision::Allow(_) => match self
-                .resolve(&snap, q.name, q.qtype, q.qclass, dnssec_ok(q))
+                .resolve(&d.snap, q.name, q.qtype, q.qclass, dnssec_ok(q))
                 .await
             {
                 Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
@@ -174,25 +253,27 @@ impl Pipeline {
                 ),
             },
         };
-        snap.counters.outcome(outcome.group, metric);
-        let metrics = self.state.metrics();
-        metrics
-            .answer_latency
-            .observe(started.elapsed().as_secs_f64());
-        self.recorder.record(QueryEvent {
-            at: now,
-            client: &client,
-            snapshot: &snap,
-            outcome: &outcome,
-            key: key.as_bytes(),
-            qtype: q.qtype,
-            rcode: reply.rcode,
-        });
+        self.finish(&d, key.as_bytes(), q.qtype, reply.rcode, metric);
         reply
     }
 
+    /// Cache lookup counters.
+    pub fn cache_counters(&self) -> &CacheCounters {
+        &self.cache_counters
+    }
+
+    /// The wire cache of finished UDP responses (fast path).
+    pub fn wire_cache(&self) -> &WireCache {
+        &self.wire_cache
+    }
+
+    /// How long an answer may be served from the wire cache.
+    pub fn fresh_for(&self, a: &Answer) -> u32 {
+        self.cache.ttl_for(a)
+    }
+
     /// Cache, then upstream (bounded in flight, timed, counted), then stale.
-    async fn resolve(
+    pub async fn resolve(
         &self,
         snap: &Snapshot,
         name: &Name,
@@ -209,13 +290,13 @@ impl Pipeline {
         };
         let stale = match self.cache.get(&key, Instant::now()) {
             Cached::Fresh(a) => {
-                metrics.cache.with_label_values(&["hit"]).inc();
+                self.cache_counters.hit.inc();
                 return Ok(a);
             }
             Cached::Stale(a) => Some(a),
             Cached::Miss => None,
         };
-        metrics.cache.with_label_values(&["miss"]).inc();
+        self.cache_counters.miss.inc();
         if qclass != DNSClass::IN {
             return Err(UpstreamError::Failed(format!(
                 "class {qclass} is not resolved"
@@ -257,7 +338,7 @@ impl Pipeline {
             }
             Err(e) => match stale {
                 Some(a) => {
-                    metrics.cache.with_label_values(&["stale"]).inc();
+                    self.cache_counters.stale.inc();
                     tracing::debug!("serving stale answer: {e}");
                     Ok(a)
                 }

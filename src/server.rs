@@ -27,6 +27,7 @@ use crate::policy::clock::{SharedClock, SystemClock};
 use crate::record::Recorder;
 use crate::state::{self, State};
 use crate::store::{self, querylog};
+use crate::udp;
 
 /// Largest UDP payload we advertise and honour (the DNS flag day 2020 value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -259,17 +260,31 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let mut server = Server::new(Handler {
         pipeline: pipeline.clone(),
     });
+    let shutdown = CancellationToken::new();
+    let loops = snap
+        .config
+        .server
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut dns_addrs = Vec::new();
+    let mut udp_sockets = Vec::new();
     for addr in &snap.config.server.listen {
-        let (udp, tcp) = bind_pair(*addr).await?;
-        dns_addrs.push(udp.local_addr().map_err(|source| StartError::Bind {
+        let (udp, tcp) = bind_pair(*addr, loops).await?;
+        dns_addrs.push(udp[0].local_addr().map_err(|source| StartError::Bind {
             addr: *addr,
             source,
         })?);
-        server.register_socket(udp);
+        udp_sockets.extend(udp);
         server.register_listener(tcp, snap.config.server.tcp_idle_timeout, 32);
     }
-    let shutdown = CancellationToken::new();
+    let udp_tasks = udp::spawn(
+        udp_sockets,
+        pipeline.clone(),
+        Arc::new(Handler {
+            pipeline: pipeline.clone(),
+        }),
+        shutdown.clone(),
+    );
     let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
     let admin_addr = match &snap.config.admin {
         Some(a) => Some(
@@ -306,6 +321,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     tracing::info!(addrs = ?dns_addrs, admin = ?admin_addr, block_page = ?block_page_addr, "Chaperone is answering");
     let task = tokio::spawn(run(
         server,
+        udp_tasks,
         pipeline.clone(),
         shutdown.clone(),
         opts.signals,
@@ -338,12 +354,16 @@ fn spawn_exception_refresher(admin: Admin, shutdown: CancellationToken) {
     });
 }
 
-/// Bind UDP and TCP on the same address; with port 0, retry until both get the same port.
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
+/// Bind the UDP sockets (one per receive loop, SO_REUSEPORT) and TCP on the same address;
+/// with port 0, retry until UDP and TCP get the same port.
+async fn bind_pair(
+    addr: SocketAddr,
+    loops: usize,
+) -> Result<(Vec<Arc<UdpSocket>>, TcpListener), StartError> {
     let bind_err = |source| StartError::Bind { addr, source };
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await.map_err(bind_err)?;
-        let bound = udp.local_addr().map_err(bind_err)?;
+        let udp = udp::bind(addr, loops).map_err(bind_err)?;
+        let bound = udp[0].local_addr().map_err(bind_err)?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() != 0 => return Err(bind_err(e)),
@@ -357,6 +377,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), StartEr
 
 async fn run(
     mut server: Server<Handler>,
+    udp_tasks: tokio_util::task::TaskTracker,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     signals: bool,
@@ -369,6 +390,7 @@ async fn run(
     if let Err(e) = server.shutdown_gracefully().await {
         tracing::warn!("shutdown: {e}");
     }
+    udp_tasks.wait().await;
 }
 
 #[cfg(unix)]

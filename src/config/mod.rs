@@ -93,6 +93,8 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Upstream resolutions in flight at once.
     pub max_inflight: usize,
+    /// Worker threads (None: one per core).
+    pub threads: Option<usize>,
 }
 
 /// `[upstream]`, resolved.

@@ -157,6 +157,8 @@ pub struct RawServer {
     /// queueing without bound. Default 4096.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Worker threads answering queries. Default: one per CPU core.
+    pub threads: Option<usize>,
 }
 
 fn default_timezone() -> String {

@@ -170,7 +170,11 @@ fn server(s: raw::RawServer, p: &mut Problems) -> ServerConfig {
     if s.max_inflight == 0 {
         p.add("server.max_inflight", "must be at least 1");
     }
+    if s.threads == Some(0) {
+        p.add("server.threads", "must be at least 1");
+    }
     ServerConfig {
+        threads: s.threads.filter(|&t| t > 0),
         listen: s.listen,
         timezone,
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Chaperone against unbound on this machine, same run: wraps ../shared/bench/compare.sh
+# with the project's own release build.
+#
+#   benches/compare.sh [names] [seconds] [threads]
+#
+# names: blocked names and allowed names (default 100000); seconds per dnsperf round
+# (default 10); threads: Chaperone worker threads (default 1, as unbound's num-threads: 1;
+# use "all" for one per core). Needs: apt-get install -y unbound dnsperf bc dnsutils.
+# Loopback only; every load round is bounded by dnsperf -l.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+N=${1:-100000}
+SECS=${2:-10}
+THREADS=${3:-1}
+cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin chaperone >&2
+export CHAPERONE_BIN="$ROOT/target/release/chaperone" CHAPERONE_THREADS="$THREADS"
+exec "$ROOT/../shared/bench/compare.sh" "bash $ROOT/benches/compare-chaperone.sh" "$N" "$SECS"

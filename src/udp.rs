@@ -1,0 +1,322 @@
+//! The UDP listener: one receive loop per worker thread on SO_REUSEPORT sockets, with a
+//! fast path for the queries that make up nearly all school traffic.
+//!
+//! For a standard query (one question, optional OPT; see [`wire::parse_query`]) the loop
+//! decides the policy in place and, without leaving the loop or allocating, writes:
+//! REFUSED for unknown clients, the block answer for blocked names, or the cached response
+//! for allowed names (the wire cache, with id, flags, question case and TTLs patched).
+//! A cache miss is resolved in its own task and its response stored for next time.
+//! Everything else — SafeSearch rewrites, EDNS versions and shapes we do not take apart
+//! here, malformed packets — goes to the general hickory path ([`crate::server::Handler`])
+//! exactly as TCP does, so behaviour never depends on which path answered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::answer::DEFAULT_BLOCK_TTL;
+use crate::metrics::Outcome as MetricOutcome;
+use crate::pipeline::{Decided, Pipeline};
+use crate::policy::{BlockAnswer, Decision};
+use crate::server::Handler;
+use crate::wire::{self, rcode};
+
+/// Largest datagram read.
+const RECV_BUF: usize = 4096;
+
+/// Bind `count` UDP sockets sharing `addr` with SO_REUSEPORT (port 0 resolves to one
+/// free port for all of them).
+pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut target = addr;
+    for _ in 0..count.max(1) {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(target),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if target.is_ipv6() {
+            s.set_only_v6(false).ok();
+        }
+        s.set_reuse_address(true)?;
+        #[cfg(unix)]
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        // Room for bursts while a loop is busy.
+        s.set_recv_buffer_size(4 << 20).ok();
+        s.bind(&target.into())?;
+        let std: std::net::UdpSocket = s.into();
+        let tokio = UdpSocket::from_std(std)?;
+        target = tokio.local_addr()?;
+        sockets.push(Arc::new(tokio));
+    }
+    Ok(sockets)
+}
+
+/// Run one receive loop per socket until `shutdown`; the returned tracker finishes when
+/// every loop and every query in flight is done.
+pub fn spawn(
+    sockets: Vec<Arc<UdpSocket>>,
+    pipeline: Arc<Pipeline>,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) -> TaskTracker {
+    let tracker = TaskTracker::new();
+    for sock in sockets {
+        let ctx = Ctx {
+            sock,
+            pipeline: pipeline.clone(),
+            handler: handler.clone(),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(receive_loop(ctx, shutdown.clone()));
+    }
+    tracker.close();
+    tracker
+}
+
+#[derive(Clone)]
+struct Ctx {
+    sock: Arc<UdpSocket>,
+    pipeline: Arc<Pipeline>,
+    handler: Arc<Handler>,
+    tracker: TaskTracker,
+}
+
+async fn receive_loop(ctx: Ctx, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut out = Vec::with_capacity(1500);
+    loop {
+        let (n, src) = tokio::select! {
+            r = ctx.sock.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("udp receive: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        if src.port() == 0 {
+            continue;
+        }
+        let pkt = &buf[..n];
+        match fast(&ctx.pipeline, pkt, src, &mut out) {
+            Fast::Send => {
+                if let Err(e) = ctx.sock.send_to(&out, src).await {
+                    tracing::debug!("udp send to {src}: {e}");
+                }
+            }
+            Fast::Resolve(q, d) => {
+                let (c, pkt) = (ctx.clone(), pkt.to_vec());
+                ctx.tracker
+                    .spawn(async move { resolve_and_answer(c, pkt, *q, *d, src).await });
+            }
+            Fast::General => {
+                let (c, pkt) = (ctx.clone(), pkt.to_vec());
+                ctx.tracker.spawn(async move { general(c, pkt, src).await });
+            }
+        }
+    }
+}
+
+enum Fast {
+    /// `out` holds the response.
+    Send,
+    /// Allowed, not in the wire cache: resolve.
+    Resolve(Box<wire::Query>, Box<Decided>),
+    /// Not a shape the fast path answers.
+    General,
+}
+
+fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
+    let Some(q) = wire::parse_query(pkt) else {
+        return Fast::General;
+    };
+    let Some(key) = q.key() else {
+        return Fast::General;
+    };
+    let d = p.decide(src, q.mac, key.as_bytes());
+    let qtype = RecordType::from(q.qtype);
+    let (code, metric) = match d.outcome.decision {
+        Decision::Refuse => {
+            wire::error_response(out, pkt, &q, rcode::REFUSED);
+            (ResponseCode::Refused, MetricOutcome::Refused)
+        }
+        Decision::Block {
+            answer,
+            rule_labels,
+            ..
+        } => {
+            let page = d.snap.config.block_page.as_ref();
+            let ttl = page.map_or(DEFAULT_BLOCK_TTL, |b| b.ttl);
+            let code = match answer {
+                BlockAnswer::NxDomain => {
+                    wire::negative_response(out, pkt, &q, rcode::NXDOMAIN, rule_labels, ttl);
+                    ResponseCode::NXDomain
+                }
+                BlockAnswer::BlockPage => {
+                    let v4 = page.and_then(|b| b.ipv4).filter(|_| q.qtype == 1);
+                    let v6 = page.and_then(|b| b.ipv6).filter(|_| q.qtype == 28);
+                    if v4.is_some() || v6.is_some() {
+                        wire::address_response(out, pkt, &q, v4, v6, ttl);
+                    } else {
+                        wire::negative_response(out, pkt, &q, rcode::NOERROR, rule_labels, ttl);
+                    }
+                    ResponseCode::NoError
+                }
+                BlockAnswer::NoData => {
+                    wire::negative_response(out, pkt, &q, rcode::NOERROR, rule_labels, ttl);
+                    ResponseCode::NoError
+                }
+            };
+            (code, MetricOutcome::Blocked)
+        }
+        Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
+            match p.wire_cache().answer(pkt, &q, Instant::now(), out) {
+                Some(rc) => {
+                    p.cache_counters().hit.inc();
+                    (ResponseCode::from(0, rc), MetricOutcome::Allowed)
+                }
+                None => return Fast::Resolve(Box::new(q), Box::new(d)),
+            }
+        }
+        _ => return Fast::General,
+    };
+    p.finish(&d, key.as_bytes(), qtype, code, metric);
+    Fast::Send
+}
+
+/// Resolve an allowed name (answer cache, then upstream), send the answer, and keep the
+/// finished response in the wire cache. Answers too large for the requester go the general
+/// way, which truncates as RFC 1035 and 6891 require.
+async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, src: SocketAddr) {
+    let p = &ctx.pipeline;
+    let Some(key) = q.key() else { return };
+    let Ok(name) = Name::read(&mut BinDecoder::new(q.wire_name())) else {
+        return;
+    };
+    let Ok(asked) = Name::read(&mut BinDecoder::new(&pkt[wire::HEADER..])) else {
+        return;
+    };
+    let (qtype, qclass) = (RecordType::from(q.qtype), DNSClass::from(q.qclass));
+    let mut out = Vec::with_capacity(512);
+    let (code, metric) = match p.resolve(&d.snap, &name, qtype, qclass, q.dnssec_ok).await {
+        Ok(answer) => {
+            let fresh = p.fresh_for(&answer);
+            let code = answer.rcode;
+            match encode(&q, asked, qtype, qclass, answer) {
+                Some(bytes) if bytes.len() <= usize::from(q.payload) => {
+                    p.wire_cache().insert(&q, &bytes, fresh, Instant::now());
+                    out = bytes;
+                    (code, MetricOutcome::Allowed)
+                }
+                _ => return general(ctx.clone(), pkt, src).await,
+            }
+        }
+        Err(_) => {
+            wire::error_response(&mut out, &pkt, &q, 2);
+            (ResponseCode::ServFail, MetricOutcome::Servfail)
+        }
+    };
+    p.finish(&d, key.as_bytes(), qtype, code, metric);
+    if let Err(e) = ctx.sock.send_to(&out, src).await {
+        tracing::debug!("udp send to {src}: {e}");
+    }
+}
+
+fn encode(
+    q: &wire::Query,
+    asked: Name,
+    qtype: RecordType,
+    qclass: DNSClass,
+    a: crate::resolve::Answer,
+) -> Option<Vec<u8>> {
+    let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = q.rd;
+    m.metadata.recursion_available = true;
+    m.metadata.checking_disabled = q.cd;
+    m.metadata.response_code = a.rcode;
+    let mut query = Query::query(asked, qtype);
+    query.set_query_class(qclass);
+    m.add_query(query);
+    m.answers = a.answers;
+    m.authorities = a.authorities;
+    if q.edns {
+        let mut e = Edns::new();
+        e.set_max_payload(wire::OUR_PAYLOAD);
+        e.set_dnssec_ok(q.dnssec_ok);
+        m.edns = Some(e);
+    }
+    m.to_vec().ok()
+}
+
+/// The general path: hickory parses the request and [`Handler`] answers it, exactly as
+/// for TCP. Malformed requests with a readable header get FORMERR; responses and
+/// fragments shorter than a header are dropped (no reflection).
+async fn general(ctx: Ctx, pkt: Vec<u8>, src: SocketAddr) {
+    if pkt.len() < wire::HEADER || pkt[2] & 0x80 != 0 {
+        return;
+    }
+    let id = u16::from_be_bytes([pkt[0], pkt[1]]);
+    let responder = UdpResponder {
+        sock: ctx.sock.clone(),
+        dst: src,
+    };
+    match Request::from_bytes(pkt, src, Protocol::Udp) {
+        Ok(request) => {
+            ctx.handler
+                .handle_request::<_, TokioTime>(&request, responder)
+                .await;
+        }
+        Err(_) => {
+            ctx.pipeline.state().metrics().formerr.inc();
+            let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+            m.metadata.response_code = ResponseCode::FormErr;
+            if let Ok(bytes) = m.to_bytes() {
+                let _ = ctx.sock.send_to(&bytes, src).await;
+            }
+        }
+    }
+}
+
+/// Sends a hickory response on our UDP socket, truncated to what the requester accepts.
+#[derive(Clone)]
+struct UdpResponder {
+    sock: Arc<UdpSocket>,
+    dst: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for UdpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let max = response.edns().map_or(512, |e| e.max_payload());
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max);
+        let info = response.destructive_emit(&mut encoder)?;
+        self.sock.send_to(&bytes, self.dst).await?;
+        Ok(info)
+    }
+}
