@@ -26,6 +26,8 @@ pub mod config;
 pub mod identify;
 pub mod lists;
 pub mod metrics;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod pipeline;
 pub mod policy;
 pub mod record;

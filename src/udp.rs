@@ -33,6 +33,7 @@ use crate::server::Handler;
 use crate::wire::{self, rcode};
 
 /// Largest datagram read.
+#[cfg(not(target_os = "linux"))]
 const RECV_BUF: usize = 4096;
 
 /// Bind `count` UDP sockets sharing `addr` with SO_REUSEPORT (port 0 resolves to one
@@ -94,6 +95,87 @@ struct Ctx {
     tracker: TaskTracker,
 }
 
+/// Receive in batches (recvmmsg), answer what the fast path can, send those answers in
+/// one sendmmsg, and hand the rest to tasks.
+#[cfg(target_os = "linux")]
+async fn receive_loop(ctx: Ctx, shutdown: CancellationToken) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    use crate::mmsg::{BATCH, RecvBatch};
+
+    let fd = ctx.sock.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
+    let mut dsts: Vec<socket2::SockAddr> = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            r = ctx.sock.readable() => if let Err(e) = r {
+                tracing::warn!("udp socket: {e}");
+                return;
+            },
+            _ = shutdown.cancelled() => return,
+        }
+        let n = match ctx.sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                tracing::debug!("udp receive: {e}");
+                continue;
+            }
+        };
+        dsts.clear();
+        for i in 0..n {
+            let Some((pkt, src)) = batch.get(i) else {
+                continue;
+            };
+            if src.port() == 0 {
+                continue;
+            }
+            let out = &mut outs[dsts.len()];
+            match fast(&ctx.pipeline, pkt, src, out) {
+                Fast::Send => dsts.push(socket2::SockAddr::from(src)),
+                other => hand_off(&ctx, other, pkt, src),
+            }
+        }
+        send_batch(&ctx, fd, &outs, &dsts).await;
+    }
+}
+
+/// Send the batch's answers, waiting for the socket if its buffer is full; a datagram the
+/// kernel refuses (an unreachable destination) is skipped, not retried.
+#[cfg(target_os = "linux")]
+async fn send_batch(
+    ctx: &Ctx,
+    fd: std::os::fd::RawFd,
+    outs: &[Vec<u8>],
+    dsts: &[socket2::SockAddr],
+) {
+    use tokio::io::Interest;
+    let msgs: Vec<(&[u8], &socket2::SockAddr)> =
+        outs.iter().map(Vec::as_slice).zip(dsts.iter()).collect();
+    let mut sent = 0;
+    while sent < msgs.len() {
+        match ctx
+            .sock
+            .try_io(Interest::WRITABLE, || crate::mmsg::send(fd, &msgs[sent..]))
+        {
+            Ok(k) => sent += k.max(1),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if ctx.sock.writable().await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!("udp send: {e}");
+                sent += 1;
+            }
+        }
+    }
+}
+
+/// One datagram at a time, for systems without recvmmsg.
+#[cfg(not(target_os = "linux"))]
 async fn receive_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut buf = vec![0u8; RECV_BUF];
     let mut out = Vec::with_capacity(1500);
@@ -118,16 +200,23 @@ async fn receive_loop(ctx: Ctx, shutdown: CancellationToken) {
                     tracing::debug!("udp send to {src}: {e}");
                 }
             }
-            Fast::Resolve(q, d) => {
-                let (c, pkt) = (ctx.clone(), pkt.to_vec());
-                ctx.tracker
-                    .spawn(async move { resolve_and_answer(c, pkt, *q, *d, src).await });
-            }
-            Fast::General => {
-                let (c, pkt) = (ctx.clone(), pkt.to_vec());
-                ctx.tracker.spawn(async move { general(c, pkt, src).await });
-            }
+            other => hand_off(&ctx, other, pkt, src),
         }
+    }
+}
+
+/// Start a task for a query the loop does not answer itself.
+fn hand_off(ctx: &Ctx, f: Fast, pkt: &[u8], src: SocketAddr) {
+    let (c, pkt) = (ctx.clone(), pkt.to_vec());
+    match f {
+        Fast::Resolve(q, d) => {
+            ctx.tracker
+                .spawn(async move { resolve_and_answer(c, pkt, *q, *d, src).await });
+        }
+        Fast::General => {
+            ctx.tracker.spawn(async move { general(c, pkt, src).await });
+        }
+        Fast::Send => {}
     }
 }
 
