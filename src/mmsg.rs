@@ -77,8 +77,8 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for i in 0..n {
-            self.lens[i] = (hdrs[i].msg_len as usize).min(BUF);
+        for (i, hdr) in hdrs.iter().enumerate().take(n) {
+            self.lens[i] = (hdr.msg_len as usize).min(BUF);
             self.srcs[i] = to_socket_addr(&self.addrs[i]);
         }
         Ok(n)
