@@ -98,14 +98,16 @@ impl Recorder {
         let owned = to_log_event(&e);
         if incident
             && let Some(tx) = &self.incidents
-                && tx.try_send(owned.clone()).is_err() {
-                    tracing::error!(category = ?owned.category, "incident channel full: incident alert dropped");
-                }
+            && tx.try_send(owned.clone()).is_err()
+        {
+            tracing::error!(category = ?owned.category, "incident channel full: incident alert dropped");
+        }
         if let Some(log) = &self.log
             && !log.offer(owned)
-                && let Some(m) = &self.metrics {
-                    m.querylog_dropped.inc();
-                }
+            && let Some(m) = &self.metrics
+        {
+            m.querylog_dropped.inc();
+        }
     }
 }
 

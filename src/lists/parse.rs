@@ -372,9 +372,9 @@ fn adblock_line(raw: &str) -> Line {
         && !opts
             .split(',')
             .all(|o| ADBLOCK_DNS_OPTIONS.contains(&o.trim()))
-        {
-            return Line::Unsupported;
-        }
+    {
+        return Line::Unsupported;
+    }
     let Some(name) = body
         .strip_suffix('^')
         .or_else(|| body.strip_suffix("^|"))
@@ -412,10 +412,9 @@ mod rpz {
             let balanced = open
                 .as_ref()
                 .is_some_and(|(_, acc, _)| acc.matches('(').count() <= acc.matches(')').count());
-            if balanced
-                && let Some(rec) = open.take() {
-                    out.push(rec);
-                }
+            if balanced && let Some(rec) = open.take() {
+                out.push(rec);
+            }
         }
         out.extend(open);
         out

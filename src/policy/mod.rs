@@ -490,10 +490,11 @@ impl Policy {
         }
         // 4. Allow names and exceptions.
         if let Some(allow) = &group.allow_names
-            && !allow.lookup(key).is_empty() {
-                t.say(|| format!("allow: on group {}'s allow list", group.name));
-                return Decision::Allow(AllowReason::GroupAllow);
-            }
+            && !allow.lookup(key).is_empty()
+        {
+            t.say(|| format!("allow: on group {}'s allow list", group.name));
+            return Decision::Allow(AllowReason::GroupAllow);
+        }
         if let Some(ex) = self.exception_for(key, gi, now) {
             t.say(|| {
                 let e = &self.exceptions[ex as usize];

@@ -163,12 +163,13 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
             r.get(8)?,
         );
         if let Some(want) = expected_id
-            && id != want {
-                return Ok(Verification::Broken {
-                    id,
-                    reason: format!("record {want} is missing (deleted)"),
-                });
-            }
+            && id != want
+        {
+            return Ok(Verification::Broken {
+                id,
+                reason: format!("record {want} is missing (deleted)"),
+            });
+        }
         if prev_hash != prev {
             return Ok(Verification::Broken { id, reason: "does not link to the previous record (a record before it was deleted or changed)".into() });
         }
