@@ -183,10 +183,14 @@ pub struct RawUpstream {
     /// (DNS over HTTPS). Default: none (required in forward mode).
     #[serde(default)]
     pub servers: Vec<String>,
-    /// Per-attempt timeout in milliseconds. Default 2000.
+    /// Timeout in milliseconds. Forward mode: per attempt to an upstream. Recursive mode:
+    /// per authoritative server asked, capped at 2.5 s. Default 2000 (1000 is a better
+    /// choice for recursive mode: the first lookup in a zone with a dead server can wait
+    /// for it twice).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Attempts per query before SERVFAIL. Default 2.
+    /// Attempts per query before SERVFAIL (recursive mode: passes of the recursor).
+    /// Default 2.
     #[serde(default = "default_attempts")]
     pub attempts: usize,
     /// Root server addresses for recursive mode. Default: the IANA root servers.

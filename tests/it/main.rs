@@ -2,7 +2,9 @@
 
 mod support;
 
+mod config;
 mod foundation;
 mod policy;
+mod recursive;
 mod reload;
 mod safeguarding;
