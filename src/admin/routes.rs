@@ -34,6 +34,31 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
+fn sql_error(source: rusqlite::Error) -> Response {
+    store_error(StoreError::Sqlite {
+        path: "<database>".into(),
+        source,
+    })
+}
+
+/// Read something from the database and answer it as JSON.
+fn db_json<T: serde::Serialize>(
+    a: &Admin,
+    f: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, StoreError>,
+) -> Result<Response> {
+    Ok(Json(a.with_db(f).map_err(store_error)?).into_response())
+}
+
+/// Who a possibly anonymous caller is, for the audit log.
+fn actor(caller: &Caller) -> (String, &'static str) {
+    caller
+        .who
+        .clone()
+        .map_or(("anonymous".to_owned(), "none"), |(n, r)| {
+            (n, super::role_name(r))
+        })
+}
+
 fn bad(message: &str) -> Response {
     error(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
@@ -134,10 +159,7 @@ pub async fn list_exceptions(
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
     let now = a.now();
-    let rows = a
-        .with_db(|c| sg::list_exceptions(c, now, !q.all))
-        .map_err(store_error)?;
-    Ok(Json(rows).into_response())
+    db_json(&a, |c| sg::list_exceptions(c, now, !q.all))
 }
 
 pub async fn get_exception(
@@ -347,7 +369,7 @@ pub fn new_request(a: &Admin, b: &NewRequestBody, actor: &str, role: &str) -> Re
         .with_db(|c| sg::create_request(c, &new))
         .map_err(store_error)?;
     a.with_db(|c| audit::append(c, now, actor, role, "request.create", &format!("request {id}"), &json!({ "domain": domain, "reason": b.reason, "requester": b.requester, "days": b.days, "groups": b.groups })))
-        .map_err(|e| store_error(StoreError::Sqlite { path: "<audit>".into(), source: e }))?;
+        .map_err(sql_error)?;
     Ok(id)
 }
 
@@ -356,12 +378,7 @@ pub async fn create_request(
     caller: Caller,
     Json(b): Json<NewRequestBody>,
 ) -> Result<Response> {
-    let (actor, role) = caller
-        .who
-        .clone()
-        .map_or(("anonymous".to_owned(), "none"), |(n, r)| {
-            (n, super::role_name(r))
-        });
+    let (actor, role) = actor(&caller);
     let id = new_request(&a, &b, &actor, role)?;
     let row = a.with_db(|c| sg::get_request(c, id)).map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -373,11 +390,7 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    Ok(Json(
-        a.with_db(|c| sg::list_requests(c, q.status.as_deref()))
-            .map_err(store_error)?,
-    )
-    .into_response())
+    db_json(&a, |c| sg::list_requests(c, q.status.as_deref()))
 }
 
 pub async fn get_request(
@@ -510,7 +523,7 @@ pub fn new_report(a: &Admin, b: &NewReportBody, actor: &str, role: &str) -> Resu
         })
         .map_err(store_error)?;
     a.with_db(|c| audit::append(c, now, actor, role, "report.create", &format!("report {id}"), &json!({ "url": b.url, "domain": domain, "reporter": b.reporter, "comment": b.comment })))
-        .map_err(|e| store_error(StoreError::Sqlite { path: "<audit>".into(), source: e }))?;
+        .map_err(sql_error)?;
     Ok(id)
 }
 
@@ -519,12 +532,7 @@ pub async fn create_report(
     caller: Caller,
     Json(b): Json<NewReportBody>,
 ) -> Result<Response> {
-    let (actor, role) = caller
-        .who
-        .clone()
-        .map_or(("anonymous".to_owned(), "none"), |(n, r)| {
-            (n, super::role_name(r))
-        });
+    let (actor, role) = actor(&caller);
     let id = new_report(&a, &b, &actor, role)?;
     Ok((
         StatusCode::CREATED,
@@ -539,11 +547,7 @@ pub async fn list_reports(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    Ok(Json(
-        a.with_db(|c| sg::list_reports(c, q.status.as_deref()))
-            .map_err(store_error)?,
-    )
-    .into_response())
+    db_json(&a, |c| sg::list_reports(c, q.status.as_deref()))
 }
 
 /// Approve a report: append the domain to the local list file of the chosen category (a
@@ -663,11 +667,7 @@ pub async fn list_incidents(
             .map_err(|_| bad("since: expected an RFC 3339 time"))?,
         None => jiff::Timestamp::UNIX_EPOCH,
     };
-    Ok(Json(
-        a.with_db(|c| sg::list_incidents(c, since))
-            .map_err(store_error)?,
-    )
-    .into_response())
+    db_json(&a, |c| sg::list_incidents(c, since))
 }
 
 pub async fn list_audit(
@@ -682,12 +682,9 @@ pub async fn list_audit(
         .map(|s| s.parse::<jiff::Timestamp>())
         .transpose()
         .map_err(|_| bad("since: expected an RFC 3339 time"))?;
-    let rows = a.with_db(|c| audit::list(c, since, 10_000)).map_err(|e| {
-        store_error(StoreError::Sqlite {
-            path: "<audit>".into(),
-            source: e,
-        })
-    })?;
+    let rows = a
+        .with_db(|c| audit::list(c, since, 10_000))
+        .map_err(sql_error)?;
     Ok(Json(rows).into_response())
 }
 
@@ -695,12 +692,7 @@ pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Resp
     caller.require(Role::Dsl)?;
     let (result, head) = a
         .with_db(|c| Ok::<_, rusqlite::Error>((audit::verify(c)?, audit::head(c)?)))
-        .map_err(|e| {
-            store_error(StoreError::Sqlite {
-                path: "<audit>".into(),
-                source: e,
-            })
-        })?;
+        .map_err(sql_error)?;
     Ok(match result {
         audit::Verification::Intact(n) => {
             Json(json!({ "intact": true, "records": n, "head": head })).into_response()
