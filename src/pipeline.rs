@@ -309,7 +309,11 @@ impl Pipeline {
                 let deadline = upstream_deadline(&snap.config.upstream);
                 // With a stale answer in hand, do not keep the client waiting for the
                 // whole budget: RFC 8767 suggests answering stale after about 1.8 s.
-                let deadline = if stale.is_some() { deadline.min(Duration::from_millis(1800)) } else { deadline };
+                let deadline = if stale.is_some() {
+                    deadline.min(Duration::from_millis(1800))
+                } else {
+                    deadline
+                };
                 let r = match tokio::time::timeout(
                     deadline,
                     slot.upstream.resolve(name, qtype, dnssec_ok),

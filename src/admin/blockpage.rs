@@ -56,11 +56,20 @@ fn layout(title: &str, body: &str) -> Html<String> {
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #1a1a1a; }}
 h1 {{ font-size: 1.6rem; }}
+h2 {{ font-size: 1.25rem; margin-top: 2rem; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }}
 dt {{ font-weight: bold; }}
+dd {{ margin: 0; overflow-wrap: anywhere; }}
+@media (max-width: 30rem) {{ dl {{ grid-template-columns: 1fr; }} dd {{ margin-bottom: .5rem; }} }}
 label {{ display: block; margin-top: .75rem; font-weight: bold; }}
-input, textarea, select {{ width: 100%; padding: .4rem; font-size: 1rem; box-sizing: border-box; }}
-button {{ margin-top: 1rem; padding: .5rem 1rem; font-size: 1rem; }}
+input, textarea, select, button {{ font: inherit; }}
+input, textarea, select {{ width: 100%; padding: .4rem; box-sizing: border-box; border: 1px solid #6b6b6b; border-radius: 3px; }}
+input[type=number] {{ max-width: 8rem; }}
+.hint {{ margin: .1rem 0 .25rem; color: #4a4a4a; font-size: .95rem; }}
+button {{ display: block; margin-top: 1rem; padding: .6rem 1.2rem; font-weight: bold; color: #fff; background: #2b5fb3; border: 0; border-radius: 3px; cursor: pointer; }}
+button:hover {{ background: #1f4a8f; }}
+a {{ color: #1f4a8f; }}
+:focus-visible {{ outline: 3px solid #f5a623; outline-offset: 2px; }}
 .note {{ background: #eef3fb; border-left: 4px solid #2b5fb3; padding: .5rem 1rem; }}
 </style>
 </head>
@@ -145,8 +154,8 @@ async fn page(
     let reason = if blocked {
         format!(
             "<p>The school's web filter has blocked <strong>{d}</strong> for your network.</p>\
-             <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched</dt><dd>{r}</dd>\
-             <dt>Policy</dt><dd>{g}</dd><dt>Time</dt><dd>{t}</dd></dl>",
+             <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched rule</dt><dd>{r}</dd>\
+             <dt>Policy group</dt><dd>{g}</dd><dt>Time</dt><dd>{t}</dd></dl>",
             d = esc(&domain),
             c = esc(&category),
             r = esc(&rule),
@@ -172,9 +181,11 @@ async fn page(
 <label for="reason">Why do you need it?</label>
 <textarea id="reason" name="reason" rows="3" required></textarea>
 <label for="days">For how long (days)</label>
-<input id="days" name="days" type="number" min="1" max="30" value="1" required>
+<p id="days-hint" class="hint">From 1 to 30 days.</p>
+<input id="days" name="days" type="number" inputmode="numeric" min="1" max="30" value="1" required aria-describedby="days-hint">
 <button type="submit">Request access</button>
 </form>
+<h2>Something wrong?</h2>
 <p><a href="/report">Report a mistake, or a site that should be blocked</a></p>"#,
         d = esc(&domain),
         c = esc(category.split(' ').next().unwrap_or_default()),
@@ -233,20 +244,28 @@ async fn submit_request(
     }
 }
 
-async fn report_form() -> Html<String> {
+async fn report_form(headers: HeaderMap) -> Html<String> {
+    // Reached from a block page, the site is the one that was blocked: fill it in.
+    let site = host(&headers)
+        .filter(|d| d.parse::<std::net::IpAddr>().is_err())
+        .map(|d| esc(&d))
+        .unwrap_or_default();
     layout(
         "Report a site",
-        r#"<h1>Report a site</h1>
+        &format!(
+            r#"<h1 id="report-heading">Report a site</h1>
 <p>Tell the school about a site that should be blocked, or about a block that is a mistake.</p>
-<form method="post" action="/report">
+<form method="post" action="/report" aria-labelledby="report-heading">
 <label for="url">Address of the site</label>
-<input id="url" name="url" required>
+<p id="url-hint" class="hint">For example www.example.com or the whole address from the address bar.</p>
+<input id="url" name="url" value="{site}" required aria-describedby="url-hint">
 <label for="reporter">Your name</label>
 <input id="reporter" name="reporter" required autocomplete="name">
 <label for="comment">What did you see?</label>
 <textarea id="comment" name="comment" rows="4"></textarea>
 <button type="submit">Send report</button>
-</form>"#,
+</form>"#
+        ),
     )
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod blockpage;
 mod config;
 mod foundation;
 mod policy;
