@@ -250,3 +250,135 @@ async fn reload_needs_a_technician_token() {
     h.stop().await;
     up.stop().await;
 }
+
+/// A free loopback port (UDP and TCP both free at the time of asking).
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The real binary, started on a config in `dir`; killed on drop.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_binary_reloads_on_file_change_and_sighup_and_stops_on_sigterm() {
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("listed.test.", LISTED_ZONE)],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dns, admin) = (free_port(), free_port());
+    let text = config()
+        .replace("{UPSTREAM}", &up.addr.to_string())
+        .replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:{dns}\"]"),
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{admin}\""),
+        );
+    let path = dir.path().join("chaperone.toml");
+    std::fs::write(&path, text).unwrap();
+    let bundle = dir.path().join("lists.fstb");
+    write_atomically(&bundle, &bundle_with(&["adult.listed.test"])).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut serve = Serve(child);
+    let server: std::net::SocketAddr = format!("127.0.0.1:{dns}").parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let pupil = Client::new("127.0.0.2", server);
+    wait_for("the server to answer", async || {
+        pupil
+            .send_udp(&Client::message("adult.listed.test.", RecordType::A))
+            .await
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        rcode(&pupil.udp("adult.listed.test.", RecordType::A).await),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode(&pupil.udp("fresh.listed.test.", RecordType::A).await),
+        ResponseCode::NoError
+    );
+
+    // A new bundle renamed into place is picked up by the file watcher.
+    write_atomically(
+        &bundle,
+        &bundle_with(&["adult.listed.test", "fresh.listed.test"]),
+    )
+    .unwrap();
+    wait_for("the watcher to reload", async || {
+        pupil
+            .send_udp(&Client::message("fresh.listed.test.", RecordType::A))
+            .await
+            .is_some_and(|m| rcode(&m) == ResponseCode::NXDomain)
+    })
+    .await;
+
+    // SIGHUP reloads too: the snapshot generation rises.
+    let generation = async || -> i64 {
+        let (_, body) = http(admin, "GET", "/healthz", None, None).await;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["generation"]
+            .as_i64()
+            .unwrap()
+    };
+    let before = generation().await;
+    let pid = serve.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("SIGHUP to reload", async || generation().await > before).await;
+
+    // SIGTERM: a graceful exit with status 0.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(status.expect("exits after SIGTERM").success());
+    up.stop().await;
+}
