@@ -1,10 +1,16 @@
 //! Every Prometheus metric Chaperone exports, in one place.
 //!
-//! Labels are bounded and carry no personal data: group, category, outcome, result. Never
-//! a client address or a query name (cardinality, and pupils' privacy). Counters used per
-//! query are resolved to handles once per snapshot ([`GroupCounters`]) so answering a query
-//! touches atomics only, never the registry's label map.
+//! Labels are bounded and carry no personal data: group, category, outcome, result, mode.
+//! Never a client address or a query name (cardinality, and pupils' privacy). Counters used
+//! per query are resolved to handles once per snapshot ([`GroupCounters`]) so answering a
+//! query touches atomics only, never the registry's label map.
+//!
+//! Every series a dashboard or alert reads exists from start-up (at zero), so a panel shows
+//! 0 rather than "no data" and `rate()` / `increase()` see the first event. The one
+//! exception is the upstream latency histogram, which appears with the first cache miss of
+//! a mode (its error counter is created alongside it when metrics are rendered).
 
+use crate::policy::BlockReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -75,8 +81,13 @@ pub struct Metrics {
     pub generation: IntGauge,
     /// chaperone_reloads_total{result="success|failure"}
     pub reloads: IntCounterVec,
-    /// chaperone_last_reload_timestamp_seconds{result}
+    /// chaperone_last_reload_timestamp_seconds{result}; start-up counts as a success.
     pub last_reload: IntGaugeVec,
+    /// chaperone_last_reload_successful: 1 if the latest load or reload succeeded (derived
+    /// from `reloads` and `last_reload` when rendered).
+    pub last_reload_ok: IntGauge,
+    /// `reloads` {success, failure} at the last render.
+    reloads_seen: std::sync::Mutex<[u64; 2]>,
     /// chaperone_exceptions_active
     pub exceptions_active: IntGauge,
     /// chaperone_querylog_dropped_total
@@ -107,6 +118,16 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
         .expect("metric registered once");
     c
 }
+
+/// Label values of `chaperone_cache_lookups_total`.
+const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "stale"];
+/// Label values of `chaperone_reloads_total` and `chaperone_last_reload_timestamp_seconds`.
+const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// Category label of blocks by an allow-only group (name not approved).
+pub const NOT_APPROVED: &str = "not-approved";
+/// Category label of blocks by bypass prevention (public DoH, Private Relay, canary).
+pub const BYPASS: &str = "bypass";
 
 /// Latency buckets from 50 µs (cache hit) to 5 s (upstream timeout).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -152,14 +173,14 @@ impl Metrics {
         let last_reload = IntGaugeVec::new(
             Opts::new(
                 "chaperone_last_reload_timestamp_seconds",
-                "Unix time of the last reload attempt with this result.",
+                "Unix time of the last load of config and lists with this result (start-up counts as a successful load).",
             ),
             &["result"],
         )
         .expect("metric definition is valid");
         r.register(Box::new(last_reload.clone()))
             .expect("metric registered once");
-        Self {
+        let metrics = Self {
             queries: counter_vec(
                 &r,
                 "chaperone_queries_total",
@@ -222,16 +243,39 @@ impl Metrics {
                 "chaperone_malformed_queries_total",
                 "Queries answered FORMERR or NOTIMP.",
             ),
+            last_reload_ok: gauge(
+                &r,
+                "chaperone_last_reload_successful",
+                "1 if the latest load of config and lists (start-up or reload) succeeded, 0 if it failed and an older snapshot is still in use.",
+            ),
+            reloads_seen: std::sync::Mutex::new([0, 0]),
             upstream_latency,
             answer_latency,
             list_entries,
             last_reload,
             registry: r,
+        };
+        for result in CACHE_RESULTS {
+            metrics.cache.with_label_values(&[result]);
         }
+        for result in RELOAD_RESULTS {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        // The server creates its metrics immediately before loading the config and lists for
+        // the first time, and exits if that fails: a scrape only ever sees a process whose
+        // start-up load succeeded, so "time since the last successful load" is honest from
+        // the first scrape instead of missing until the first reload.
+        metrics
+            .last_reload
+            .with_label_values(&["success"])
+            .set(jiff::Timestamp::now().as_second());
+        metrics.last_reload_ok.set(1);
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.derive();
         let mut buf = Vec::new();
         let families = self.registry.gather();
         if TextEncoder::new().encode(&families, &mut buf).is_err() {
@@ -240,12 +284,53 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// Bring derived series up to date before a scrape: whether the latest reload succeeded,
+    /// and an error counter at zero for every upstream mode that has resolved anything (so
+    /// `rate()` of errors is 0 rather than absent while all is well).
+    ///
+    /// Each reload adds one to exactly one of `chaperone_reloads_total{result}`, so when
+    /// only one of them moved since the last scrape, that is the latest result; when both
+    /// did, the later timestamp decides (seconds: a success wins a tie).
+    fn derive(&self) {
+        let counts = RELOAD_RESULTS.map(|r| self.reloads.with_label_values(&[r]).get());
+        let mut seen = self
+            .reloads_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let moved = [counts[0] > seen[0], counts[1] > seen[1]];
+        *seen = counts;
+        drop(seen);
+        let ok = match moved {
+            [true, false] => Some(true),
+            [false, true] => Some(false),
+            [true, true] => {
+                let at = |r: &str| self.last_reload.with_label_values(&[r]).get();
+                Some(at("success") >= at("failure"))
+            }
+            [false, false] => None,
+        };
+        if let Some(ok) = ok {
+            self.last_reload_ok.set(i64::from(ok));
+        }
+        for family in prometheus::core::Collector::collect(&self.upstream_latency) {
+            for m in family.get_metric() {
+                for label in m.get_label() {
+                    if label.name() == "mode" {
+                        self.upstream_errors.with_label_values(&[label.value()]);
+                    }
+                }
+            }
+        }
+    }
+
     /// Per-group handles for the categories of a bundle.
     pub fn group_counters(&self, groups: &[String], categories: &[String]) -> GroupCounters {
         let per_group = |g: &str| GroupHandles {
             outcomes: Outcome::ALL.map(|o| self.queries.with_label_values(&[g, o.label()])),
             blocks: categories
                 .iter()
+                .map(String::as_str)
+                .chain([NOT_APPROVED, BYPASS])
                 .map(|c| self.blocks.with_label_values(&[g, c]))
                 .collect(),
         };
@@ -269,6 +354,7 @@ impl Default for Metrics {
 /// Counter handles for one group.
 pub struct GroupHandles {
     outcomes: [IntCounter; 5],
+    /// One per bundle category, then [`NOT_APPROVED`], then [`BYPASS`].
     blocks: Vec<IntCounter>,
 }
 
@@ -293,7 +379,24 @@ impl GroupCounters {
 
     /// Count one block by category.
     pub fn block(&self, group: Option<u16>, category: u16) {
-        if let Some(c) = self.group(group).blocks.get(category as usize) {
+        let blocks = &self.group(group).blocks;
+        // The last two slots are not-approved and bypass, never a bundle category.
+        if (category as usize) < blocks.len().saturating_sub(2) {
+            blocks[category as usize].inc();
+        }
+    }
+
+    /// Count one block for whatever reason: a category, an allow-only group's unapproved
+    /// name (`category="not-approved"`) or bypass prevention (`category="bypass"`), so
+    /// `chaperone_blocks_total` adds up to `chaperone_queries_total{outcome="blocked"}`.
+    pub fn block_reason(&self, group: Option<u16>, reason: BlockReason) {
+        let blocks = &self.group(group).blocks;
+        let slot = match reason {
+            BlockReason::Category(c) => return self.block(group, c),
+            BlockReason::NotApproved => blocks.len().checked_sub(2),
+            BlockReason::Bypass(_) => blocks.len().checked_sub(1),
+        };
+        if let Some(c) = slot.and_then(|i| blocks.get(i)) {
             c.inc();
         }
     }

@@ -183,13 +183,11 @@ impl Pipeline {
     ) {
         let counters = &d.snap.counters;
         if let Decision::Block {
-            reason: BlockReason::Category(cat),
-            incident,
-            ..
+            reason, incident, ..
         } = d.outcome.decision
         {
-            counters.block(d.outcome.group, cat);
-            if incident {
+            counters.block_reason(d.outcome.group, reason);
+            if let (BlockReason::Category(cat), true) = (reason, incident) {
                 counters.incident(cat);
             }
         }

@@ -129,7 +129,7 @@ fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
         decision: decision.to_owned(),
         category,
         rule,
-        rcode: e.rcode.to_string(),
+        rcode: rcode_name(e.rcode),
         incident,
     }
 }
@@ -173,6 +173,20 @@ pub fn describe(
             };
             ("blocked", Some(category), Some(rule), incident)
         }
+    }
+}
+
+/// The mnemonic of a response code as DNS tools print it (`NOERROR`, `NXDOMAIN`...), for
+/// the query log: log shippers and people grep for these, not for descriptions.
+pub fn rcode_name(rcode: ResponseCode) -> String {
+    match u16::from(rcode) {
+        0 => "NOERROR".to_owned(),
+        1 => "FORMERR".to_owned(),
+        2 => "SERVFAIL".to_owned(),
+        3 => "NXDOMAIN".to_owned(),
+        4 => "NOTIMP".to_owned(),
+        5 => "REFUSED".to_owned(),
+        other => format!("RCODE{other}"),
     }
 }
 

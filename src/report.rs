@@ -2,7 +2,13 @@
 //! categories and counts only) and, with `--detail`, blocked attempts per device for the
 //! designated safeguarding lead.
 //!
-//! Reads the storage database directly; nothing here runs in the server.
+//! Reads the storage database directly; nothing here runs in the server. The summary is
+//! built only from `GROUP BY` aggregates over groups, categories and decisions, so no client
+//! address, pseudonym, device or queried name can reach it; the one list of names it shows
+//! is the temporary unblocks granted (sites, with their reason and expiry, not who asked).
+//!
+//! The query log must be in SQLite (`[querylog] format = "sqlite"`, the default) for query
+//! figures; incidents and exceptions are always in the database.
 
 use std::fmt::Write as _;
 
@@ -32,7 +38,7 @@ pub enum Format {
     Csv,
 }
 
-/// Parse "30d", "12h", "90m" or an RFC 3339 time into the start of the period.
+/// Parse "30d", "2w", "12h", "90m" or an RFC 3339 time into the start of the period.
 pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
@@ -40,14 +46,18 @@ pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, Str
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
-        .map_err(|_| format!("{s:?}: expected e.g. 30d, 12h or an RFC 3339 time"))?;
-    let hours = match unit {
-        "d" => n * 24,
-        "h" => n,
-        "w" => n * 24 * 7,
-        _ => return Err(format!("{s:?}: unit must be d, h or w")),
+        .ok()
+        .filter(|n: &i64| (0..=1_000_000).contains(n))
+        .ok_or_else(|| format!("{s:?}: expected e.g. 30d, 2w, 12h, 90m or an RFC 3339 time"))?;
+    let minutes = match unit {
+        "w" => n * 60 * 24 * 7,
+        "d" => n * 60 * 24,
+        "h" => n * 60,
+        "m" => n,
+        _ => return Err(format!("{s:?}: unit must be w, d, h or m")),
     };
-    Ok(now - jiff::SignedDuration::from_hours(hours))
+    now.checked_sub(jiff::SignedDuration::from_mins(minutes))
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn pct(part: i64, whole: i64) -> String {
@@ -78,61 +88,95 @@ fn query(conn: &Connection, sql: &str, since: i64) -> rusqlite::Result<Vec<Vec<S
     rows.collect()
 }
 
-/// The governors' summary: totals, block rate per group, blocks per category and per
-/// group and category, incidents, exceptions granted. No addresses, names or devices.
+/// The governors' summary: totals, block rate per group, per category and per group and
+/// category, incidents, exceptions granted. No addresses, pseudonyms, devices or queried
+/// names.
 pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec<Table>> {
     let s = micros(since);
+    let count = |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok());
     let totals = query(
         conn,
-        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= ?1 GROUP BY decision ORDER BY 2 DESC",
+        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= ?1 GROUP BY decision ORDER BY 2 DESC, 1",
         s,
     )?;
-    let all: i64 = totals.iter().filter_map(|r| r[1].parse::<i64>().ok()).sum();
+    let all: i64 = totals.iter().filter_map(|r| count(r, 1)).sum();
     let mut total_rows: Vec<Vec<String>> = totals
         .iter()
         .map(|r| {
             vec![
                 r[0].clone(),
                 r[1].clone(),
-                pct(r[1].parse().unwrap_or(0), all),
+                pct(count(r, 1).unwrap_or(0), all),
             ]
         })
         .collect();
-    total_rows.push(vec!["all".into(), all.to_string(), "100.0%".into()]);
+    total_rows.push(vec!["all".into(), all.to_string(), pct(all, all)]);
 
     let groups = query(
         conn,
         "SELECT grp, COUNT(*), SUM(decision = 'blocked') FROM queries WHERE ts_us >= ?1 GROUP BY grp ORDER BY grp",
         s,
     )?;
+    let group_size: std::collections::HashMap<String, i64> = groups
+        .iter()
+        .map(|r| (r[0].clone(), count(r, 1).unwrap_or(0)))
+        .collect();
     let group_rows = groups
         .iter()
         .map(|r| {
-            let (n, b) = (r[1].parse().unwrap_or(0), r[2].parse().unwrap_or(0));
-            vec![r[0].clone(), r[1].clone(), r[2].clone(), pct(b, n)]
+            let (n, b) = (count(r, 1).unwrap_or(0), count(r, 2).unwrap_or(0));
+            vec![r[0].clone(), n.to_string(), b.to_string(), pct(b, n)]
         })
         .collect();
     let categories = query(
         conn,
-        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY category ORDER BY 2 DESC",
+        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
+    let category_rows = categories
+        .iter()
+        .map(|r| {
+            let b = count(r, 1).unwrap_or(0);
+            vec![r[0].clone(), b.to_string(), pct(b, all)]
+        })
+        .collect();
     let group_categories = query(
         conn,
-        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY grp, category ORDER BY grp, 3 DESC",
+        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
-    let incidents = query(
+    let group_category_rows = group_categories
+        .iter()
+        .map(|r| {
+            let b = count(r, 2).unwrap_or(0);
+            let n = group_size.get(&r[0]).copied().unwrap_or(0);
+            vec![r[0].clone(), r[1].clone(), b.to_string(), pct(b, n)]
+        })
+        .collect();
+    let mut incidents = query(
         conn,
-        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= ?1 GROUP BY category ORDER BY 2 DESC",
+        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= ?1 GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
-    let exceptions = query(
+    let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 1)).sum();
+    incidents.push(vec!["all".into(), incident_total.to_string()]);
+    let mut exceptions = query(
         conn,
-        "SELECT domain, groups, reason, datetime(expires_us / 1000000, 'unixepoch'), CASE WHEN revoked_us IS NULL THEN '' ELSE 'revoked' END
+        "SELECT domain, groups, reason, datetime(created_us / 1000000, 'unixepoch'), datetime(expires_us / 1000000, 'unixepoch'),
+                CASE WHEN revoked_us IS NULL THEN '' ELSE 'revoked' END
          FROM exceptions WHERE created_us >= ?1 ORDER BY created_us",
         s,
     )?;
+    for row in &mut exceptions {
+        // Stored as a JSON array; empty means every group.
+        if let Ok(groups) = serde_json::from_str::<Vec<String>>(&row[1]) {
+            row[1] = if groups.is_empty() {
+                "all".to_owned()
+            } else {
+                groups.join(" ")
+            };
+        }
+    }
     let t = |title: &str, headers: &[&str], rows| Table {
         title: title.to_owned(),
         headers: headers.iter().map(|h| h.to_string()).collect(),
@@ -145,11 +189,15 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             &["group", "queries", "blocked", "block rate"],
             group_rows,
         ),
-        t("Blocked by category", &["category", "blocked"], categories),
         t(
-            "Blocked by group and category",
-            &["group", "category", "blocked"],
-            group_categories,
+            "Block rate by category",
+            &["category", "blocked", "share of all queries"],
+            category_rows,
+        ),
+        t(
+            "Block rate by group and category",
+            &["group", "category", "blocked", "share of group's queries"],
+            group_category_rows,
         ),
         t(
             "Illegal-category incidents",
@@ -158,7 +206,14 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
         ),
         t(
             "Temporary unblocks granted",
-            &["domain", "groups", "reason", "expires (UTC)", "state"],
+            &[
+                "domain",
+                "groups",
+                "reason",
+                "granted (UTC)",
+                "expires (UTC)",
+                "state",
+            ],
             exceptions,
         ),
     ])
@@ -341,7 +396,17 @@ mod tests {
                 .to_string(),
             "2026-11-01T00:00:00Z"
         );
+        assert_eq!(
+            parse_since("90m", now).unwrap().to_string(),
+            "2026-11-29T22:30:00Z"
+        );
+        assert_eq!(
+            parse_since("2w", now).unwrap().to_string(),
+            "2026-11-16T00:00:00Z"
+        );
         assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("30y", now).is_err());
+        assert!(parse_since("99999999999d", now).is_err());
     }
 
     #[test]

@@ -167,6 +167,8 @@ pub struct Running {
     pub block_page_addr: Option<SocketAddr>,
     /// The pipeline (state, cache, upstream).
     pub pipeline: Arc<Pipeline>,
+    /// Keeps the query log writer (and so retention) alive while serving.
+    _querylog_writer: querylog::QueryLog,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -239,19 +241,17 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let state = State::new(config_path, loaded, metrics.clone());
     let snap = state.snapshot();
     let db = snap.config.storage_path.clone();
-    let querylog = match snap.config.querylog.enabled {
-        true => Some(
-            querylog::start(
-                &snap.config.querylog,
-                &db,
-                state.clone(),
-                opts.clock.clone(),
-            )
-            .map_err(|e| StartError::Store(e.to_string()))?
-            .0,
-        ),
-        false => None,
-    };
+    // The writer also runs retention, so it starts even with logging off: records kept
+    // from when it was on still expire.
+    let writer = querylog::start(
+        &snap.config.querylog,
+        &db,
+        state.clone(),
+        opts.clock.clone(),
+    )
+    .map_err(|e| StartError::Store(e.to_string()))?
+    .0;
+    let querylog = snap.config.querylog.enabled.then(|| writer.clone());
     let incidents = alerts::start(db.clone(), state.clone(), opts.clock.clone())
         .map_err(|e| StartError::Store(e.to_string()))?;
     let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
@@ -327,6 +327,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         opts.signals,
     ));
     Ok(Running {
+        _querylog_writer: writer,
         dns_addrs,
         admin_addr,
         block_page_addr,
@@ -458,20 +459,24 @@ fn spawn_file_watcher(pipeline: Arc<Pipeline>, paths: Vec<PathBuf>, shutdown: Ca
             return;
         }
     };
-    let mut dirs: Vec<PathBuf> = targets
+    // Folders (UT1 lists) are watched whole; for files, their folder but not below it, so
+    // busy neighbours (the database's WAL) in sub-folders cost nothing.
+    let mut dirs: Vec<(PathBuf, RecursiveMode)> = targets
         .iter()
-        .filter_map(|p| {
-            if p.is_dir() {
-                Some(p.clone())
-            } else {
-                p.parent().map(Path::to_path_buf)
-            }
+        .filter_map(|p| match p.is_dir() {
+            true => Some((p.clone(), RecursiveMode::Recursive)),
+            false => p
+                .parent()
+                .map(|d| (d.to_path_buf(), RecursiveMode::NonRecursive)),
         })
         .collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in &dirs {
-        if let Err(e) = watcher.watch(d, RecursiveMode::Recursive) {
+    dirs.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then((a.1 == RecursiveMode::NonRecursive).cmp(&(b.1 == RecursiveMode::NonRecursive)))
+    });
+    dirs.dedup_by(|a, b| a.0 == b.0);
+    for (d, mode) in &dirs {
+        if let Err(e) = watcher.watch(d, *mode) {
             tracing::warn!("cannot watch {}: {e}", d.display());
         }
     }

@@ -224,6 +224,9 @@ fn make_snapshot(config: Config, policy: Policy, generation: u64, metrics: &Metr
     let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
     let counters = metrics.group_counters(&groups, policy.bundle().categories());
     metrics.generation.set(generation as i64);
+    metrics
+        .exceptions_active
+        .set(policy.exceptions().len() as i64);
     metrics.list_entries.reset();
     for (cat, n) in &policy.bundle().header().counts {
         metrics

@@ -5,6 +5,7 @@ mod support;
 mod blockpage;
 mod config;
 mod foundation;
+mod monitoring;
 mod policy;
 mod recursive;
 mod reload;
