@@ -39,6 +39,11 @@ pub const BYPASS_NAMES: &[(&str, &str)] = &[
     ("mask-h2.icloud.com", "iCloud Private Relay"),
 ];
 
+/// [`BYPASS_NAMES`] (and their subdomains) as a bundle, built once.
+static BYPASS_BUNDLE: std::sync::LazyLock<Bundle> = std::sync::LazyLock::new(|| {
+    names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree)
+});
+
 /// The category name of public DoH resolvers, blocked by bypass prevention when listed.
 pub const DOH_CATEGORY: &str = "doh";
 
@@ -208,7 +213,6 @@ pub struct Policy {
     device_nets: PrefixTable<u16>,
     illegal: Mask,
     doh: Mask,
-    bypass_names: Bundle,
     exceptions: Vec<Exception>,
     exception_index: ExceptionIndex,
     timezone: jiff::tz::TimeZone,
@@ -296,7 +300,6 @@ impl Policy {
             device_nets: PrefixTable::new(device_nets),
             illegal,
             doh,
-            bypass_names: names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree),
             exceptions,
             exception_index,
             timezone: config.server.timezone.clone(),
@@ -314,7 +317,6 @@ impl Policy {
             device_nets: self.device_nets.clone(),
             illegal: self.illegal,
             doh: self.doh,
-            bypass_names: names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree),
             exception_index: ExceptionIndex::new(&exceptions, &self.groups),
             exceptions,
             timezone: self.timezone.clone(),
@@ -467,9 +469,8 @@ impl Policy {
         }
         // 3. Bypass prevention.
         if group.bypass {
-            let b = self
-                .bypass_names
-                .verdicts(&self.bypass_names.lookup(key))
+            let b = BYPASS_BUNDLE
+                .verdicts(&BYPASS_BUNDLE.lookup(key))
                 .masks
                 .block;
             if b != 0 {
