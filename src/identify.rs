@@ -16,16 +16,18 @@ use crate::policy::Client;
 /// the base64 or "aa:bb:cc:dd:ee:ff" text forms.
 pub const EDNS_MAC_OPTION: u16 = 65001;
 
-/// The client of a request.
-pub fn client(src: SocketAddr, edns: Option<&Edns>) -> Client {
+/// The client of a request: its address, canonicalised, and the MAC a relay sent (from
+/// [`mac`] for parsed requests, or the UDP fast path's own OPT reader).
+pub fn client(src: SocketAddr, mac: Option<[u8; 6]>) -> Client {
     Client {
         ip: Some(src.ip().to_canonical()),
-        mac: edns.and_then(mac_option),
+        mac,
     }
 }
 
-fn mac_option(edns: &Edns) -> Option<[u8; 6]> {
-    match edns.option(EdnsCode::Unknown(EDNS_MAC_OPTION))? {
+/// The MAC address in a request's EDNS0 MAC option, if any.
+pub fn mac(edns: Option<&Edns>) -> Option<[u8; 6]> {
+    match edns?.option(EdnsCode::Unknown(EDNS_MAC_OPTION))? {
         EdnsOption::Unknown(_, data) => parse_mac_payload(data),
         _ => None,
     }

@@ -157,10 +157,7 @@ impl Pipeline {
     pub fn decide(&self, src: SocketAddr, mac: Option<[u8; 6]>, key: &[u8]) -> Decided {
         let started = Instant::now();
         let snap = self.state.snapshot();
-        let client = Client {
-            ip: Some(src.ip().to_canonical()),
-            mac,
-        };
+        let client = identify::client(src, mac);
         let now = self.clock.now();
         let outcome = snap.policy.decide(&client, key, now, None);
         Decided {
@@ -212,7 +209,7 @@ impl Pipeline {
         let Some(key) = ReversedName::from_labels(q.name.iter()) else {
             return Reply::rcode(ResponseCode::FormErr);
         };
-        let d = self.decide(q.src, identify::client(q.src, q.edns).mac, key.as_bytes());
+        let d = self.decide(q.src, identify::mac(q.edns), key.as_bytes());
         let (reply, metric) = match d.outcome.decision {
             Decision::Refuse => (Reply::rcode(ResponseCode::Refused), MetricOutcome::Refused),
             Decision::Block {

@@ -63,11 +63,11 @@ pub struct LogEvent {
 }
 
 /// Sends events to the query log and incident channels.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorder {
     log: Option<QueryLog>,
     incidents: Option<mpsc::Sender<LogEvent>>,
-    metrics: Option<std::sync::Arc<Metrics>>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Recorder {
@@ -80,7 +80,7 @@ impl Recorder {
         Self {
             log,
             incidents,
-            metrics: Some(metrics),
+            metrics,
         }
     }
 
@@ -104,9 +104,8 @@ impl Recorder {
         }
         if let Some(log) = &self.log
             && !log.offer(owned)
-            && let Some(m) = &self.metrics
         {
-            m.querylog_dropped.inc();
+            self.metrics.querylog_dropped.inc();
         }
     }
 }
