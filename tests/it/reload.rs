@@ -71,34 +71,8 @@ async fn setup() -> (Authority, Harness) {
     .unwrap();
     // Start in a directory that already holds the bundle.
     let files: Vec<(&str, &str)> = Vec::new();
-    let h = start_in(dir, &config(), up.addr, &files).await;
+    let h = start_in(dir, &config(), up.addr, &files, school_morning()).await;
     (up, h)
-}
-
-async fn start_in(
-    dir: tempfile::TempDir,
-    text: &str,
-    upstream: std::net::SocketAddr,
-    files: &[(&str, &str)],
-) -> Harness {
-    write_files(dir.path(), files);
-    let config = dir.path().join("chaperone.toml");
-    std::fs::write(&config, text.replace("{UPSTREAM}", &upstream.to_string())).unwrap();
-    let clock = chaperone::policy::clock::ManualClock::new(school_morning());
-    let opts = chaperone::server::StartOptions {
-        clock: clock.clone(),
-        watch_files: false,
-        signals: false,
-    };
-    let running = chaperone::server::start(&config, opts)
-        .await
-        .expect("starts");
-    Harness {
-        dir,
-        config,
-        running: Some(running),
-        clock,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -330,7 +330,24 @@ pub async fn start(
     files: &[(&str, &str)],
     at: jiff::Timestamp,
 ) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(
+        tempfile::tempdir().unwrap(),
+        config_text,
+        upstream,
+        files,
+        at,
+    )
+    .await
+}
+
+/// [`start`] in a directory the test has already put files in (a prebuilt bundle).
+pub async fn start_in(
+    dir: tempfile::TempDir,
+    config_text: &str,
+    upstream: SocketAddr,
+    files: &[(&str, &str)],
+    at: jiff::Timestamp,
+) -> Harness {
     write_files(dir.path(), files);
     let config = dir.path().join("chaperone.toml");
     std::fs::write(
