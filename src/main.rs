@@ -11,7 +11,6 @@ use chaperone::config::parse_mac;
 use chaperone::lists::bundle;
 use chaperone::lists::compile;
 use chaperone::lists::key::{ReversedName, normalize_domain};
-use chaperone::policy::Client;
 use chaperone::server::{self, StartOptions};
 use chaperone::state;
 
@@ -247,7 +246,17 @@ fn explain(
     let key = ReversedName::from_labels(normalized.split('.').map(str::as_bytes))
         .context("name too long")?;
     let mut trace = Vec::new();
-    let client = Client { ip: Some(ip), mac };
+    let who = chaperone::identify::client(
+        std::net::SocketAddr::new(ip, 0),
+        mac,
+        &loaded.config.identify,
+    );
+    if who.mac_ignored {
+        trace.push(format!(
+            "identify: MAC ignored: {ip} is not a trusted relay ([identify] edns_mac_from)"
+        ));
+    }
+    let client = who.client;
     let outcome = loaded
         .policy
         .decide(&client, key.as_bytes(), now, Some(&mut trace));

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub querylog_written: IntCounter,
     /// chaperone_malformed_queries_total
     pub formerr: IntCounter,
+    /// chaperone_edns_mac_ignored_total: MAC options from addresses not trusted to send them.
+    pub edns_mac_ignored: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -242,6 +244,11 @@ impl Metrics {
                 &r,
                 "chaperone_malformed_queries_total",
                 "Queries answered FORMERR or NOTIMP.",
+            ),
+            edns_mac_ignored: counter(
+                &r,
+                "chaperone_edns_mac_ignored_total",
+                "EDNS0 MAC options ignored because the sender is not a trusted relay ([identify] edns_mac_from).",
             ),
             last_reload_ok: gauge(
                 &r,

@@ -157,7 +157,11 @@ impl Pipeline {
     pub fn decide(&self, src: SocketAddr, mac: Option<[u8; 6]>, key: &[u8]) -> Decided {
         let started = Instant::now();
         let snap = self.state.snapshot();
-        let client = identify::client(src, mac);
+        let who = identify::client(src, mac, &snap.config.identify);
+        if who.mac_ignored {
+            self.state.metrics().edns_mac_ignored.inc();
+        }
+        let client = who.client;
         let now = self.clock.now();
         let outcome = snap.policy.decide(&client, key, now, None);
         Decided {

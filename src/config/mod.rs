@@ -52,7 +52,29 @@ pub struct Config {
     pub querylog: QueryLogConfig,
     /// `[alerts]`
     pub alerts: Option<AlertsConfig>,
+    /// `[identify]`
+    pub identify: IdentifyConfig,
 }
+
+/// `[identify]`, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct IdentifyConfig {
+    /// Relays whose EDNS0 MAC option is believed.
+    pub edns_mac_from: Vec<IpNet>,
+}
+
+impl IdentifyConfig {
+    /// Is `ip` a relay trusted to say which MAC a query came from?
+    pub fn trusts_mac_from(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.edns_mac_from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Most policy groups: group sets are bit masks of a `u128`.
+pub const MAX_GROUPS: usize = 128;
+/// Most `[[network]]` entries or `[[device]]` entries: each is indexed by a `u16`.
+pub const MAX_INDEXED: usize = u16::MAX as usize;
 
 /// `[querylog]`, resolved.
 #[derive(Debug, Clone)]

@@ -55,6 +55,21 @@ pub struct RawConfig {
     /// Incident alerts to the designated safeguarding lead.
     #[serde(default)]
     pub alerts: Option<RawAlerts>,
+    /// How clients are identified beyond their address.
+    #[serde(default)]
+    pub identify: RawIdentify,
+}
+
+/// `[identify]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentify {
+    /// Relays (routers, dnsmasq forwarders) trusted to add the EDNS0 MAC option (65001).
+    /// The option is ignored, and counted, from every other address: any device can put
+    /// any MAC in its own query, so believing it would let a pupil claim a nominated
+    /// device's allowances. Default: none, so MACs are never believed.
+    #[serde(default)]
+    pub edns_mac_from: Vec<String>,
 }
 
 /// `[storage]`

@@ -75,6 +75,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     };
     let querylog = querylog(raw.querylog, &groups, base, &mut p);
     let alerts = raw.alerts.map(|a| alerts(a, &mut p));
+    let identify = identify(raw.identify, &mut p);
+    check_counts(&groups, &networks, &devices, &mut p);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -94,7 +96,48 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         storage_path,
         querylog,
         alerts,
+        identify,
     })
+}
+
+fn identify(i: raw::RawIdentify, p: &mut Problems) -> IdentifyConfig {
+    let edns_mac_from = i
+        .edns_mac_from
+        .iter()
+        .enumerate()
+        .filter_map(|(j, c)| p.take(format!("identify.edns_mac_from[{j}]"), parse_cidr(c)))
+        .collect();
+    IdentifyConfig { edns_mac_from }
+}
+
+/// Groups, networks and devices are indexed by fixed-width integers in the policy; more
+/// than fit would wrap silently, so say so here, naming the key.
+fn check_counts(
+    groups: &BTreeMap<String, GroupConfig>,
+    networks: &[NetworkConfig],
+    devices: &[DeviceConfig],
+    p: &mut Problems,
+) {
+    let limits = [
+        ("group", groups.len(), super::MAX_GROUPS),
+        ("network", networks.len(), super::MAX_INDEXED),
+        ("device", devices.len(), super::MAX_INDEXED),
+    ];
+    for (key, n, max) in limits {
+        if n > max {
+            p.add(key, format!("{n} entries, but at most {max} are supported"));
+        }
+    }
+    let device_prefixes: usize = devices.iter().map(|d| d.clients.len()).sum();
+    if device_prefixes > super::MAX_INDEXED {
+        p.add(
+            "device",
+            format!(
+                "{device_prefixes} client prefixes in all, but at most {} are supported",
+                super::MAX_INDEXED
+            ),
+        );
+    }
 }
 
 fn querylog(

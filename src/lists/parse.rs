@@ -1201,10 +1201,6 @@ mod tests {
     #[test]
     fn the_sample_lists_parse_cleanly() {
         let lists = Path::new(env!("CARGO_MANIFEST_DIR")).join("lists");
-        if !lists.join("adult.txt").exists() {
-            eprintln!("skipped: {} not present", lists.display());
-            return;
-        }
         for (file, format, min) in [
             ("adult.txt", Format::Domains, 10),
             ("gambling.hosts", Format::Hosts, 10),
@@ -1277,24 +1273,24 @@ mod tests {
         );
     }
 
-    /// The real-world lists in `../shared/lists-real` (not shipped with the crate).
-    fn real(rel: &str) -> Option<PathBuf> {
+    /// The real-world lists in `../shared/lists-real` (not shipped with the crate, but
+    /// always beside it in the workplace and in CI). A missing file fails the test: a test
+    /// that passes because its fixture vanished proves nothing.
+    fn real(rel: &str) -> PathBuf {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/lists-real")
             .join(rel);
-        if path.exists() {
-            Some(path)
-        } else {
-            eprintln!("skipped: {} not present", path.display());
-            None
-        }
+        assert!(
+            path.exists(),
+            "fixture {} is missing: these tests need shared/lists-real beside the repository",
+            path.display()
+        );
+        path
     }
 
     #[test]
     fn real_doh_list_parses_cleanly() {
-        let Some(doh) = real("dibdot-doh/doh-domains_overall.txt") else {
-            return;
-        };
+        let doh = real("dibdot-doh/doh-domains_overall.txt");
         let parsed = parse_file(&doh, Format::Auto, Subtree).unwrap();
         assert!(parsed.entries.len() > 1800, "{}", parsed.entries.len());
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
@@ -1303,16 +1299,13 @@ mod tests {
 
     #[test]
     fn real_hosts_file_parses_cleanly() {
-        let Some(hosts) = real("stevenblack/alternates/fakenews-only/blackhole") else {
-            return;
-        };
+        let hosts = real("stevenblack/alternates/fakenews-only/blackhole");
         let parsed = parse_file(&hosts, Format::Auto, Subtree).unwrap();
         assert!(parsed.entries.len() > 2000, "{}", parsed.entries.len());
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     }
 
-    /// The larger StevenBlack files are xz-compressed; decompress them with `xz` if there
-    /// is one, else skip. They carry the full hosts header (localhost, ip6-*, fe80::1%lo0,
+    /// The larger StevenBlack files are xz-compressed; decompress them with `xz`. They carry the full hosts header (localhost, ip6-*, fe80::1%lo0,
     /// the build machine's own name), inline `#[tags]`, and the unified one CRLF endings
     /// and indented comments.
     #[test]
@@ -1321,20 +1314,13 @@ mod tests {
             ("stevenblack/alternates/gambling-only/blackhole.xz", 8_000),
             ("stevenblack/blackhole.xz", 120_000),
         ] {
-            let Some(xz) = real(rel) else {
-                continue;
-            };
-            let out = match std::process::Command::new("xz")
+            let xz = real(rel);
+            let out = std::process::Command::new("xz")
                 .arg("-dc")
                 .arg(&xz)
                 .output()
-            {
-                Ok(out) if out.status.success() => out,
-                _ => {
-                    eprintln!("skipped: no working xz to decompress {}", xz.display());
-                    return;
-                }
-            };
+                .expect("xz (Debian xz-utils) runs; .ci/run installs it");
+            assert!(out.status.success(), "xz -dc {}", xz.display());
             let text = String::from_utf8(out.stdout).unwrap();
             let parsed = parse_text(&xz, &text, Format::Auto, Subtree);
             assert!(
@@ -1357,9 +1343,7 @@ mod tests {
 
     #[test]
     fn real_ut1_folder_parses() {
-        let Some(ut1) = real("ut1") else {
-            return;
-        };
+        let ut1 = real("ut1");
         // Only the categories stored uncompressed have a `domains` file.
         let cats = parse_ut1_dir(&ut1, &[], Subtree).unwrap();
         assert!(cats.len() > 40, "{} categories", cats.len());

@@ -14,7 +14,8 @@
 //! 5. Allow-only groups: only approved names pass.
 //! 6. Blocked categories: the group's, changed by schedules in force and by nominated
 //!    device exceptions.
-//! 7. SafeSearch rewrites, then allow.
+//! 7. SafeSearch rewrites for every name allowed by steps 4–6: an allow or an exception
+//!    for `youtube.com` lifts a block, never Restricted Mode.
 
 pub mod clock;
 pub mod network;
@@ -414,6 +415,9 @@ impl Policy {
         }
     }
 
+    /// Steps 2–7 for a client already placed in `group`. Each step is its own function;
+    /// this one only knows their order. Every allow path ends in [`Self::safe_search`]:
+    /// "allowed" means "not blocked", not "unfiltered".
     fn decide_in_group(
         &self,
         group: &Group,
@@ -423,107 +427,130 @@ impl Policy {
         now: jiff::Timestamp,
         t: &mut Tracer,
     ) -> Decision {
-        let matches = self.bundle.lookup(key);
-        let verdicts = self.bundle.verdicts(&matches).masks;
-        let listed = verdicts.block | verdicts.nodata;
-        let answer_for = |cat_bit: Mask| {
-            if verdicts.nodata & cat_bit != 0 {
-                BlockAnswer::NoData
-            } else {
-                group_answer(group.block_answer)
-            }
+        let m = Matched::new(&self.bundle, key);
+        if let Some(block) = self.illegal(&m, t) {
+            return block;
+        }
+        if let Some(block) = self.bypass(group, key, t) {
+            return block;
+        }
+        let reason = match self.allowed_by_name(group, gi, key, now, t) {
+            Some(reason) => reason,
+            None if group.allow_only => match self.approved(group, &m, t) {
+                Ok(reason) => reason,
+                Err(block) => return block,
+            },
+            None => match self.categories(group, device, &m, now, t) {
+                Ok(reason) => reason,
+                Err(block) => return block,
+            },
         };
-        let block_with = |cat: u16, incident: bool, t: &mut Tracer| {
-            let rule_labels = self.bundle.rule_for(&matches, cat).map_or(0, |(l, _)| l);
-            t.say(|| {
-                format!(
-                    "rule: {} lists {}",
-                    self.category_name(cat),
-                    suffix(key, rule_labels)
-                )
-            });
-            // Illegal content gets NXDOMAIN, never the block page: there is nothing to
-            // request and no page should suggest there might be.
-            let answer = if incident {
-                BlockAnswer::NxDomain
-            } else {
-                answer_for(1 << cat)
-            };
-            Decision::Block {
-                reason: BlockReason::Category(cat),
-                answer,
-                rule_labels,
-                incident,
-            }
-        };
+        self.safe_search(group, key, reason, t)
+    }
 
-        // 2. Illegal content: always blocked, always an incident.
-        if let Some(cat) = first(listed & self.illegal) {
-            t.say(|| {
-                format!(
-                    "verdict: {} is illegal: blocked for everyone, no exception applies",
-                    self.category_name(cat)
-                )
-            });
-            return block_with(cat, true, t);
+    /// Step 2: illegal content is blocked for everyone, before anything that could allow,
+    /// and is always an incident.
+    fn illegal(&self, m: &Matched, t: &mut Tracer) -> Option<Decision> {
+        let cat = first(m.listed() & self.illegal)?;
+        t.say(|| {
+            format!(
+                "verdict: {} is illegal: blocked for everyone, no exception applies",
+                self.category_name(cat)
+            )
+        });
+        Some(self.block_category(m, cat, true, BlockAnswer::NxDomain, t))
+    }
+
+    /// Step 3: bypass prevention (DoH canary, iCloud Private Relay) beats allow lists.
+    fn bypass(&self, group: &Group, key: &[u8], t: &mut Tracer) -> Option<Decision> {
+        if !group.bypass {
+            return None;
         }
-        // 3. Bypass prevention.
-        if group.bypass {
-            let b = BYPASS_BUNDLE
-                .verdicts(&BYPASS_BUNDLE.lookup(key))
-                .masks
-                .block;
-            if b != 0 {
-                let idx = self.bypass_index(key);
-                t.say(|| {
-                    format!(
-                        "bypass prevention: {} ({}) → NXDOMAIN",
-                        BYPASS_NAMES[idx as usize].0, BYPASS_NAMES[idx as usize].1
-                    )
-                });
-                return Decision::Block {
-                    reason: BlockReason::Bypass(idx),
-                    answer: BlockAnswer::NxDomain,
-                    rule_labels: 0,
-                    incident: false,
-                };
-            }
+        let hit = BYPASS_BUNDLE
+            .verdicts(&BYPASS_BUNDLE.lookup(key))
+            .masks
+            .block;
+        if hit == 0 {
+            return None;
         }
-        // 4. Allow names and exceptions.
+        let idx = self.bypass_index(key);
+        t.say(|| {
+            let (name, what) = BYPASS_NAMES[idx as usize];
+            format!("bypass prevention: {name} ({what}) → NXDOMAIN")
+        });
+        Some(Decision::Block {
+            reason: BlockReason::Bypass(idx),
+            answer: BlockAnswer::NxDomain,
+            rule_labels: 0,
+            incident: false,
+        })
+    }
+
+    /// Step 4: the group's allow names, then live exceptions.
+    fn allowed_by_name(
+        &self,
+        group: &Group,
+        gi: u16,
+        key: &[u8],
+        now: jiff::Timestamp,
+        t: &mut Tracer,
+    ) -> Option<AllowReason> {
         if let Some(allow) = &group.allow_names
             && !allow.lookup(key).is_empty()
         {
             t.say(|| format!("allow: on group {}'s allow list", group.name));
-            return Decision::Allow(AllowReason::GroupAllow);
+            return Some(AllowReason::GroupAllow);
         }
-        if let Some(ex) = self.exception_for(key, gi, now) {
-            t.say(|| {
-                let e = &self.exceptions[ex as usize];
-                format!(
-                    "exception #{}: {} allowed until {}",
-                    e.id, e.domain, e.expires
-                )
-            });
-            return Decision::Allow(AllowReason::Exception(ex));
+        let ex = self.exception_for(key, gi, now)?;
+        t.say(|| {
+            let e = &self.exceptions[ex as usize];
+            format!(
+                "exception #{}: {} allowed until {}",
+                e.id, e.domain, e.expires
+            )
+        });
+        Some(AllowReason::Exception(ex))
+    }
+
+    /// Step 5, for allow-only groups: only names on the approved lists pass.
+    fn approved(
+        &self,
+        group: &Group,
+        m: &Matched,
+        t: &mut Tracer,
+    ) -> Result<AllowReason, Decision> {
+        let v = &m.verdicts;
+        if (v.block | v.pass) & group.approved != 0 {
+            t.say(|| format!("allow-only: approved for group {}", group.name));
+            return Ok(AllowReason::Approved);
         }
-        // 5. Allow-only.
-        if group.allow_only {
-            if verdicts.block & group.approved != 0 || verdicts.pass & group.approved != 0 {
-                t.say(|| format!("allow-only: approved for group {}", group.name));
-                return Decision::Allow(AllowReason::Approved);
-            }
-            t.say(|| format!("allow-only: not on group {}'s approved lists", group.name));
-            return Decision::Block {
-                reason: BlockReason::NotApproved,
-                answer: group_answer(group.block_answer),
-                rule_labels: 0,
-                incident: false,
-            };
-        }
-        // 6. Categories blocked here, now.
+        t.say(|| format!("allow-only: not on group {}'s approved lists", group.name));
+        Err(Decision::Block {
+            reason: BlockReason::NotApproved,
+            answer: group_answer(group.block_answer),
+            rule_labels: 0,
+            incident: false,
+        })
+    }
+
+    /// Step 6: categories blocked for this group now (schedules, nominated devices).
+    fn categories(
+        &self,
+        group: &Group,
+        device: Option<u16>,
+        m: &Matched,
+        now: jiff::Timestamp,
+        t: &mut Tracer,
+    ) -> Result<AllowReason, Decision> {
+        let listed = m.listed();
         let blocked = self.blocked_mask(group, device, now, t);
         if let Some(cat) = first(listed & blocked) {
-            return block_with(cat, false, t);
+            let answer = if m.verdicts.nodata & (1 << cat) != 0 {
+                BlockAnswer::NoData
+            } else {
+                group_answer(group.block_answer)
+            };
+            return Err(self.block_category(m, cat, false, answer, t));
         }
         if listed != 0 {
             t.say(|| {
@@ -532,23 +559,57 @@ impl Policy {
                     self.mask_names(listed)
                 )
             });
-        } else if verdicts.pass != 0 {
-            t.say(|| format!("passed by {}", self.mask_names(verdicts.pass)));
+            Ok(AllowReason::NotBlockedHere)
+        } else if m.verdicts.pass != 0 {
+            t.say(|| format!("passed by {}", self.mask_names(m.verdicts.pass)));
+            Ok(AllowReason::ListPass)
+        } else {
+            Ok(AllowReason::Unlisted)
         }
-        // 7. SafeSearch.
+    }
+
+    /// Step 7: an allowed name of a search engine or video site is rewritten to its safe
+    /// mode, whichever step allowed it, unless the group turns SafeSearch off.
+    fn safe_search(
+        &self,
+        group: &Group,
+        key: &[u8],
+        reason: AllowReason,
+        t: &mut Tracer,
+    ) -> Decision {
         if let Some((engine, target)) = group.safe_search.rewrite(key) {
             t.say(|| format!("safe search: {} → CNAME {}", engine.name(), target.host()));
             return Decision::Rewrite { engine, target };
         }
-        let reason = if listed != 0 {
-            AllowReason::NotBlockedHere
-        } else if verdicts.pass != 0 {
-            AllowReason::ListPass
-        } else {
-            AllowReason::Unlisted
-        };
         t.say(|| "decision: allow".to_owned());
         Decision::Allow(reason)
+    }
+
+    /// A block by category `cat`, naming the listed rule in the trace. Illegal content
+    /// gets NXDOMAIN, never the block page: there is nothing to request and no page should
+    /// suggest there might be.
+    fn block_category(
+        &self,
+        m: &Matched,
+        cat: u16,
+        incident: bool,
+        answer: BlockAnswer,
+        t: &mut Tracer,
+    ) -> Decision {
+        let rule_labels = self.bundle.rule_for(&m.matches, cat).map_or(0, |(l, _)| l);
+        t.say(|| {
+            format!(
+                "rule: {} lists {}",
+                self.category_name(cat),
+                suffix(m.key, rule_labels)
+            )
+        });
+        Decision::Block {
+            reason: BlockReason::Category(cat),
+            answer,
+            rule_labels,
+            incident,
+        }
     }
 
     /// Categories blocked for `group` at `now` for this device: the group's, plus schedule
@@ -793,6 +854,30 @@ fn names_bundle<'a>(names: impl Iterator<Item = &'a str>, kind: MatchKind) -> Bu
         .expect("an in-memory bundle of valid names always builds")
 }
 
+/// The lists' matches for one query name, looked up once and shared by every step.
+struct Matched<'k> {
+    key: &'k [u8],
+    matches: crate::lists::bundle::Matches,
+    verdicts: crate::lists::bundle::ActionMasks,
+}
+
+impl<'k> Matched<'k> {
+    fn new(bundle: &Bundle, key: &'k [u8]) -> Self {
+        let matches = bundle.lookup(key);
+        let verdicts = bundle.verdicts(&matches).masks;
+        Matched {
+            key,
+            matches,
+            verdicts,
+        }
+    }
+
+    /// Categories that list the name to block it (with any answer).
+    fn listed(&self) -> Mask {
+        self.verdicts.block | self.verdicts.nodata
+    }
+}
+
 /// Collects explanation lines only when asked, so `decide` costs nothing extra on the
 /// serving path (the closures are never called).
 struct Tracer<'a>(Option<&'a mut Vec<String>>);
@@ -804,3 +889,6 @@ impl Tracer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -600,9 +600,11 @@ fn docker() -> PathBuf {
     crate_root().join("docker")
 }
 
-fn yaml(path: &Path) -> serde_yaml::Value {
+/// A YAML file as a JSON value, read with serde-saphyr (maintained and panic-free).
+fn yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+    serde_saphyr::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
 }
 
 /// Every `expr` anywhere in a Grafana dashboard (panels, rows, templating).
@@ -845,7 +847,7 @@ fn the_docker_files_parse_and_agree_with_each_other() {
     // Every bind mount points at a file or folder in docker/.
     let mounts = |service: &str| -> Vec<(String, String)> {
         services[service]["volumes"]
-            .as_sequence()
+            .as_array()
             .unwrap_or(&Vec::new())
             .iter()
             .filter_map(|v| v.as_str())
@@ -871,7 +873,7 @@ fn the_docker_files_parse_and_agree_with_each_other() {
     };
     let prom_config = container_of("prometheus", "./prometheus/prometheus.yml");
     let command: Vec<&str> = services["prometheus"]["command"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .filter_map(|c| c.as_str())
@@ -887,13 +889,13 @@ fn the_docker_files_parse_and_agree_with_each_other() {
     // Prometheus scrapes Chaperone's admin listener by its compose service name.
     let prom = yaml(&docker().join("prometheus/prometheus.yml"));
     let job = prom["scrape_configs"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|j| j["job_name"].as_str() == Some("chaperone"))
         .expect("a chaperone scrape job");
     let targets: Vec<&str> = job["static_configs"][0]["targets"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .filter_map(|t| t.as_str())
@@ -956,9 +958,9 @@ fn the_docker_files_parse_and_agree_with_each_other() {
 }
 
 /// Whether a compose service mounts a named volume at `target`.
-fn mounts_named_volume(services: &serde_yaml::Value, service: &str, target: &str) -> bool {
+fn mounts_named_volume(services: &Value, service: &str, target: &str) -> bool {
     services[service]["volumes"]
-        .as_sequence()
+        .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v.as_str())

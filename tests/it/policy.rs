@@ -58,6 +58,11 @@ group = "staff"
 cidrs = ["127.0.0.4/32"]
 group = "ks1"
 
+[[network]]
+name = "pupil VLAN relay (dnsmasq add-mac)"
+cidrs = ["127.0.0.6/32"]
+group = "pupils"
+
 [group.pupils]
 block = ["games", "social"]
 
@@ -93,6 +98,9 @@ macs = ["02:00:5e:10:00:01"]
 clients = ["127.0.0.5"]
 allow = ["social"]
 groups = ["pupils"]
+
+[identify]
+edns_mac_from = ["127.0.0.6/32"]
 "#;
 
 const FILES: &[(&str, &str)] = &[
@@ -246,26 +254,39 @@ async fn key_stage_1_reaches_only_approved_sites() {
 }
 
 #[tokio::test]
-async fn a_nominated_device_is_recognised_by_its_edns_mac() {
+async fn a_nominated_device_is_recognised_by_its_edns_mac_from_a_trusted_relay() {
     let (up, h) = setup(school_morning()).await;
-    let pupil = h.client("127.0.0.2");
+    let relay = h.client("127.0.0.6");
     assert_eq!(
-        rcode(&pupil.udp("social.listed.test.", RecordType::A).await),
-        ResponseCode::NXDomain
+        rcode(&relay.udp("social.listed.test.", RecordType::A).await),
+        ResponseCode::NXDomain,
+        "the relay's own queries are a pupil's"
     );
-    let mac = EdnsOption::Unknown(EDNS_MAC_OPTION, vec![0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
-    let laptop = pupil
-        .udp_with_option("social.listed.test.", RecordType::A, mac)
-        .await;
-    assert_eq!(
-        ips(&laptop),
-        vec![ip("192.0.2.99")],
-        "the coordinator's laptop may investigate"
-    );
+    let mac = || EdnsOption::Unknown(EDNS_MAC_OPTION, vec![0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
+    for (how, reply) in [
+        (
+            "UDP",
+            relay
+                .udp_with_option("social.listed.test.", RecordType::A, mac())
+                .await,
+        ),
+        (
+            "TCP",
+            relay
+                .tcp_with_option("social.listed.test.", RecordType::A, mac())
+                .await,
+        ),
+    ] {
+        assert_eq!(
+            ips(&reply),
+            vec![ip("192.0.2.99")],
+            "the coordinator's laptop may investigate ({how})"
+        );
+    }
     let other = EdnsOption::Unknown(EDNS_MAC_OPTION, vec![0x02, 0x00, 0x5e, 0x10, 0x00, 0x02]);
     assert_eq!(
         rcode(
-            &pupil
+            &relay
                 .udp_with_option("social.listed.test.", RecordType::A, other)
                 .await
         ),
@@ -274,20 +295,54 @@ async fn a_nominated_device_is_recognised_by_its_edns_mac() {
     // The text form dnsmasq sends with add-mac=text works too.
     let text = EdnsOption::Unknown(EDNS_MAC_OPTION, b"02:00:5e:10:00:01".to_vec());
     assert_eq!(
-        ips(&pupil
+        ips(&relay
             .udp_with_option("social.listed.test.", RecordType::A, text)
             .await),
         vec![ip("192.0.2.99")]
     );
     // The device exception does not reach other categories.
-    let mac = EdnsOption::Unknown(EDNS_MAC_OPTION, vec![0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
     assert_eq!(
         rcode(
-            &pupil
-                .udp_with_option("games.listed.test.", RecordType::A, mac)
+            &relay
+                .udp_with_option("games.listed.test.", RecordType::A, mac())
                 .await
         ),
         ResponseCode::NXDomain
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_pupil_cannot_claim_a_nominated_devices_mac() {
+    let (up, h) = setup(school_morning()).await;
+    let pupil = h.client("127.0.0.2");
+    let mac = || EdnsOption::Unknown(EDNS_MAC_OPTION, vec![0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]);
+    for (how, reply) in [
+        (
+            "UDP",
+            pupil
+                .udp_with_option("social.listed.test.", RecordType::A, mac())
+                .await,
+        ),
+        (
+            "TCP",
+            pupil
+                .tcp_with_option("social.listed.test.", RecordType::A, mac())
+                .await,
+        ),
+    ] {
+        assert_eq!(
+            rcode(&reply),
+            ResponseCode::NXDomain,
+            "a MAC written by the pupil's own device is not believed ({how})"
+        );
+    }
+    let ignored = h.running.as_ref().unwrap().pipeline.state().metrics();
+    assert_eq!(
+        ignored.edns_mac_ignored.get(),
+        2,
+        "each forged MAC is counted"
     );
     h.stop().await;
     up.stop().await;
@@ -463,6 +518,91 @@ async fn bypass_prevention_answers_the_doh_canary_and_private_relay_with_nxdomai
             .udp("use-application-dns.net.", RecordType::A)
             .await),
         vec![ip("192.0.2.4")]
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+/// "Allowed" means "not blocked", not "unfiltered": an allow entry, an exception and an
+/// allow-only approval each lift a block, and SafeSearch / Restricted Mode still apply.
+#[tokio::test]
+async fn allows_exceptions_and_approvals_keep_safe_search_on() {
+    let config = CONFIG
+        .replace(
+            "[group.pupils]\nblock = [\"games\", \"social\"]\n",
+            "[group.pupils]\nblock = [\"games\", \"social\"]\nallow = [\"bing.com\"]\n",
+        )
+        .replace(
+            "[group.ks1]\n",
+            "[group.ks1.safe_search]\ngoogle = true\n\n[group.ks1]\n",
+        )
+        + &format!(
+            "\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[admin.token]]\nname = \"Sam Technician\"\nrole = \"technician\"\nsha256 = \"{}\"\n",
+            token_hash("technician-token")
+        );
+    let files: Vec<(&str, &str)> = FILES
+        .iter()
+        .map(|&(f, text)| match f {
+            "approved.txt" => (f, "learning.listed.test\ngoogle.com\n"),
+            _ => (f, text),
+        })
+        .collect();
+    let mut zones = vec![
+        ("example.test.", EXAMPLE_ZONE),
+        ("listed.test.", LISTED_ZONE),
+    ];
+    zones.extend_from_slice(SAFE_ZONES);
+    let up = authority("127.0.0.1:0".parse().unwrap(), &zones).await;
+    let h = start(&config, up.addr, &files, school_morning()).await;
+
+    let exception = r#"{"domain": "youtube.com", "groups": ["pupils"], "reason": "class video", "requested_by": "Ms Patel", "days": 1}"#;
+    let (status, body) = http(
+        h.admin(),
+        "POST",
+        "/exceptions",
+        Some("technician-token"),
+        Some(exception),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let cname = |m: &hickory_proto::op::Message| match m.answers.first().map(|r| &r.data) {
+        Some(RData::CNAME(c)) => c.0.to_ascii(),
+        other => format!("no CNAME: {other:?}"),
+    };
+    let pupil = h.client("127.0.0.2");
+    let ks1 = h.client("127.0.0.4");
+    for (who, client, name, target) in [
+        (
+            "pupils, exception",
+            &pupil,
+            "www.youtube.com.",
+            "restrict.youtube.com.",
+        ),
+        (
+            "pupils, allow entry",
+            &pupil,
+            "www.bing.com.",
+            "strict.bing.com.",
+        ),
+        (
+            "KS1, approved",
+            &ks1,
+            "www.google.com.",
+            "forcesafesearch.google.com.",
+        ),
+    ] {
+        for (how, reply) in [
+            ("UDP", client.udp(name, RecordType::A).await),
+            ("TCP", client.tcp(name, RecordType::A).await),
+        ] {
+            assert_eq!(cname(&reply), target, "{who}: {name} over {how}");
+        }
+    }
+    assert_eq!(
+        up.count("www.youtube.com."),
+        0,
+        "the unsafe name never leaves"
     );
     h.stop().await;
     up.stop().await;

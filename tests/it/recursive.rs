@@ -117,7 +117,11 @@ impl Internet {
             let bind = SocketAddr::new(IpAddr::V4(s.ip), 53);
             match (s.behaviour, s.host) {
                 (zones::Behaviour::Silent, _) => {
-                    silent.push(std::net::UdpSocket::bind(bind).expect("bind silent server"));
+                    silent.push(std::net::UdpSocket::bind(bind).unwrap_or_else(|e| {
+                        panic!(
+                            "the recursion tests own {bind}, but it cannot be bound (in use?): {e}"
+                        )
+                    }));
                 }
                 (zones::Behaviour::Answer, "ns-flaky") => {
                     let mut catalog = Catalog::new();
@@ -129,10 +133,7 @@ impl Internet {
                         catalog,
                         muted: flaky_muted.clone(),
                     });
-                    let udp = tokio::net::UdpSocket::bind(bind).await.expect("bind flaky");
-                    let tcp = tokio::net::TcpListener::bind(bind)
-                        .await
-                        .expect("bind flaky tcp");
+                    let (udp, tcp) = bind_udp_and_tcp(bind).await;
                     server.register_socket(udp);
                     server.register_listener(tcp, Duration::from_secs(5), 32);
                     flaky = Some(server);

@@ -112,16 +112,33 @@ pub async fn authority(bind: SocketAddr, zones: &[(&str, &str)]) -> Authority {
         catalog,
         seen: seen.clone(),
     });
-    let udp = UdpSocket::bind(bind)
-        .await
-        .expect("bind test authority udp");
+    let (udp, tcp) = bind_udp_and_tcp(bind).await;
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr)
-        .await
-        .expect("bind test authority tcp");
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 32);
     Authority { addr, seen, server }
+}
+
+/// A UDP and a TCP socket on the same address and port. With port 0 the UDP port the
+/// kernel picks may already be taken for TCP, so try fresh ports a few times; a fixed
+/// address that is taken fails with a message that says which.
+pub async fn bind_udp_and_tcp(bind: SocketAddr) -> (UdpSocket, TcpListener) {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(bind)
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind UDP {bind} for a test server: {e}"));
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp),
+            Err(e) if bind.port() == 0 => last = Some(e),
+            Err(e) => panic!("cannot bind TCP {addr} for a test server (is it in use?): {e}"),
+        }
+    }
+    panic!(
+        "no port on {} was free for both UDP and TCP: {last:?}",
+        bind.ip()
+    )
 }
 
 /// The zone most tests use as "the internet".
@@ -189,11 +206,12 @@ impl Client {
             .expect("an answer")
     }
 
-    /// Send a message over UDP; None on timeout (2 s).
+    /// Send a message over UDP; None on timeout (2 s). The reply is checked against the
+    /// query (see [`checked_reply`]).
     pub async fn send_udp(&self, m: &Message) -> Option<Message> {
         let bytes = m.to_bytes().unwrap();
         let reply = self.send_raw_udp(&bytes, Duration::from_secs(2)).await?;
-        Message::from_bytes(&reply).ok()
+        Some(checked_reply(m, &reply))
     }
 
     /// Send raw bytes over UDP and wait for raw bytes back.
@@ -232,7 +250,16 @@ impl Client {
             .ok()?;
         let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
         s.read_exact(&mut buf).await.ok()?;
-        Message::from_bytes(&buf).ok()
+        Some(checked_reply(m, &buf))
+    }
+
+    /// Ask over TCP with an EDNS0 option added.
+    pub async fn tcp_with_option(&self, name: &str, qtype: RecordType, opt: EdnsOption) -> Message {
+        let mut m = Self::message(name, qtype);
+        if let Some(e) = m.edns.as_mut() {
+            e.options_mut().insert(opt);
+        }
+        self.send_tcp(&m).await.expect("an answer")
     }
 
     /// Ask with an EDNS0 option added (e.g. the MAC option).
@@ -243,6 +270,64 @@ impl Client {
         }
         self.send_udp(&m).await.expect("an answer")
     }
+}
+
+/// Decode a reply and check it answers `query` as RFC 1035 §4.1.1 and RFC 6891 ask, so a
+/// server that echoes a stale ID, changes the question's case, forgets QR/RD or leaves
+/// bytes after the last record fails every test that talks to it, not only a test
+/// written to look for it.
+///
+/// FORMERR and NOTIMP replies may omit the question (the server could not parse it), so
+/// only their header is checked.
+#[track_caller]
+pub fn checked_reply(query: &Message, bytes: &[u8]) -> Message {
+    use hickory_proto::serialize::binary::BinDecoder;
+    let mut decoder = BinDecoder::new(bytes);
+    let reply = Message::read(&mut decoder).unwrap_or_else(|e| panic!("undecodable reply: {e}"));
+    assert!(
+        decoder.is_empty(),
+        "{} bytes after the last record of a {}-byte reply",
+        bytes.len() - decoder.index(),
+        bytes.len()
+    );
+    let (q, r) = (&query.metadata, &reply.metadata);
+    assert_eq!(r.id, q.id, "the reply's ID must be the query's");
+    assert_eq!(r.message_type, MessageType::Response, "QR must be set");
+    assert_eq!(r.op_code, q.op_code, "the opcode is echoed");
+    assert_eq!(r.recursion_desired, q.recursion_desired, "RD is echoed");
+    if matches!(
+        r.response_code,
+        ResponseCode::FormErr | ResponseCode::NotImp
+    ) {
+        return reply;
+    }
+    let asked: Vec<String> = query.queries.iter().map(question_text).collect();
+    let echoed: Vec<String> = reply.queries.iter().map(question_text).collect();
+    assert_eq!(
+        echoed, asked,
+        "the question is echoed exactly, case included"
+    );
+    if matches!(
+        r.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    ) {
+        assert!(r.recursion_available, "RA is set on answers");
+    }
+    assert_eq!(
+        reply.edns.is_some(),
+        query.edns.is_some(),
+        "OPT in the reply exactly when the query had one (RFC 6891 §7)"
+    );
+    reply
+}
+
+fn question_text(q: &Query) -> String {
+    format!(
+        "{} {:?} {:?}",
+        q.name().to_ascii(),
+        q.query_class(),
+        q.query_type()
+    )
 }
 
 fn rand_id() -> u16 {

@@ -1,0 +1,335 @@
+//! One test per decision step of [`Policy::decide`], on a small in-memory bundle, so each
+//! step's rule is pinned down on its own and a reordering of the steps shows up here first.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::lists::key::reverse_key;
+
+const CONFIG: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+timezone = "Europe/London"
+
+[upstream]
+servers = ["127.0.0.1:53"]
+
+[[network]]
+cidrs = ["10.0.1.0/24"]
+group = "pupils"
+
+[[network]]
+cidrs = ["10.0.2.0/24"]
+group = "staff"
+
+[[network]]
+cidrs = ["10.0.3.0/24"]
+group = "ks1"
+
+[[network]]
+cidrs = ["10.0.4.0/24"]
+group = "open"
+
+[category.illegal]
+verdict = "illegal"
+
+[group.pupils]
+block = ["games", "social", "ads"]
+allow = ["bing.com", "allowed.games.test"]
+
+[group.pupils.safe_search]
+google = true
+bing = true
+youtube = "strict"
+
+[[group.pupils.schedule]]
+name = "lunch"
+days = ["weekdays"]
+from = "12:00"
+to = "13:00"
+allow = ["games"]
+
+[group.staff]
+block = []
+bypass_prevention = false
+
+[group.ks1]
+allow_only = true
+approved = ["approved"]
+allow = ["phonics.test"]
+
+[group.ks1.safe_search]
+google = true
+
+[group.open]
+block = ["games"]
+
+[[device]]
+name = "coordinator"
+clients = ["10.0.1.99"]
+allow = ["social"]
+groups = ["pupils"]
+"#;
+
+/// A bundle: games, social, illegal, approved, ads (NODATA) and pass entries.
+fn bundle() -> Bundle {
+    let mut b = BundleBuilder::new();
+    let mut add = |cat: &str, name: &str, action: Action| {
+        let id = b.category(cat).unwrap();
+        b.add(id, name, MatchKind::Subtree, action);
+    };
+    add("games", "games.test", Action::Block);
+    add("games", "allowed.games.test", Action::Block);
+    add("social", "social.test", Action::Block);
+    add("illegal", "abuse.test", Action::Block);
+    add("approved", "learning.test", Action::Block);
+    add("approved", "google.com", Action::Block);
+    add("ads", "ads.test", Action::NoData);
+    add("ads", "ok.ads.test", Action::Pass);
+    b.finish()
+        .and_then(|(bytes, _)| Bundle::from_vec(bytes))
+        .unwrap()
+}
+
+fn policy_with(exceptions: Vec<Exception>) -> Policy {
+    let config = Config::from_str(Path::new("/tmp/policy-test.toml"), CONFIG).unwrap();
+    Policy::build(&config, Arc::new(bundle()), exceptions).unwrap()
+}
+
+fn policy() -> Policy {
+    policy_with(Vec::new())
+}
+
+/// Monday 23 November 2026, 10:00 London: school day, outside lunch.
+fn morning() -> jiff::Timestamp {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+fn lunch() -> jiff::Timestamp {
+    "2026-11-23T12:30:00Z".parse().unwrap()
+}
+
+fn decide_at(p: &Policy, from: &str, name: &str, now: jiff::Timestamp) -> Decision {
+    let client = Client {
+        ip: Some(from.parse().unwrap()),
+        mac: None,
+    };
+    p.decide(&client, &reverse_key(name), now, None).decision
+}
+
+fn decide(p: &Policy, from: &str, name: &str) -> Decision {
+    decide_at(p, from, name, morning())
+}
+
+fn category_block(p: &Policy, cat: &str, answer: BlockAnswer, incident: bool) -> Decision {
+    Decision::Block {
+        reason: BlockReason::Category(p.bundle().category_id(cat).unwrap()),
+        answer,
+        rule_labels: 2,
+        incident,
+    }
+}
+
+fn exception(domain: &str, groups: &[&str], expires: jiff::Timestamp) -> Exception {
+    Exception {
+        id: 7,
+        domain: domain.to_owned(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        expires,
+    }
+}
+
+const PUPIL: &str = "10.0.1.5";
+const STAFF: &str = "10.0.2.5";
+const KS1: &str = "10.0.3.5";
+const OPEN: &str = "10.0.4.5";
+const COORDINATOR: &str = "10.0.1.99";
+
+#[test]
+fn step1_clients_in_no_network_are_refused() {
+    let p = policy();
+    assert_eq!(
+        decide(&p, "192.0.2.1", "www.example.test"),
+        Decision::Refuse
+    );
+    let nobody = Client::default();
+    let out = p.decide(&nobody, &reverse_key("example.test"), morning(), None);
+    assert_eq!(out.decision, Decision::Refuse);
+    assert_eq!(out.group, None);
+}
+
+#[test]
+fn step2_illegal_content_beats_every_allow() {
+    let later = morning() + jiff::SignedDuration::from_hours(24);
+    let p = policy_with(vec![exception("abuse.test", &[], later)]);
+    let illegal = category_block(&p, "illegal", BlockAnswer::NxDomain, true);
+    for from in [PUPIL, STAFF, KS1, OPEN, COORDINATOR] {
+        assert_eq!(decide(&p, from, "www.abuse.test"), illegal, "{from}");
+    }
+}
+
+#[test]
+fn step3_bypass_names_are_refused_where_bypass_prevention_is_on() {
+    let p = policy();
+    let d = decide(&p, PUPIL, "use-application-dns.net");
+    assert!(
+        matches!(
+            d,
+            Decision::Block {
+                reason: BlockReason::Bypass(0),
+                answer: BlockAnswer::NxDomain,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(matches!(
+        decide(&p, PUPIL, "x.mask.icloud.com"),
+        Decision::Block {
+            reason: BlockReason::Bypass(1),
+            ..
+        }
+    ));
+    assert_eq!(
+        decide(&p, STAFF, "use-application-dns.net"),
+        Decision::Allow(AllowReason::Unlisted),
+        "staff turned bypass prevention off"
+    );
+}
+
+#[test]
+fn step4_allow_names_and_exceptions_lift_a_block() {
+    let later = morning() + jiff::SignedDuration::from_hours(1);
+    let p = policy_with(vec![exception("social.test", &["pupils"], later)]);
+    assert_eq!(
+        decide(&p, PUPIL, "allowed.games.test"),
+        Decision::Allow(AllowReason::GroupAllow)
+    );
+    assert_eq!(
+        decide(&p, PUPIL, "www.social.test"),
+        Decision::Allow(AllowReason::Exception(0))
+    );
+    assert_eq!(
+        decide(&p, KS1, "www.social.test"),
+        Decision::Block {
+            reason: BlockReason::NotApproved,
+            answer: BlockAnswer::NxDomain,
+            rule_labels: 0,
+            incident: false
+        },
+        "the exception is for pupils only"
+    );
+    let expired = policy_with(vec![exception("social.test", &["pupils"], morning())]);
+    assert_eq!(
+        decide(&expired, PUPIL, "www.social.test"),
+        category_block(&p, "social", BlockAnswer::NxDomain, false),
+        "an exception ends when it expires"
+    );
+}
+
+#[test]
+fn step5_allow_only_groups_pass_approved_names_only() {
+    let p = policy();
+    assert_eq!(
+        decide(&p, KS1, "www.learning.test"),
+        Decision::Allow(AllowReason::Approved)
+    );
+    assert_eq!(
+        decide(&p, KS1, "phonics.test"),
+        Decision::Allow(AllowReason::GroupAllow)
+    );
+    assert!(matches!(
+        decide(&p, KS1, "www.example.test"),
+        Decision::Block {
+            reason: BlockReason::NotApproved,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn step6_categories_blocked_now_for_this_group_and_device() {
+    let p = policy();
+    let games = category_block(&p, "games", BlockAnswer::NxDomain, false);
+    assert_eq!(decide(&p, PUPIL, "www.games.test"), games);
+    assert_eq!(
+        decide_at(&p, PUPIL, "www.games.test", lunch()),
+        Decision::Allow(AllowReason::NotBlockedHere),
+        "the lunchtime schedule allows games"
+    );
+    assert_eq!(
+        decide(&p, STAFF, "www.games.test"),
+        Decision::Allow(AllowReason::NotBlockedHere)
+    );
+    assert_eq!(
+        decide(&p, COORDINATOR, "www.social.test"),
+        Decision::Allow(AllowReason::NotBlockedHere),
+        "the nominated device may reach social media"
+    );
+    assert_eq!(decide(&p, COORDINATOR, "www.games.test"), games);
+    assert_eq!(
+        decide(&p, PUPIL, "tracker.ads.test"),
+        category_block(&p, "ads", BlockAnswer::NoData, false),
+        "a NODATA entry answers NODATA"
+    );
+    assert_eq!(
+        decide(&p, PUPIL, "ok.ads.test"),
+        Decision::Allow(AllowReason::ListPass)
+    );
+    assert_eq!(
+        decide(&p, PUPIL, "www.example.test"),
+        Decision::Allow(AllowReason::Unlisted)
+    );
+}
+
+fn is_rewrite(d: Decision, engine: Engine) -> bool {
+    matches!(d, Decision::Rewrite { engine: e, .. } if e == engine)
+}
+
+#[test]
+fn step7_safe_search_applies_after_every_allow_path() {
+    let later = morning() + jiff::SignedDuration::from_hours(1);
+    let p = policy_with(vec![exception("youtube.com", &["pupils"], later)]);
+    let d = decide(&p, PUPIL, "www.youtube.com");
+    assert!(
+        is_rewrite(d, Engine::YouTube),
+        "an exception keeps Restricted Mode: {d:?}"
+    );
+    let d = decide(&p, PUPIL, "www.bing.com");
+    assert!(
+        is_rewrite(d, Engine::Bing),
+        "an allow entry keeps SafeSearch: {d:?}"
+    );
+    let d = decide(&p, KS1, "www.google.com");
+    assert!(
+        is_rewrite(d, Engine::Google),
+        "approval keeps SafeSearch: {d:?}"
+    );
+    let d = decide(&p, PUPIL, "www.google.co.uk");
+    assert!(is_rewrite(d, Engine::Google), "unlisted: {d:?}");
+    assert_eq!(
+        decide(&p, OPEN, "www.google.com"),
+        Decision::Allow(AllowReason::NotBlockedHere),
+        "a group without SafeSearch is not rewritten"
+    );
+}
+
+#[test]
+fn the_trace_names_every_step_taken() {
+    let p = policy();
+    let client = Client {
+        ip: Some(PUPIL.parse().unwrap()),
+        mac: None,
+    };
+    let mut trace = Vec::new();
+    p.decide(
+        &client,
+        &reverse_key("www.games.test"),
+        morning(),
+        Some(&mut trace),
+    );
+    let text = trace.join("\n");
+    assert!(text.contains("group pupils"), "{text}");
+    assert!(text.contains("rule: games lists games.test"), "{text}");
+}
