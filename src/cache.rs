@@ -83,12 +83,15 @@ impl AnswerCache {
         Cached::Miss
     }
 
-    /// Store an answer under its TTL, clamped by config. Answers with a TTL of 0 are not
-    /// stored (unless `min_ttl` raises it).
-    pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) {
+    /// Store an answer under its TTL, clamped by config, and return it as the cache will
+    /// serve it (every record's TTL capped at that TTL), so the first reply to a question
+    /// and every cached reply after it agree. Answers with a TTL of 0 are not stored
+    /// (unless `min_ttl` raises it).
+    pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> Answer {
         let ttl = self.ttl_for(answer);
+        let served = with_ttl(answer, |t| t.min(ttl));
         if ttl == 0 && !self.cfg.serve_stale {
-            return;
+            return served;
         }
         self.inner.insert(
             key,
@@ -98,6 +101,7 @@ impl AnswerCache {
                 ttl,
             }),
         );
+        served
     }
 
     /// Number of entries.

@@ -338,9 +338,9 @@ impl Pipeline {
         };
         match result {
             Ok(a) => {
-                self.cache.insert(key, &a, Instant::now());
+                let served = self.cache.insert(key, &a, Instant::now());
                 metrics.cache_entries.set(self.cache.len() as i64);
-                Ok(a)
+                Ok(served)
             }
             Err(e) => match stale {
                 Some(a) => {

@@ -173,3 +173,30 @@ fn bad_configs_name_the_key_and_bad_lists_name_the_line() {
         "a missing list names the file: {e}"
     );
 }
+
+/// Groups are bits of a `u128` and networks/devices `u16` indices in the policy: more than
+/// fit must be refused by name, not wrap silently and give one group another's policy.
+#[test]
+fn more_groups_or_devices_than_the_policy_can_index_are_refused() {
+    let files = [("adult.txt", "adult.example\n")];
+    let groups: String = (0..129).map(|i| format!("[group.g{i}]\n")).collect();
+    let e = check_error(&format!("{GOOD}{groups}"), &files);
+    assert!(
+        e.contains("group:") && e.contains("130 entries, but at most 128"),
+        "{e}"
+    );
+    let devices: String = (0..65_536)
+        .map(|i| {
+            format!(
+                "[[device]]\nname = \"d{i}\"\nclients = [\"10.{}.{}.1\"]\nallow = [\"adult\"]\n",
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let e = check_error(&format!("{GOOD}{devices}"), &files);
+    assert!(
+        e.contains("device:") && e.contains("65536 entries, but at most 65535"),
+        "{e}"
+    );
+}

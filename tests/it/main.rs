@@ -4,6 +4,7 @@ mod support;
 
 mod blockpage;
 mod config;
+mod differential;
 mod foundation;
 mod monitoring;
 mod policy;
