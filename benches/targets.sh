@@ -98,6 +98,9 @@ for round in 1 2; do
   read -r u50 u99 < <(lat 15374); read -r c50 c99 < <(lat 15375)
   echo "latency at $half QPS round $round: unbound p50 ${u50}us p99 ${u99}us | chaperone p50 ${c50}us p99 ${c99}us | p99 ratio $(echo "scale=3; $c99 / $u99" | bc)"
 done
+# Memory after traffic: both caches now hold every allowed name the query file asks for.
+r_ch=$(rss $CH); r_ub=$(rss $UB)
+echo "RSS with $N names, after traffic: chaperone ${r_ch} kB, unbound ${r_ub} kB, ratio $(echo "scale=4; $r_ch / $r_ub" | bc)"
 
 # Reloads of the whole bundle under continuous load: every answered or lost query counts.
 dnsperf -s 127.0.0.1 -p 15375 -d allowed.q -l "$SECS" -c 4 -q 200 -Q "$half" >reload-load.txt 2>&1 &
