@@ -216,3 +216,37 @@ async fn connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_exhaustion_is_told_apart_from_a_dropped_client() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(
+                code
+            )));
+        }
+        assert!(!is_resource_exhaustion(&std::io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    #[test]
+    fn per_client_slots_are_counted_and_released() {
+        let table = Arc::new(PerClient::default());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let a = table.enter(ip, 2).expect("first");
+        let b = table.enter(ip, 2).expect("second");
+        assert!(table.enter(ip, 2).is_none(), "third is over the cap");
+        assert!(table.enter("10.1.2.4".parse().unwrap(), 2).is_some());
+        drop(a);
+        let c = table.enter(ip, 2).expect("a slot came free");
+        drop((b, c));
+        assert!(
+            table.open.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
+    }
+}
