@@ -13,8 +13,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-100000}
 SECS=${2:-10}
 THREADS=${3:-1}
-cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin chaperone >&2
-export CHAPERONE_BIN="$ROOT/target/release/chaperone" CHAPERONE_THREADS="$THREADS"
+# CHAPERONE_BIN: a binary already built (e.g. by `cargo test --release`), else build one.
+if [ -z "${CHAPERONE_BIN:-}" ]; then
+  cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin chaperone >&2
+  CHAPERONE_BIN="$ROOT/target/release/chaperone"
+fi
+export CHAPERONE_BIN CHAPERONE_THREADS="$THREADS"
 SCRIPT="$ROOT/../shared/bench/compare.sh"
 if [ "$THREADS" = "all" ]; then
   # All cores for both: a copy of the shared script with unbound's num-threads raised to

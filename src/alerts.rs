@@ -3,7 +3,10 @@
 //! endpoint, retried with exponential backoff until delivered or the retry budget runs out.
 //!
 //! Nothing here is on the DNS path: the record stage hands incidents over a bounded
-//! channel and moves on. Incident records live in their own table, which query-log
+//! channel and moves on. At most `[alerts] max_in_flight` alerts are being delivered or
+//! retried at once; an incident beyond that is still recorded, its alert is not sent
+//! (status `dropped`) and `chaperone_incident_alerts_dropped_total` counts it, so a flood
+//! of illegal-category hits cannot grow tasks without bound. Incident records live in their own table, which query-log
 //! retention never touches.
 
 use std::path::PathBuf;
@@ -58,6 +61,14 @@ pub fn start(
 ) -> Result<mpsc::Sender<LogEvent>, StoreError> {
     let conn = Arc::new(Mutex::new(store::open(&db)?));
     let (tx, mut rx) = mpsc::channel::<LogEvent>(QUEUE);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        state
+            .load()
+            .config
+            .alerts
+            .as_ref()
+            .map_or(64, |a| a.max_in_flight),
+    ));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -98,13 +109,28 @@ pub fn start(
                     mac: event.mac.clone(),
                     kind: "illegal-category-hit",
                 };
-                tokio::spawn(deliver(
-                    http.clone(),
-                    cfg,
-                    alert,
-                    conn.clone(),
-                    clock.clone(),
-                ));
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    state.metrics().alerts_dropped.inc();
+                    tracing::error!(
+                        incident = id,
+                        "incident alert NOT sent: [alerts] max_in_flight alerts are already being delivered"
+                    );
+                    let c = conn.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let conn = c.lock().unwrap_or_else(|p| p.into_inner());
+                        conn.execute(
+                            "UPDATE incidents SET alert_status = 'dropped' WHERE id = ?1",
+                            params![id],
+                        )
+                    })
+                    .await;
+                    continue;
+                };
+                let (http, conn, clock) = (http.clone(), conn.clone(), clock.clone());
+                tokio::spawn(async move {
+                    deliver(http, cfg, alert, conn, clock).await;
+                    drop(permit);
+                });
             }
         }
     });

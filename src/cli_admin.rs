@@ -90,8 +90,15 @@ pub enum AdminCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Incidents (safeguarding lead).
-    Incidents,
+    /// Incidents (safeguarding lead), newest first, one page at a time.
+    Incidents {
+        /// Rows per page (the API allows 1 to 1000; default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only incidents with an id below this (the next page: the last id shown).
+        #[arg(long)]
+        before: Option<i64>,
+    },
     /// Check the audit log's hash chain.
     VerifyAudit,
 }
@@ -145,7 +152,21 @@ pub async fn run(base: &str, token: Option<&str>, cmd: AdminCommand) -> anyhow::
             format!("/reports/{id}/approve"),
             Some(json!({ "category": category, "reason": reason })),
         ),
-        AdminCommand::Incidents => ("GET", "/incidents".into(), None),
+        AdminCommand::Incidents { limit, before } => {
+            let mut query = Vec::new();
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            if let Some(b) = before {
+                query.push(format!("before={b}"));
+            }
+            let path = if query.is_empty() {
+                "/incidents".to_owned()
+            } else {
+                format!("/incidents?{}", query.join("&"))
+            };
+            ("GET", path, None)
+        }
         AdminCommand::VerifyAudit => ("GET", "/audit/verify".into(), None),
     };
     let url = format!("{base}{path}");

@@ -98,7 +98,22 @@ pub struct Metrics {
     pub formerr: IntCounter,
     /// chaperone_edns_mac_ignored_total: MAC options from addresses not trusted to send them.
     pub edns_mac_ignored: IntCounter,
+    /// chaperone_incident_alerts_dropped_total
+    pub alerts_dropped: IntCounter,
+    /// chaperone_blockpage_illegal_hits_total
+    pub blockpage_illegal: IntCounter,
+    /// chaperone_http_rejected_total{reason}
+    pub http_rejected: IntCounterVec,
 }
+
+/// Label values of `chaperone_http_rejected_total`.
+pub const HTTP_REJECT_REASONS: [&str; 5] = [
+    "per_client_connections",
+    "submission_rate",
+    "no_network",
+    "cross_origin",
+    "csrf",
+];
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
@@ -255,6 +270,22 @@ impl Metrics {
                 "chaperone_last_reload_successful",
                 "1 if the latest load of config and lists (start-up or reload) succeeded, 0 if it failed and an older snapshot is still in use.",
             ),
+            alerts_dropped: counter(
+                &r,
+                "chaperone_incident_alerts_dropped_total",
+                "Incidents recorded but not alerted because [alerts] max_in_flight alerts were already being delivered.",
+            ),
+            blockpage_illegal: counter(
+                &r,
+                "chaperone_blockpage_illegal_hits_total",
+                "Block page views for names in illegal categories.",
+            ),
+            http_rejected: counter_vec(
+                &r,
+                "chaperone_http_rejected_total",
+                "Block page and admin API connections or submissions refused, by reason.",
+                &["reason"],
+            ),
             reloads_seen: std::sync::Mutex::new([0, 0]),
             upstream_latency,
             answer_latency,
@@ -264,6 +295,9 @@ impl Metrics {
         };
         for result in CACHE_RESULTS {
             metrics.cache.with_label_values(&[result]);
+        }
+        for reason in HTTP_REJECT_REASONS {
+            metrics.http_rejected.with_label_values(&[reason]);
         }
         for result in RELOAD_RESULTS {
             metrics.reloads.with_label_values(&[result]);

@@ -302,6 +302,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
             admin::serve(
                 addr,
                 admin::blockpage::router(admin.clone()),
+                &admin,
                 shutdown.clone(),
             )
             .await
@@ -345,7 +346,7 @@ fn spawn_exception_refresher(admin: Admin, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = admin.refresh_exceptions() {
+                    if let Err(e) = admin.refresh_exceptions().await {
                         tracing::error!("cannot refresh exceptions: {e}");
                     }
                 }

@@ -4,23 +4,43 @@
 //! time, a form to ask for access (an unblock request for a technician or the DSL to
 //! decide) and a form to report a site that should be blocked.
 //!
-//! The blocked name is the request's `Host`; the reason is worked out again by the same
-//! policy code the DNS server runs, for the browser's own address. HTTPS sites cannot show
-//! it without a certificate the device trusts; browsers then show their own error page.
+//! The blocked name is the request's `Host`, and anyone can send any `Host`, so the page
+//! must not be an oracle for the lists: details (category, rule, group) are shown only when
+//! the policy blocks that name for the browser's own address, worked out again by the same
+//! policy code the DNS server runs; otherwise the page is generic. A name in an illegal
+//! category (IWF-style lists, whose members must not disclose list contents) gets one fixed
+//! page that echoes nothing, and the view is counted
+//! (`chaperone_blockpage_illegal_hits_total`) and logged with the client address only.
+//! HTTPS sites cannot show the page without a certificate the device trusts; browsers then
+//! show their own error page.
+//!
+//! Form posts must come from the block page itself: same origin (`Origin`, else
+//! `Referer`, naming the `Host` posted to) and a CSRF token bound to the browser's address,
+//! valid for two hours. Every response carries a Content-Security-Policy (no scripts, no
+//! framing), `X-Frame-Options: DENY` and `X-Content-Type-Options: nosniff`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 
 use super::Admin;
-use super::routes::{NewReportBody, NewRequestBody, new_report, new_request};
+use super::routes::{NewReportBody, NewRequestBody, Submitter, new_report, new_request};
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::policy::{Client, Decision};
+
+/// How long a form's CSRF token is accepted, seconds.
+const CSRF_LIFETIME: i64 = 2 * 3600;
+
+/// The Content-Security-Policy of every block page response: nothing loads but the
+/// page's own inline style, forms post only to this server, and no site may frame it.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The block page routes.
 pub fn router(admin: Admin) -> Router {
@@ -29,6 +49,112 @@ pub fn router(admin: Admin) -> Router {
         .route("/report", get(report_form).post(submit_report))
         .fallback(get(page))
         .with_state(admin)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers that stop the page being framed, sniffed or made to load anything else.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Same-origin keeps the Origin header on form posts (no-referrer would make it "null").
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The CSRF token for a form served to `client`: issue time and an HMAC of (client, time).
+fn csrf_token(a: &Admin, client: IpAddr) -> String {
+    let ts = a.now().as_second();
+    format!("{ts}.{}", csrf_mac(a, client, ts))
+}
+
+fn csrf_mac(a: &Admin, client: IpAddr, ts: i64) -> String {
+    // HMAC takes a key of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(a.csrf_key.as_slice()) else {
+        return String::new();
+    };
+    mac.update(client.to_canonical().to_string().as_bytes());
+    mac.update(b"|");
+    mac.update(ts.to_string().as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// A token issued to this client within [`CSRF_LIFETIME`].
+fn csrf_ok(a: &Admin, client: IpAddr, token: &str) -> bool {
+    let Some((ts, mac)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(ts) = ts.parse::<i64>() else {
+        return false;
+    };
+    let age = a.now().as_second().saturating_sub(ts);
+    if !(0..=CSRF_LIFETIME).contains(&age) {
+        return false;
+    }
+    let want = csrf_mac(a, client, ts);
+    want.len() == mac.len()
+        && want
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The form was posted from a page of this server: `Origin` (or, without it, `Referer`)
+/// names the host the post was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let authority = |v: &HeaderValue| -> Option<String> {
+        let v = v.to_str().ok()?;
+        let (_, rest) = v.split_once("://")?;
+        Some(rest.split(['/', '?', '#']).next()?.to_owned())
+    };
+    let from = match (headers.get(header::ORIGIN), headers.get(header::REFERER)) {
+        (Some(o), _) => authority(o),
+        (None, Some(r)) => authority(r),
+        (None, None) => None,
+    };
+    from.is_some_and(|f| f.eq_ignore_ascii_case(host))
+}
+
+/// Refuse a form post that is cross-origin or lacks a valid token (403, counted).
+fn check_form(a: &Admin, client: IpAddr, headers: &HeaderMap, token: &str) -> Option<Response> {
+    let reason = if !same_origin(headers) {
+        "cross_origin"
+    } else if !csrf_ok(a, client, token) {
+        "csrf"
+    } else {
+        return None;
+    };
+    a.pipeline
+        .state()
+        .metrics()
+        .http_rejected
+        .with_label_values(&[reason])
+        .inc();
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            layout(
+                "Form expired",
+                "<h1>Form expired</h1><p>Please go back, reload the page and send the form again.</p>",
+            ),
+        )
+            .into_response(),
+    )
 }
 
 /// Escape text for HTML.
@@ -93,12 +219,42 @@ fn host(headers: &HeaderMap) -> Option<String> {
     normalize_domain(h).ok()
 }
 
-/// What the policy says about `domain` for this browser, in words: (blocked, group,
-/// category, rule).
-fn why(a: &Admin, client: SocketAddr, domain: &str) -> (bool, String, String, String) {
+/// What the block page may show for a name and a browser.
+enum View {
+    /// Listed in an illegal category: the fixed page, nothing echoed.
+    Illegal,
+    /// Blocked for this browser: (group, category with description, category, rule).
+    Blocked {
+        group: String,
+        category: String,
+        category_name: String,
+        rule: String,
+    },
+    /// Not blocked for this browser (or no name): a generic page.
+    Generic,
+}
+
+/// Whether `domain` or a parent is listed in an illegal category, for anyone.
+fn illegal_listed(a: &Admin, domain: &str) -> bool {
+    let snap = a.pipeline.state().load();
+    let bundle = snap.policy.bundle();
+    let key = crate::lists::key::reverse_key(domain);
+    let m = bundle.verdicts(&bundle.lookup(&key)).masks;
+    let hit = m.block | m.nodata;
+    (0..bundle.categories().len() as u16).any(|c| hit & (1 << c) != 0 && snap.policy.is_illegal(c))
+}
+
+/// What the policy says about `domain` for this browser's address.
+fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
+    let Some(domain) = domain else {
+        return View::Generic;
+    };
+    if illegal_listed(a, domain) {
+        return View::Illegal;
+    }
     let snap = a.pipeline.state().load();
     let Some(key) = ReversedName::from_labels(domain.split('.').map(str::as_bytes)) else {
-        return (false, String::new(), String::new(), String::new());
+        return View::Generic;
     };
     let outcome = snap.policy.decide(
         &Client {
@@ -109,13 +265,18 @@ fn why(a: &Admin, client: SocketAddr, domain: &str) -> (bool, String, String, St
         a.now(),
         None,
     );
+    match outcome.decision {
+        Decision::Block { incident: true, .. } => return View::Illegal,
+        Decision::Block { .. } => {}
+        _ => return View::Generic,
+    }
     let group = outcome
         .group
         .and_then(|g| snap.policy.groups().get(g as usize))
         .map_or_else(|| "none".to_owned(), |g| g.name.clone());
-    let (decision, category, rule, _) =
+    let (_, category, rule, _) =
         crate::record::describe(&snap.policy, outcome.decision, key.as_bytes());
-    let blocked = matches!(outcome.decision, Decision::Block { .. }) && decision == "blocked";
+    let category_name = category.clone().unwrap_or_default();
     let description = category
         .as_deref()
         .and_then(|c| snap.config.categories.get(c))
@@ -126,7 +287,43 @@ fn why(a: &Admin, client: SocketAddr, domain: &str) -> (bool, String, String, St
         (Some(c), None) => c,
         _ => String::new(),
     };
-    (blocked, group, category, rule.unwrap_or_default())
+    View::Blocked {
+        group,
+        category,
+        category_name,
+        rule: rule.unwrap_or_default(),
+    }
+}
+
+/// The fixed page for names in illegal categories: the same for every such name, with no
+/// name, category or rule in it.
+fn illegal_page(a: &Admin, client: SocketAddr) -> Response {
+    a.pipeline.state().metrics().blockpage_illegal.inc();
+    tracing::warn!(
+        client = %client.ip().to_canonical(),
+        "block page viewed for a name in an illegal category"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        layout(
+            "Page not available",
+            "<h1>Page not available</h1>\
+             <p>Access to this page has been blocked because it may contain content that is illegal. \
+             The school's safeguarding lead is told about attempts to reach such pages.</p>\
+             <p>If you are worried about something you have seen online, talk to a member of staff you trust.</p>",
+        ),
+    )
+        .into_response()
+}
+
+/// The page that shows nothing about any name.
+fn generic_page() -> Response {
+    layout(
+        "School web filter",
+        "<h1>School web filter</h1><p>This is the school's web filter. If a site did not load, try reloading it.</p>\
+         <h2>Something wrong?</h2><p><a href=\"/report\">Report a mistake, or a site that should be blocked</a></p>",
+    )
+    .into_response()
 }
 
 async fn page(
@@ -134,40 +331,33 @@ async fn page(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(domain) = host(&headers) else {
-        return layout(
-            "Chaperone",
-            "<h1>School web filter</h1><p>This is the school's web filter.</p>",
-        )
-        .into_response();
+    let domain = host(&headers);
+    let (group, category, category_name, rule) = match view(&a, client, domain.as_deref()) {
+        View::Illegal => return illegal_page(&a, client),
+        View::Generic => return generic_page(),
+        View::Blocked {
+            group,
+            category,
+            category_name,
+            rule,
+        } => (group, category, category_name, rule),
     };
-    let (blocked, group, category, rule) = why(&a, client, &domain);
+    let domain = domain.unwrap_or_default();
     let now = a
         .now()
         .to_zoned(a.pipeline.state().load().config.server.timezone.clone());
     let time = now.strftime("%A %-d %B %Y, %H:%M %Z").to_string();
-    let heading = if blocked {
-        "This site is blocked"
-    } else {
-        "School web filter"
-    };
-    let reason = if blocked {
-        format!(
-            "<p>The school's web filter has blocked <strong>{d}</strong> for your network.</p>\
-             <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched rule</dt><dd>{r}</dd>\
-             <dt>Policy group</dt><dd>{g}</dd><dt>Time</dt><dd>{t}</dd></dl>",
-            d = esc(&domain),
-            c = esc(&category),
-            r = esc(&rule),
-            g = esc(&group),
-            t = esc(&time)
-        )
-    } else {
-        format!(
-            "<p><strong>{}</strong> is not blocked for your network at the moment. Try reloading the page.</p>",
-            esc(&domain)
-        )
-    };
+    let heading = "This site is blocked";
+    let reason = format!(
+        "<p>The school's web filter has blocked <strong>{d}</strong> for your network.</p>\
+         <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched rule</dt><dd>{r}</dd>\
+         <dt>Policy group</dt><dd>{g}</dd><dt>Time</dt><dd>{t}</dd></dl>",
+        d = esc(&domain),
+        c = esc(&category),
+        r = esc(&rule),
+        g = esc(&group),
+        t = esc(&time)
+    );
     let body = format!(
         r#"<h1>{heading}</h1>
 {reason}
@@ -176,10 +366,11 @@ async fn page(
 <form method="post" action="/request" aria-labelledby="request-heading">
 <input type="hidden" name="domain" value="{d}">
 <input type="hidden" name="category" value="{c}">
+<input type="hidden" name="csrf" value="{token}">
 <label for="requester">Your name</label>
-<input id="requester" name="requester" required autocomplete="name">
+<input id="requester" name="requester" required maxlength="100" autocomplete="name">
 <label for="reason">Why do you need it?</label>
-<textarea id="reason" name="reason" rows="3" required></textarea>
+<textarea id="reason" name="reason" rows="3" required maxlength="1000"></textarea>
 <label for="days">For how long (days)</label>
 <p id="days-hint" class="hint">From 1 to 30 days.</p>
 <input id="days" name="days" type="number" inputmode="numeric" min="1" max="30" value="1" required aria-describedby="days-hint">
@@ -188,14 +379,10 @@ async fn page(
 <h2>Something wrong?</h2>
 <p><a href="/report">Report a mistake, or a site that should be blocked</a></p>"#,
         d = esc(&domain),
-        c = esc(category.split(' ').next().unwrap_or_default()),
+        c = esc(&category_name),
+        token = esc(&csrf_token(&a, client.ip())),
     );
-    let status = if blocked {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::OK
-    };
-    (status, layout(heading, &body)).into_response()
+    (StatusCode::FORBIDDEN, layout(heading, &body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -205,78 +392,131 @@ struct RequestForm {
     reason: String,
     days: u32,
     #[serde(default)]
-    category: String,
+    csrf: String,
 }
 
 async fn submit_request(
     State(a): State<Admin>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(f): Form<RequestForm>,
 ) -> Response {
-    let (_, group, _, _) = why(&a, client, &f.domain);
-    let groups = if group == "none" {
-        Vec::new()
-    } else {
-        vec![group]
+    if let Some(refused) = check_form(&a, client.ip(), &headers, &f.csrf) {
+        return refused;
+    }
+    // The category comes from the policy, not from the form.
+    let domain = normalize_domain(&f.domain).ok();
+    let category = match view(&a, client, domain.as_deref()) {
+        View::Blocked { category_name, .. } => Some(category_name).filter(|c| !c.is_empty()),
+        _ => None,
     };
     let body = NewRequestBody {
         domain: f.domain.clone(),
         reason: f.reason,
         requester: f.requester,
         days: f.days,
-        groups,
-        category: (!f.category.is_empty()).then_some(f.category),
+        groups: Vec::new(),
+        category,
     };
-    let actor = format!("block page ({})", client.ip().to_canonical());
-    match new_request(&a, &body, &actor, "none") {
+    let who = Submitter::Anonymous {
+        actor: format!("block page ({})", client.ip().to_canonical()),
+        client: client.ip().to_canonical(),
+    };
+    match new_request(&a, &body, &who).await {
         Ok(id) => layout(
             "Request sent",
             &format!(
                 "<h1>Request sent</h1><p class=\"note\" role=\"status\">Your request <strong>#{id}</strong> to use <strong>{}</strong> has been sent to the school's technician and safeguarding lead. You will be able to use the site if it is approved.</p>",
-                esc(&f.domain)
+                esc(domain.as_deref().unwrap_or_default())
             ),
         )
         .into_response(),
         Err(r) => {
             let status = r.status();
-            (status, layout("Request not sent", "<h1>Request not sent</h1><p>Please fill in your name and the reason, and try again. Sites in some categories can never be unblocked.</p>")).into_response()
+            (status, layout("Request not sent", &format!("<h1>Request not sent</h1><p>{}</p>", not_sent(status, "Please fill in your name (up to 100 characters) and the reason (up to 1,000), and try again. Sites in some categories can never be unblocked.")))).into_response()
         }
     }
 }
 
-async fn report_form(headers: HeaderMap) -> Html<String> {
-    // Reached from a block page, the site is the one that was blocked: fill it in.
-    let site = host(&headers)
-        .filter(|d| d.parse::<std::net::IpAddr>().is_err())
-        .map(|d| esc(&d))
-        .unwrap_or_default();
+/// Why a form was not accepted, in words for a pupil.
+fn not_sent(status: StatusCode, otherwise: &'static str) -> &'static str {
+    match status {
+        StatusCode::FORBIDDEN => {
+            "This device is not on a school network. Please ask a member of staff."
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            "Too many requests and reports have been sent from this device. Please try again later."
+        }
+        _ => otherwise,
+    }
+}
+
+async fn report_form(
+    State(a): State<Admin>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Html<String> {
+    // Reached from a block page, the site is the one that was blocked: fill it in (only
+    // then: the form must not echo names the page would not show).
+    let domain = host(&headers);
+    let site = match view(&a, client, domain.as_deref()) {
+        View::Blocked { .. } => domain.map(|d| esc(&d)).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let token = esc(&csrf_token(&a, client.ip()));
     layout(
         "Report a site",
         &format!(
             r#"<h1 id="report-heading">Report a site</h1>
 <p>Tell the school about a site that should be blocked, or about a block that is a mistake.</p>
 <form method="post" action="/report" aria-labelledby="report-heading">
+<input type="hidden" name="csrf" value="{token}">
 <label for="url">Address of the site</label>
 <p id="url-hint" class="hint">For example www.example.com or the whole address from the address bar.</p>
-<input id="url" name="url" value="{site}" required aria-describedby="url-hint">
+<input id="url" name="url" value="{site}" required maxlength="2048" aria-describedby="url-hint">
 <label for="reporter">Your name</label>
-<input id="reporter" name="reporter" required autocomplete="name">
+<input id="reporter" name="reporter" required maxlength="100" autocomplete="name">
 <label for="comment">What did you see?</label>
-<textarea id="comment" name="comment" rows="4"></textarea>
+<textarea id="comment" name="comment" rows="4" maxlength="1000"></textarea>
 <button type="submit">Send report</button>
 </form>"#
         ),
     )
 }
 
+#[derive(Deserialize)]
+struct ReportForm {
+    url: String,
+    reporter: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    csrf: String,
+}
+
 async fn submit_report(
     State(a): State<Admin>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Form(f): Form<NewReportBody>,
+    headers: HeaderMap,
+    Form(f): Form<ReportForm>,
 ) -> Response {
-    let actor = format!("block page ({})", client.ip().to_canonical());
-    match new_report(&a, &f, &actor, "none") {
+    if let Some(refused) = check_form(&a, client.ip(), &headers, &f.csrf) {
+        return refused;
+    }
+    let who = Submitter::Anonymous {
+        actor: format!("block page ({})", client.ip().to_canonical()),
+        client: client.ip().to_canonical(),
+    };
+    let body = NewReportBody {
+        url: f.url,
+        reporter: f.reporter,
+        comment: f.comment,
+    };
+    match new_report(&a, &body, &who).await {
         Ok(id) => layout("Report sent", &format!("<h1>Report sent</h1><p class=\"note\" role=\"status\">Thank you. Report <strong>#{id}</strong> has been sent to the school.</p>")).into_response(),
-        Err(r) => (r.status(), layout("Report not sent", "<h1>Report not sent</h1><p>Please give the site's address and your name.</p>")).into_response(),
+        Err(r) => {
+            let status = r.status();
+            (status, layout("Report not sent", &format!("<h1>Report not sent</h1><p>{}</p>", not_sent(status, "Please give the site's address and your name (up to 100 characters).")))).into_response()
+        }
     }
 }

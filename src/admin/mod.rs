@@ -19,12 +19,24 @@
 //! | `POST /requests/{id}/approve`, `/decline` | technician | decide (approve → exception) |
 //! | `GET /reports[?status=]`, `POST /reports` | viewer / any | "should be blocked" reports |
 //! | `POST /reports/{id}/approve`, `/dismiss` | technician | approve → local list + reload |
-//! | `GET /incidents[?since=]` | dsl | illegal-category incidents |
+//! | `GET /incidents[?since=&limit=&before=]` | dsl | illegal-category incidents, newest first, one page at a time (see below) |
 //! | `GET /audit`, `GET /audit/verify` | dsl | the audit log and its hash-chain check |
 //! | `GET /explain?client=&name=` | viewer | why a name is (not) blocked |
+//!
+//! `GET /incidents` answers at most `limit` rows (default 100, at most 1000), newest first.
+//! For the next page pass `before=` the smallest `id` of this page; when a page is full the
+//! response carries that id in the `X-Next-Before` header.
+//!
+//! Anonymous `POST /requests` and `POST /reports` (no token) are accepted only from
+//! addresses in a configured network, at most `[http] submissions_per_hour` per address;
+//! an anonymous request applies to the caller's own group only. Free-text fields are
+//! bounded (names 100 characters, reasons and comments 1,000, URLs 2,048) and control
+//! characters are refused.
 
 pub mod auth;
 pub mod blockpage;
+pub mod http;
+mod limits;
 mod routes;
 
 use std::net::SocketAddr;
@@ -33,19 +45,35 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::{get, post};
 use rusqlite::Connection;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Role;
 use crate::pipeline::Pipeline;
 use crate::store::{self, StoreError, audit, safeguarding};
 
+pub use limits::Submissions;
+
+/// Storage calls waiting for or running on a blocking thread at once, from all handlers:
+/// more wait (asynchronously) for a turn, so a flood of form posts cannot fill tokio's
+/// blocking pool.
+const DB_CALLS_IN_FLIGHT: usize = 4;
+
 /// Shared state of the admin and block-page handlers.
 #[derive(Clone)]
 pub struct Admin {
     /// The pipeline (state, clock, reload).
     pub pipeline: Arc<Pipeline>,
-    /// The admin connection to the storage database.
-    pub db: Arc<Mutex<Connection>>,
+    /// The admin connection to the storage database. Only ever used on a blocking thread
+    /// (see [`Admin::with_db`]): SQLite may wait up to its busy timeout for a lock, and
+    /// the async worker threads also answer DNS.
+    db: Arc<Mutex<Connection>>,
+    /// Turns for storage calls.
+    db_turns: Arc<Semaphore>,
+    /// Key of the block page's CSRF tokens (random per start).
+    pub(crate) csrf_key: Arc<[u8; 32]>,
+    /// Anonymous submissions per client address.
+    pub(crate) submissions: Arc<Submissions>,
 }
 
 impl Admin {
@@ -54,6 +82,9 @@ impl Admin {
         Ok(Self {
             pipeline,
             db: Arc::new(Mutex::new(store::open(db_path)?)),
+            db_turns: Arc::new(Semaphore::new(DB_CALLS_IN_FLIGHT)),
+            csrf_key: Arc::new(rand::random()),
+            submissions: Arc::new(Submissions::default()),
         })
     }
 
@@ -62,14 +93,29 @@ impl Admin {
         self.pipeline.clock().now()
     }
 
-    /// Run `f` with the database connection.
-    pub fn with_db<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        let mut conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+    /// Run `f` with the database connection on a blocking thread, at most
+    /// [`DB_CALLS_IN_FLIGHT`] at once; the calling task waits without holding a worker.
+    pub async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> T {
+        // The semaphore is never closed, so acquiring only waits.
+        let turn = self.db_turns.clone().acquire_owned().await;
+        let db = self.db.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await;
+        match joined {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// Append an audit record for a state change.
-    pub fn audit(
+    pub async fn audit(
         &self,
         actor: &str,
         role: Role,
@@ -77,8 +123,23 @@ impl Admin {
         subject: &str,
         detail: serde_json::Value,
     ) -> Result<i64, StoreError> {
+        self.audit_as(actor, role_name(role), action, subject, detail)
+            .await
+    }
+
+    /// Append an audit record naming the role in words ("none" for anonymous callers).
+    pub async fn audit_as(
+        &self,
+        actor: &str,
+        role: &'static str,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<i64, StoreError> {
         let now = self.now();
-        self.with_db(|c| audit::append(c, now, actor, role_name(role), action, subject, &detail))
+        let (actor, action, subject) = (actor.to_owned(), action.to_owned(), subject.to_owned());
+        self.with_db(move |c| audit::append(c, now, &actor, role, &action, &subject, &detail))
+            .await
             .map_err(|source| StoreError::Sqlite {
                 path: "<audit>".into(),
                 source,
@@ -86,14 +147,35 @@ impl Admin {
     }
 
     /// Re-read the exceptions in force and swap them into the policy.
-    pub fn refresh_exceptions(&self) -> Result<usize, StoreError> {
+    pub async fn refresh_exceptions(&self) -> Result<usize, StoreError> {
         let now = self.now();
-        let live = self.with_db(|c| safeguarding::live_exceptions(c, now))?;
+        let live = self
+            .with_db(move |c| safeguarding::live_exceptions(c, now))
+            .await?;
         let n = live.len();
         if self.pipeline.state().load().policy.exceptions() != live.as_slice() {
             self.pipeline.state().set_exceptions(live);
         }
         Ok(n)
+    }
+
+    /// The policy group of a client address, or None if it is in no configured network.
+    pub fn group_of(&self, ip: std::net::IpAddr) -> Option<String> {
+        let snap = self.pipeline.state().load();
+        let key = crate::lists::key::reverse_key("chaperone.invalid");
+        let outcome = snap.policy.decide(
+            &crate::policy::Client {
+                ip: Some(ip.to_canonical()),
+                mac: None,
+            },
+            &key,
+            self.now(),
+            None,
+        );
+        outcome
+            .group
+            .and_then(|g| snap.policy.groups().get(g as usize))
+            .map(|g| g.name.clone())
     }
 }
 
@@ -112,28 +194,23 @@ pub async fn start(
     admin: Admin,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    serve(addr, router(admin), shutdown).await
+    let app = router(admin.clone());
+    serve(addr, app, &admin, shutdown).await
 }
 
-/// Serve a router on `addr` with client addresses available to handlers.
+/// Serve a router on `addr` with the `[http]` limits and client addresses available to
+/// handlers.
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
+    admin: &Admin,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = served.await {
-            tracing::error!("HTTP listener on {bound} stopped: {e}");
-        }
-    });
-    Ok(bound)
+    let (limits, metrics) = {
+        let state = admin.pipeline.state();
+        (state.load().config.http, state.metrics().clone())
+    };
+    http::serve(addr, app, limits, metrics, shutdown).await
 }
 
 /// The admin routes.

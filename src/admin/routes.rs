@@ -5,8 +5,10 @@
 // failed request, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,8 +16,10 @@ use serde_json::json;
 
 use super::Admin;
 use super::auth::{Caller, error};
+use super::limits::{self, MAX_CATEGORY, MAX_NAME, MAX_TEXT, MAX_URL, one_line};
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
+use crate::lists::parse::Format;
 use crate::policy::Client;
 use crate::store::{StoreError, audit, safeguarding as sg};
 
@@ -42,25 +46,54 @@ fn sql_error(source: rusqlite::Error) -> Response {
 }
 
 /// Read something from the database and answer it as JSON.
-fn db_json<T: serde::Serialize>(
+async fn db_json<T: serde::Serialize + Send + 'static>(
     a: &Admin,
-    f: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, StoreError>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, StoreError> + Send + 'static,
 ) -> Result<Response> {
-    Ok(Json(a.with_db(f).map_err(store_error)?).into_response())
-}
-
-/// Who a possibly anonymous caller is, for the audit log.
-fn actor(caller: &Caller) -> (String, &'static str) {
-    caller
-        .who
-        .clone()
-        .map_or(("anonymous".to_owned(), "none"), |(n, r)| {
-            (n, super::role_name(r))
-        })
+    Ok(Json(a.with_db(f).await.map_err(store_error)?).into_response())
 }
 
 fn bad(message: &str) -> Response {
     error(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// A value outside the range a field can take (400, naming the field).
+fn out_of_range(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A bounded free-text field, or the 422 naming it.
+fn field<'a>(name: &str, value: &'a str, max: usize, multiline: bool) -> Result<&'a str> {
+    limits::text(name, value, max, true, multiline).map_err(|m| bad(&m))
+}
+
+/// Who may submit anonymously: a client in a configured network, within its hourly
+/// budget. Returns its group (an anonymous request applies to that group only).
+fn admit_anonymous(a: &Admin, client: IpAddr) -> Result<String> {
+    let client = client.to_canonical();
+    let metrics = a.pipeline.state().metrics().clone();
+    let Some(group) = a.group_of(client) else {
+        metrics
+            .http_rejected
+            .with_label_values(&["no_network"])
+            .inc();
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "your address is in no school network: ask a member of staff",
+        ));
+    };
+    let per_hour = a.pipeline.state().load().config.http.submissions_per_hour;
+    if !a.submissions.allow(client, per_hour) {
+        metrics
+            .http_rejected
+            .with_label_values(&["submission_rate"])
+            .inc();
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("at most {per_hour} requests and reports an hour from one device"),
+        ));
+    }
+    Ok(group)
 }
 
 pub async fn healthz(State(a): State<Admin>) -> impl IntoResponse {
@@ -89,6 +122,7 @@ pub async fn reload(State(a): State<Admin>, caller: Caller) -> Result<Response> 
         Err(e) => json!({ "result": "failure", "error": e.to_string() }),
     };
     a.audit(&who, role, "reload", "config and lists", detail)
+        .await
         .map_err(store_error)?;
     Ok(match result {
         Ok(generation) => {
@@ -159,7 +193,7 @@ pub async fn list_exceptions(
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
     let now = a.now();
-    db_json(&a, |c| sg::list_exceptions(c, now, !q.all))
+    db_json(&a, move |c| sg::list_exceptions(c, now, !q.all)).await
 }
 
 pub async fn get_exception(
@@ -170,7 +204,8 @@ pub async fn get_exception(
     caller.require(Role::Viewer)?;
     let now = a.now();
     match a
-        .with_db(|c| sg::get_exception(c, id, now))
+        .with_db(move |c| sg::get_exception(c, id, now))
+        .await
         .map_err(store_error)?
     {
         Some(row) => Ok(Json(row).into_response()),
@@ -192,8 +227,18 @@ pub struct NewExceptionBody {
 }
 
 /// Check a domain and groups for an exception: the name is valid, every group exists, and
-/// neither the name nor a parent of it is listed in an illegal category.
+/// neither the name nor a parent of it is listed in an illegal category. Anonymous callers
+/// are not told which list a name is on (that would disclose list contents).
 fn check_exceptable(a: &Admin, domain: &str, groups: &[String]) -> Result<String> {
+    check_exceptable_for(a, domain, groups, false)
+}
+
+fn check_exceptable_for(
+    a: &Admin,
+    domain: &str,
+    groups: &[String],
+    anonymous: bool,
+) -> Result<String> {
     let domain = normalize_domain(domain.trim_start_matches("*."))
         .map_err(|e| bad(&format!("domain: {e}")))?;
     let snap = a.pipeline.state().load();
@@ -209,6 +254,9 @@ fn check_exceptable(a: &Admin, domain: &str, groups: &[String]) -> Result<String
     if let Some(cat) = (0..bundle.categories().len() as u16)
         .find(|&c| hit & (1 << c) != 0 && snap.policy.is_illegal(c))
     {
+        if anonymous {
+            return Err(bad("this name cannot be requested"));
+        }
         return Err(bad(&format!(
             "{domain} is in the illegal category {:?}: it can never be unblocked",
             snap.policy.category_name(cat)
@@ -217,24 +265,8 @@ fn check_exceptable(a: &Admin, domain: &str, groups: &[String]) -> Result<String
     Ok(domain)
 }
 
-fn expiry(a: &Admin, expires: Option<&str>, days: Option<u32>) -> Result<jiff::Timestamp> {
-    let now = a.now();
-    let at = match (expires, days) {
-        (Some(t), None) => t
-            .parse::<jiff::Timestamp>()
-            .map_err(|_| bad("expires: expected an RFC 3339 time such as 2026-12-01T16:00:00Z"))?,
-        (None, Some(d)) if d > 0 => now + jiff::SignedDuration::from_hours(24 * i64::from(d)),
-        (None, Some(_)) => return Err(bad("days: must be at least 1")),
-        (Some(_), Some(_)) => return Err(bad("give either expires or days, not both")),
-        (None, None) => {
-            return Err(bad(
-                "expires (or days) is required: every unblock is temporary",
-            ));
-        }
-    };
-    if at <= now {
-        return Err(bad("expires: must be in the future"));
-    }
+/// Longest unblock allowed, in days (`admin.max_exception_days`).
+fn max_days(a: &Admin) -> u32 {
     let max = a
         .pipeline
         .state()
@@ -245,8 +277,48 @@ fn expiry(a: &Admin, expires: Option<&str>, days: Option<u32>) -> Result<jiff::T
         .map_or(std::time::Duration::from_secs(30 * 86_400), |c| {
             c.max_exception
         });
-    let max = jiff::SignedDuration::try_from(max).unwrap_or(jiff::SignedDuration::from_hours(720));
-    if at > now + max {
+    u32::try_from(max.as_secs() / 86_400).unwrap_or(30).max(1)
+}
+
+/// `days` checked against 1..=`admin.max_exception_days` before any arithmetic (a huge
+/// value once overflowed the time calculation and panicked the handler).
+fn check_days(a: &Admin, days: u32) -> Result<u32> {
+    let max = max_days(a);
+    if (1..=max).contains(&days) {
+        Ok(days)
+    } else {
+        Err(out_of_range(&format!(
+            "days: must be from 1 to {max} (admin.max_exception_days)"
+        )))
+    }
+}
+
+fn expiry(a: &Admin, expires: Option<&str>, days: Option<u32>) -> Result<jiff::Timestamp> {
+    let now = a.now();
+    let max = jiff::SignedDuration::from_hours(24 * i64::from(max_days(a)));
+    let at = match (expires, days) {
+        (Some(t), None) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|_| bad("expires: expected an RFC 3339 time such as 2026-12-01T16:00:00Z"))?,
+        (None, Some(d)) => {
+            let d = check_days(a, d)?;
+            now.checked_add(jiff::SignedDuration::from_hours(24 * i64::from(d)))
+                .map_err(|_| out_of_range("days: too far in the future"))?
+        }
+        (Some(_), Some(_)) => return Err(bad("give either expires or days, not both")),
+        (None, None) => {
+            return Err(bad(
+                "expires (or days) is required: every unblock is temporary",
+            ));
+        }
+    };
+    if at <= now {
+        return Err(bad("expires: must be in the future"));
+    }
+    let latest = now
+        .checked_add(max)
+        .map_err(|_| out_of_range("admin.max_exception_days: too large"))?;
+    if at > latest {
         return Err(bad(&format!(
             "expires: at most {} days ahead (admin.max_exception_days)",
             max.as_hours() / 24
@@ -261,33 +333,48 @@ pub async fn create_exception(
     Json(b): Json<NewExceptionBody>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
-    if b.reason.trim().is_empty() {
-        return Err(bad("reason: required, so the unblock is auditable"));
-    }
-    if b.requested_by.trim().is_empty() {
-        return Err(bad("requested_by: required"));
-    }
+    let reason = field("reason", &b.reason, MAX_TEXT, true)
+        .map_err(|_| {
+            bad("reason: required (at most 1000 characters), so the unblock is auditable")
+        })?
+        .to_owned();
+    let requested_by = field("requested_by", &b.requested_by, MAX_NAME, false)?.to_owned();
     let domain = check_exceptable(&a, &b.domain, &b.groups)?;
     let expires = expiry(&a, b.expires.as_deref(), b.days)?;
     let now = a.now();
-    let new = sg::NewException {
-        domain: &domain,
-        groups: &b.groups,
-        reason: b.reason.trim(),
-        requested_by: b.requested_by.trim(),
-        granted_by: &who,
-        created: now,
-        expires,
-        request_id: None,
-    };
+    let groups = b.groups.clone();
+    let (d, g, r, rb, gb) = (
+        domain.clone(),
+        groups.clone(),
+        reason.clone(),
+        requested_by.clone(),
+        who.clone(),
+    );
     let id = a
-        .with_db(|c| sg::create_exception(c, &new))
+        .with_db(move |c| {
+            sg::create_exception(
+                c,
+                &sg::NewException {
+                    domain: &d,
+                    groups: &g,
+                    reason: &r,
+                    requested_by: &rb,
+                    granted_by: &gb,
+                    created: now,
+                    expires,
+                    request_id: None,
+                },
+            )
+        })
+        .await
         .map_err(store_error)?;
-    a.audit(&who, role, "exception.create", &format!("exception {id}"), json!({ "domain": domain, "groups": b.groups, "reason": b.reason, "requested_by": b.requested_by, "expires": expires.to_string() }))
+    a.audit(&who, role, "exception.create", &format!("exception {id}"), json!({ "domain": domain, "groups": groups, "reason": reason, "requested_by": requested_by, "expires": expires.to_string() }))
+        .await
         .map_err(store_error)?;
-    a.refresh_exceptions().map_err(store_error)?;
+    a.refresh_exceptions().await.map_err(store_error)?;
     let row = a
-        .with_db(|c| sg::get_exception(c, id, now))
+        .with_db(move |c| sg::get_exception(c, id, now))
+        .await
         .map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
 }
@@ -310,8 +397,13 @@ pub async fn revoke_exception(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let reason = limits::text("reason", &reason, MAX_TEXT, false, true)
+        .map_err(|m| bad(&m))?
+        .to_owned();
     let now = a.now();
-    a.with_db(|c| sg::revoke_exception(c, id, &who, now))
+    let by = who.clone();
+    a.with_db(move |c| sg::revoke_exception(c, id, &by, now))
+        .await
         .map_err(store_error)?;
     a.audit(
         &who,
@@ -320,10 +412,12 @@ pub async fn revoke_exception(
         &format!("exception {id}"),
         json!({ "reason": reason }),
     )
+    .await
     .map_err(store_error)?;
-    a.refresh_exceptions().map_err(store_error)?;
+    a.refresh_exceptions().await.map_err(store_error)?;
     Ok(Json(
-        a.with_db(|c| sg::get_exception(c, id, now))
+        a.with_db(move |c| sg::get_exception(c, id, now))
+            .await
             .map_err(store_error)?,
     )
     .into_response())
@@ -345,42 +439,104 @@ fn default_days() -> u32 {
     1
 }
 
-/// Create an unblock request (shared by the API and the block page). Anyone may ask; the
-/// audit record names the token holder or "block page".
-pub fn new_request(a: &Admin, b: &NewRequestBody, actor: &str, role: &str) -> Result<i64> {
-    if b.reason.trim().is_empty() || b.requester.trim().is_empty() {
-        return Err(bad("reason and requester are required"));
+/// Who is submitting a request or report.
+pub enum Submitter {
+    /// A token holder (name, role).
+    Staff(String, &'static str),
+    /// No token: the block page or an anonymous API call, from this address.
+    Anonymous {
+        /// "block page (ADDR)" or "anonymous (ADDR)", for the audit log.
+        actor: String,
+        /// The client's address.
+        client: IpAddr,
+    },
+}
+
+impl Submitter {
+    fn from_caller(caller: &Caller, client: SocketAddr) -> Self {
+        match &caller.who {
+            Some((name, role)) => Submitter::Staff(name.clone(), super::role_name(*role)),
+            None => Submitter::Anonymous {
+                actor: "anonymous".to_owned(),
+                client: client.ip().to_canonical(),
+            },
+        }
     }
-    let domain = check_exceptable(a, &b.domain, &b.groups)?;
-    if b.days == 0 {
-        return Err(bad("days: must be at least 1"));
+
+    fn actor(&self) -> (String, &'static str) {
+        match self {
+            Submitter::Staff(n, r) => (n.clone(), r),
+            Submitter::Anonymous { actor, .. } => (actor.clone(), "none"),
+        }
     }
-    let now = a.now();
-    let new = sg::NewRequest {
-        domain: &domain,
-        reason: b.reason.trim(),
-        requester: b.requester.trim(),
-        days: b.days,
-        groups: &b.groups,
-        category: b.category.as_deref(),
-        created: now,
+}
+
+/// Create an unblock request (shared by the API and the block page). Anyone on a school
+/// network may ask; an anonymous request is for the asker's own group, and staff must
+/// name the groups (a request with no groups would become an exception for everyone).
+pub async fn new_request(a: &Admin, b: &NewRequestBody, who: &Submitter) -> Result<i64> {
+    let reason = field("reason", &b.reason, MAX_TEXT, true)?.to_owned();
+    let requester = field("requester", &b.requester, MAX_NAME, false)?.to_owned();
+    let category = match b.category.as_deref() {
+        Some(c) => {
+            Some(limits::text("category", c, MAX_CATEGORY, false, false).map_err(|m| bad(&m))?)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+        }
+        None => None,
     };
+    let days = check_days(a, b.days)?;
+    let (groups, anonymous) = match who {
+        Submitter::Anonymous { client, .. } => (vec![admit_anonymous(a, *client)?], true),
+        Submitter::Staff(..) if b.groups.is_empty() => {
+            return Err(bad("groups: name the groups the unblock would apply to"));
+        }
+        Submitter::Staff(..) => (b.groups.clone(), false),
+    };
+    let domain = check_exceptable_for(a, &b.domain, &groups, anonymous)?;
+    let now = a.now();
+    let (d, r, q, g, c) = (
+        domain.clone(),
+        reason.clone(),
+        requester.clone(),
+        groups.clone(),
+        category,
+    );
     let id = a
-        .with_db(|c| sg::create_request(c, &new))
+        .with_db(move |conn| {
+            sg::create_request(
+                conn,
+                &sg::NewRequest {
+                    domain: &d,
+                    reason: &r,
+                    requester: &q,
+                    days,
+                    groups: &g,
+                    category: c.as_deref(),
+                    created: now,
+                },
+            )
+        })
+        .await
         .map_err(store_error)?;
-    a.with_db(|c| audit::append(c, now, actor, role, "request.create", &format!("request {id}"), &json!({ "domain": domain, "reason": b.reason, "requester": b.requester, "days": b.days, "groups": b.groups })))
-        .map_err(sql_error)?;
+    let (actor, role) = who.actor();
+    a.audit_as(&actor, role, "request.create", &format!("request {id}"), json!({ "domain": domain, "reason": reason, "requester": requester, "days": days, "groups": groups }))
+        .await
+        .map_err(store_error)?;
     Ok(id)
 }
 
 pub async fn create_request(
     State(a): State<Admin>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     caller: Caller,
     Json(b): Json<NewRequestBody>,
 ) -> Result<Response> {
-    let (actor, role) = actor(&caller);
-    let id = new_request(&a, &b, &actor, role)?;
-    let row = a.with_db(|c| sg::get_request(c, id)).map_err(store_error)?;
+    let id = new_request(&a, &b, &Submitter::from_caller(&caller, client)).await?;
+    let row = a
+        .with_db(move |c| sg::get_request(c, id))
+        .await
+        .map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
 }
 
@@ -390,7 +546,7 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    db_json(&a, |c| sg::list_requests(c, q.status.as_deref()))
+    db_json(&a, move |c| sg::list_requests(c, q.status.as_deref())).await
 }
 
 pub async fn get_request(
@@ -399,7 +555,11 @@ pub async fn get_request(
     Path(id): Path<i64>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    match a.with_db(|c| sg::get_request(c, id)).map_err(store_error)? {
+    match a
+        .with_db(move |c| sg::get_request(c, id))
+        .await
+        .map_err(store_error)?
+    {
         Some(r) => Ok(Json(r).into_response()),
         None => Err(error(StatusCode::NOT_FOUND, &format!("no request {id}"))),
     }
@@ -413,11 +573,14 @@ pub async fn approve_request(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    if body.reason.trim().is_empty() {
-        return Err(bad("reason: required, so the decision is auditable"));
-    }
+    let reason = field("reason", &body.reason, MAX_TEXT, true)
+        .map_err(|_| {
+            bad("reason: required (at most 1000 characters), so the decision is auditable")
+        })?
+        .to_owned();
     let req = a
-        .with_db(|c| sg::get_request(c, id))
+        .with_db(move |c| sg::get_request(c, id))
+        .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no request {id}")))?;
     if req.status != "pending" {
@@ -426,46 +589,55 @@ pub async fn approve_request(
             &format!("request {id} was already {}", req.status),
         ));
     }
+    if req.groups.is_empty() {
+        // Never turn a request without groups into an exception for every group.
+        return Err(error(
+            StatusCode::CONFLICT,
+            &format!(
+                "request {id} names no group; decline it, or grant a scoped exception with POST /exceptions"
+            ),
+        ));
+    }
     let domain = check_exceptable(&a, &req.domain, &req.groups)?;
     let expires = expiry(&a, None, Some(body.days.unwrap_or(req.days)))?;
     let now = a.now();
+    let (d, granted_by, r) = (domain.clone(), who.clone(), reason.clone());
     let exception_id = a
-        .with_db(|c| -> std::result::Result<i64, StoreError> {
+        .with_db(move |c| -> std::result::Result<i64, StoreError> {
             let tx = c.transaction().map_err(|e| StoreError::Sqlite {
                 path: "<database>".into(),
                 source: e,
             })?;
             let new = sg::NewException {
-                domain: &domain,
+                domain: &d,
                 groups: &req.groups,
                 reason: &req.reason,
                 requested_by: &req.requester,
-                granted_by: &who,
+                granted_by: &granted_by,
                 created: now,
                 expires,
                 request_id: Some(id),
             };
             let eid = sg::create_exception(&tx, &new)?;
-            sg::decide_request(
-                &tx,
-                id,
-                "approved",
-                &who,
-                body.reason.trim(),
-                now,
-                Some(eid),
-            )?;
+            sg::decide_request(&tx, id, "approved", &granted_by, &r, now, Some(eid))?;
             tx.commit().map_err(|e| StoreError::Sqlite {
                 path: "<database>".into(),
                 source: e,
             })?;
             Ok(eid)
         })
+        .await
         .map_err(store_error)?;
-    a.audit(&who, role, "request.approve", &format!("request {id}"), json!({ "reason": body.reason, "exception": exception_id, "domain": domain, "expires": expires.to_string() }))
+    a.audit(&who, role, "request.approve", &format!("request {id}"), json!({ "reason": reason, "exception": exception_id, "domain": domain, "expires": expires.to_string() }))
+        .await
         .map_err(store_error)?;
-    a.refresh_exceptions().map_err(store_error)?;
-    Ok(Json(a.with_db(|c| sg::get_request(c, id)).map_err(store_error)?).into_response())
+    a.refresh_exceptions().await.map_err(store_error)?;
+    Ok(Json(
+        a.with_db(move |c| sg::get_request(c, id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
 }
 
 pub async fn decline_request(
@@ -476,21 +648,31 @@ pub async fn decline_request(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    if body.reason.trim().is_empty() {
-        return Err(bad("reason: required, so the decision is auditable"));
-    }
+    let reason = field("reason", &body.reason, MAX_TEXT, true)
+        .map_err(|_| {
+            bad("reason: required (at most 1000 characters), so the decision is auditable")
+        })?
+        .to_owned();
     let now = a.now();
-    a.with_db(|c| sg::decide_request(c, id, "declined", &who, body.reason.trim(), now, None))
+    let (by, r) = (who.clone(), reason.clone());
+    a.with_db(move |c| sg::decide_request(c, id, "declined", &by, &r, now, None))
+        .await
         .map_err(store_error)?;
     a.audit(
         &who,
         role,
         "request.decline",
         &format!("request {id}"),
-        json!({ "reason": body.reason }),
+        json!({ "reason": reason }),
     )
+    .await
     .map_err(store_error)?;
-    Ok(Json(a.with_db(|c| sg::get_request(c, id)).map_err(store_error)?).into_response())
+    Ok(Json(
+        a.with_db(move |c| sg::get_request(c, id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -511,32 +693,54 @@ pub fn url_domain(url: &str) -> Option<String> {
 }
 
 /// Create a site report (shared by the API and the block page).
-pub fn new_report(a: &Admin, b: &NewReportBody, actor: &str, role: &str) -> Result<i64> {
-    let domain = url_domain(&b.url).ok_or_else(|| bad("url: no domain name in it"))?;
-    if b.reporter.trim().is_empty() {
-        return Err(bad("reporter: required"));
+pub async fn new_report(a: &Admin, b: &NewReportBody, who: &Submitter) -> Result<i64> {
+    let url = field("url", &b.url, MAX_URL, false)?.to_owned();
+    let domain = url_domain(&url).ok_or_else(|| bad("url: no domain name in it"))?;
+    let reporter = field("reporter", &b.reporter, MAX_NAME, false)?.to_owned();
+    let comment = limits::text("comment", &b.comment, MAX_TEXT, false, true)
+        .map_err(|m| bad(&m))?
+        .to_owned();
+    if let Submitter::Anonymous { client, .. } = who {
+        admit_anonymous(a, *client)?;
     }
     let now = a.now();
+    let (u, d, r, c) = (
+        url.clone(),
+        domain.clone(),
+        reporter.clone(),
+        comment.clone(),
+    );
     let id = a
-        .with_db(|c| {
-            sg::create_report(c, &b.url, &domain, b.reporter.trim(), b.comment.trim(), now)
-        })
+        .with_db(move |conn| sg::create_report(conn, &u, &d, &r, &c, now))
+        .await
         .map_err(store_error)?;
-    a.with_db(|c| audit::append(c, now, actor, role, "report.create", &format!("report {id}"), &json!({ "url": b.url, "domain": domain, "reporter": b.reporter, "comment": b.comment })))
-        .map_err(sql_error)?;
+    let (actor, role) = who.actor();
+    a.audit_as(
+        &actor,
+        role,
+        "report.create",
+        &format!("report {id}"),
+        json!({ "url": url, "domain": domain, "reporter": reporter, "comment": comment }),
+    )
+    .await
+    .map_err(store_error)?;
     Ok(id)
 }
 
 pub async fn create_report(
     State(a): State<Admin>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     caller: Caller,
     Json(b): Json<NewReportBody>,
 ) -> Result<Response> {
-    let (actor, role) = actor(&caller);
-    let id = new_report(&a, &b, &actor, role)?;
+    let id = new_report(&a, &b, &Submitter::from_caller(&caller, client)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(a.with_db(|c| sg::get_report(c, id)).map_err(store_error)?),
+        Json(
+            a.with_db(move |c| sg::get_report(c, id))
+                .await
+                .map_err(store_error)?,
+        ),
     )
         .into_response())
 }
@@ -547,12 +751,38 @@ pub async fn list_reports(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    db_json(&a, |c| sg::list_reports(c, q.status.as_deref()))
+    db_json(&a, move |c| sg::list_reports(c, q.status.as_deref())).await
 }
 
-/// Approve a report: append the domain to the local list file of the chosen category (a
-/// `[[lists.source]]` of that category), record the decision, and reload so it is blocked
-/// at once.
+/// The lines that list `domain` in a file of `format`, with `note` as a comment, in the
+/// file's own syntax (a plain name in a hosts, Adblock or RPZ file is ignored or an error,
+/// and the site would stay unblocked).
+pub fn list_entry(format: Format, domain: &str, note: &str) -> String {
+    let note = one_line(note);
+    match format {
+        Format::Hosts => format!("0.0.0.0 {domain}  # {note}\n"),
+        Format::Adblock => format!("! {note}\n||{domain}^\n"),
+        Format::Rpz => format!("; {note}\n{domain} CNAME .\n*.{domain} CNAME .\n"),
+        Format::Auto | Format::Domains | Format::Ut1 => format!("{domain}  # {note}\n"),
+    }
+}
+
+/// Whether `domain` is listed in `category` in the live bundle.
+fn listed_in(a: &Admin, domain: &str, category: &str) -> bool {
+    let snap = a.pipeline.state().load();
+    let bundle = snap.policy.bundle();
+    let Some(cat) = bundle.category_id(category) else {
+        return false;
+    };
+    let key = crate::lists::key::reverse_key(domain);
+    let m = bundle.verdicts(&bundle.lookup(&key)).masks;
+    (m.block | m.nodata) & (1 << cat) != 0
+}
+
+/// Approve a report: append the domain, in the file's own syntax, to the list file of the
+/// chosen category (a `[[lists.source]]` of that category), reload, and check that the name
+/// is now listed before recording the decision. If it is not, the report stays pending and
+/// the answer says why.
 pub async fn approve_report(
     State(a): State<Admin>,
     caller: Caller,
@@ -561,8 +791,12 @@ pub async fn approve_report(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
+    let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
+        .map_err(|m| bad(&m))?
+        .to_owned();
     let report = a
-        .with_db(|c| sg::get_report(c, id))
+        .with_db(move |c| sg::get_report(c, id))
+        .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no report {id}")))?;
     if report.status != "pending" {
@@ -572,56 +806,81 @@ pub async fn approve_report(
         ));
     }
     let category = body.category.clone().unwrap_or_else(|| "local".to_owned());
-    let path = {
+    let (path, format) = {
         let snap = a.pipeline.state().load();
         snap.config
             .lists
             .sources
             .iter()
-            .find(|s| s.category.as_deref() == Some(category.as_str()) && s.format != crate::lists::parse::Format::Ut1)
-            .map(|s| s.path.clone())
+            .find(|s| s.category.as_deref() == Some(category.as_str()) && s.format != Format::Ut1)
+            .map(|s| (s.path.clone(), s.format))
             .ok_or_else(|| bad(&format!("category {category:?} has no list file in [[lists.source]] to add the domain to")))?
     };
-    let line = format!(
-        "{}  # report {id} by {}, approved by {who}\n",
-        report.domain,
-        report.reporter.replace('\n', " ")
-    );
-    append_line(&path, &line).map_err(|e| {
+    let note = format!("report {id} by {}, approved by {who}", report.reporter);
+    let domain = report.domain.clone();
+    let file = path.clone();
+    let written = tokio::task::spawn_blocking(move || append_entry(&file, format, &domain, &note))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    written.map_err(|e| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot write {}: {e}", path.display()),
         )
     })?;
-    let now = a.now();
-    a.with_db(|c| {
-        sg::decide_report(
-            c,
-            id,
-            "approved",
-            &who,
-            body.reason.trim(),
-            Some(&category),
-            now,
-        )
-    })
-    .map_err(store_error)?;
-    a.audit(&who, role, "report.approve", &format!("report {id}"), json!({ "domain": report.domain, "category": category, "list": path.display().to_string(), "reason": body.reason }))
-        .map_err(store_error)?;
     let reload = a.pipeline.reload().await;
+    let blocked = reload.is_ok() && listed_in(&a, &report.domain, &category);
+    if !blocked {
+        let why = match &reload {
+            Err(e) => format!("the reload failed: {e}"),
+            Ok(_) => format!(
+                "after the reload {} is still not listed in {category:?}",
+                report.domain
+            ),
+        };
+        tracing::error!("report {id}: entry written to {} but {why}", path.display());
+        return Ok((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({
+                "reloaded": reload.is_ok(),
+                "blocked": false,
+                "error": format!("{} was written to {} but is not blocked: {why}; the report stays pending", report.domain, path.display()),
+            })),
+        )
+            .into_response());
+    }
+    let now = a.now();
+    let (by, r, c) = (who.clone(), reason.clone(), category.clone());
+    a.with_db(move |conn| sg::decide_report(conn, id, "approved", &by, &r, Some(&c), now))
+        .await
+        .map_err(store_error)?;
+    a.audit(&who, role, "report.approve", &format!("report {id}"), json!({ "domain": report.domain, "category": category, "list": path.display().to_string(), "reason": reason }))
+        .await
+        .map_err(store_error)?;
     Ok(Json(json!({
-        "report": a.with_db(|c| sg::get_report(c, id)).map_err(store_error)?,
-        "reloaded": reload.is_ok(),
-        "reload_error": reload.err().map(|e| e.to_string()),
+        "report": a.with_db(move |c| sg::get_report(c, id)).await.map_err(store_error)?,
+        "reloaded": true,
+        "blocked": true,
     }))
     .into_response())
 }
 
-fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+/// Append the entry for `domain` to the list file at `path`, in the file's syntax (sniffed
+/// when the source says `auto`).
+fn append_entry(
+    path: &std::path::Path,
+    format: Format,
+    domain: &str,
+    note: &str,
+) -> std::io::Result<()> {
     use std::io::Write;
-    let needs_newline = std::fs::read(path)
-        .map(|b| b.last().is_some_and(|&c| c != b'\n'))
-        .unwrap_or(false);
+    let existing = std::fs::read(path).unwrap_or_default();
+    let format = match format {
+        Format::Auto => crate::lists::parse::sniff(&String::from_utf8_lossy(&existing)),
+        f => f,
+    };
+    let needs_newline = existing.last().is_some_and(|&c| c != b'\n');
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -629,7 +888,7 @@ fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
     if needs_newline {
         f.write_all(b"\n")?;
     }
-    f.write_all(line.as_bytes())?;
+    f.write_all(list_entry(format, domain, note).as_bytes())?;
     f.sync_all()
 }
 
@@ -641,24 +900,46 @@ pub async fn dismiss_report(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
+    let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
+        .map_err(|m| bad(&m))?
+        .to_owned();
     let now = a.now();
-    a.with_db(|c| sg::decide_report(c, id, "dismissed", &who, body.reason.trim(), None, now))
+    let (by, r) = (who.clone(), reason.clone());
+    a.with_db(move |c| sg::decide_report(c, id, "dismissed", &by, &r, None, now))
+        .await
         .map_err(store_error)?;
     a.audit(
         &who,
         role,
         "report.dismiss",
         &format!("report {id}"),
-        json!({ "reason": body.reason }),
+        json!({ "reason": reason }),
     )
+    .await
     .map_err(store_error)?;
-    Ok(Json(a.with_db(|c| sg::get_report(c, id)).map_err(store_error)?).into_response())
+    Ok(Json(
+        a.with_db(move |c| sg::get_report(c, id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
+}
+
+/// Default and largest page of `GET /incidents`.
+const INCIDENT_PAGE: usize = 100;
+const INCIDENT_PAGE_MAX: usize = 1_000;
+
+#[derive(Deserialize)]
+pub struct IncidentQuery {
+    since: Option<String>,
+    limit: Option<usize>,
+    before: Option<i64>,
 }
 
 pub async fn list_incidents(
     State(a): State<Admin>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<IncidentQuery>,
 ) -> Result<Response> {
     caller.require(Role::Dsl)?;
     let since = match &q.since {
@@ -667,7 +948,27 @@ pub async fn list_incidents(
             .map_err(|_| bad("since: expected an RFC 3339 time"))?,
         None => jiff::Timestamp::UNIX_EPOCH,
     };
-    db_json(&a, |c| sg::list_incidents(c, since))
+    let limit = q.limit.unwrap_or(INCIDENT_PAGE);
+    if !(1..=INCIDENT_PAGE_MAX).contains(&limit) {
+        return Err(out_of_range(&format!(
+            "limit: must be from 1 to {INCIDENT_PAGE_MAX}"
+        )));
+    }
+    let before = q.before;
+    let rows = a
+        .with_db(move |c| sg::list_incidents(c, since, before, limit))
+        .await
+        .map_err(store_error)?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let mut resp = Json(rows).into_response();
+    if let Some(n) = next
+        && let Ok(v) = header::HeaderValue::from_str(&n)
+    {
+        resp.headers_mut().insert("x-next-before", v);
+    }
+    Ok(resp)
 }
 
 pub async fn list_audit(
@@ -683,7 +984,8 @@ pub async fn list_audit(
         .transpose()
         .map_err(|_| bad("since: expected an RFC 3339 time"))?;
     let rows = a
-        .with_db(|c| audit::list(c, since, 10_000))
+        .with_db(move |c| audit::list(c, since, 10_000))
+        .await
         .map_err(sql_error)?;
     Ok(Json(rows).into_response())
 }
@@ -692,6 +994,7 @@ pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Resp
     caller.require(Role::Dsl)?;
     let (result, head) = a
         .with_db(|c| Ok::<_, rusqlite::Error>((audit::verify(c)?, audit::head(c)?)))
+        .await
         .map_err(sql_error)?;
     Ok(match result {
         audit::Verification::Intact(n) => {

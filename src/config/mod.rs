@@ -54,6 +54,25 @@ pub struct Config {
     pub alerts: Option<AlertsConfig>,
     /// `[identify]`
     pub identify: IdentifyConfig,
+    /// `[http]`
+    pub http: HttpConfig,
+}
+
+/// `[http]`, resolved: limits of each HTTP listener (block page, admin API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time to send a complete request head (and keep-alive idle time).
+    pub header_timeout: Duration,
+    /// Time to read the body and answer.
+    pub request_timeout: Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Open connections per client address per listener.
+    pub max_connections_per_client: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Anonymous submissions per client address per hour.
+    pub submissions_per_hour: u32,
 }
 
 /// `[identify]`, resolved.
@@ -102,6 +121,8 @@ pub struct AlertsConfig {
     pub header: Option<(String, String)>,
     /// Retry budget per alert.
     pub give_up_after: Duration,
+    /// Alerts delivered or retried at once.
+    pub max_in_flight: usize,
 }
 
 /// `[server]`, resolved.

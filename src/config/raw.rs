@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// How clients are identified beyond their address.
     #[serde(default)]
     pub identify: RawIdentify,
+    /// Limits of the HTTP listeners (block page and admin API).
+    #[serde(default)]
+    pub http: RawHttp,
 }
 
 /// `[identify]`
@@ -70,6 +73,68 @@ pub struct RawIdentify {
     /// device's allowances. Default: none, so MACs are never believed.
     #[serde(default)]
     pub edns_mac_from: Vec<String>,
+}
+
+/// `[http]`: limits of the block page and admin API listeners, each applied per listener.
+/// A pupil device can open connections and send forms; none of that may exhaust file
+/// descriptors, threads or disk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Close a connection that has not sent a complete request head this long after
+    /// connecting or after its previous response (also the keep-alive idle timeout).
+    /// Milliseconds; default 10000.
+    #[serde(default = "default_http_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Longest time to read a request body and answer it, milliseconds; default 30000.
+    #[serde(default = "default_http_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Open connections per listener; more wait to be accepted. Default 256.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// Open connections per client address per listener; more are closed at once.
+    /// Default 8.
+    #[serde(default = "default_http_max_per_client")]
+    pub max_connections_per_client: usize,
+    /// Largest request body, bytes; default 16384.
+    #[serde(default = "default_http_max_body")]
+    pub max_body_bytes: usize,
+    /// Anonymous unblock requests and site reports per client address per hour (block
+    /// page and API without a token). Default 10.
+    #[serde(default = "default_http_submissions")]
+    pub submissions_per_hour: u32,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: default_http_header_timeout(),
+            request_timeout_ms: default_http_request_timeout(),
+            max_connections: default_http_max_connections(),
+            max_connections_per_client: default_http_max_per_client(),
+            max_body_bytes: default_http_max_body(),
+            submissions_per_hour: default_http_submissions(),
+        }
+    }
+}
+
+fn default_http_header_timeout() -> u64 {
+    10_000
+}
+fn default_http_request_timeout() -> u64 {
+    30_000
+}
+fn default_http_max_connections() -> usize {
+    256
+}
+fn default_http_max_per_client() -> usize {
+    8
+}
+fn default_http_max_body() -> usize {
+    16_384
+}
+fn default_http_submissions() -> u32 {
+    10
 }
 
 /// `[storage]`
@@ -150,6 +215,14 @@ pub struct RawAlerts {
     /// Give up retrying one alert after this many seconds. Default 3600.
     #[serde(default = "default_alert_retry")]
     pub give_up_after_secs: u64,
+    /// Alerts being delivered or retried at once; an incident beyond this is recorded but
+    /// not alerted (counted in `chaperone_incident_alerts_dropped_total`). Default 64.
+    #[serde(default = "default_alert_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_alert_max_in_flight() -> usize {
+    64
 }
 
 fn default_alert_retry() -> u64 {

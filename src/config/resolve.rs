@@ -77,6 +77,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let alerts = raw.alerts.map(|a| alerts(a, &mut p));
     let identify = identify(raw.identify, &mut p);
     check_counts(&groups, &networks, &devices, &mut p);
+    let http = http(&raw.http, &mut p);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -97,6 +98,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         querylog,
         alerts,
         identify,
+        http,
     })
 }
 
@@ -196,6 +198,56 @@ fn alerts(a: raw::RawAlerts, p: &mut Problems) -> AlertsConfig {
         webhook: a.webhook,
         header,
         give_up_after: Duration::from_secs(a.give_up_after_secs.max(1)),
+        max_in_flight: a.max_in_flight.max(1),
+    }
+}
+
+fn http(h: &raw::RawHttp, p: &mut Problems) -> HttpConfig {
+    let ranges: [(&str, u64, u64, u64); 6] = [
+        ("http.header_timeout_ms", h.header_timeout_ms, 100, 600_000),
+        (
+            "http.request_timeout_ms",
+            h.request_timeout_ms,
+            100,
+            3_600_000,
+        ),
+        (
+            "http.max_connections",
+            h.max_connections as u64,
+            1,
+            1_000_000,
+        ),
+        (
+            "http.max_connections_per_client",
+            h.max_connections_per_client as u64,
+            1,
+            1_000_000,
+        ),
+        (
+            "http.max_body_bytes",
+            h.max_body_bytes as u64,
+            1024,
+            1 << 24,
+        ),
+        (
+            "http.submissions_per_hour",
+            u64::from(h.submissions_per_hour),
+            1,
+            1_000_000,
+        ),
+    ];
+    for (key, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            p.add(key, format!("must be from {min} to {max}"));
+        }
+    }
+    HttpConfig {
+        header_timeout: Duration::from_millis(h.header_timeout_ms),
+        request_timeout: Duration::from_millis(h.request_timeout_ms),
+        max_connections: h.max_connections.max(1),
+        max_connections_per_client: h.max_connections_per_client.max(1),
+        max_body_bytes: h.max_body_bytes,
+        submissions_per_hour: h.submissions_per_hour.max(1),
     }
 }
 

@@ -268,7 +268,7 @@ pub fn parse_ut1_dir(
 /// each line votes for the syntax it looks like and the majority wins; on a tie the more
 /// distinctive syntax (RPZ, Adblock, hosts) beats plain domains, whose lines are what
 /// every other format's malformed lines also look like.
-fn sniff(text: &str) -> Format {
+pub fn sniff(text: &str) -> Format {
     let mut votes = [0usize; 4]; // rpz, adblock, hosts, domains
     for line in text
         .lines()

@@ -440,7 +440,7 @@ pub struct IncidentRow {
     pub category: String,
     /// Matching rule.
     pub rule: Option<String>,
-    /// pending, retrying, delivered, failed.
+    /// pending, retrying, delivered, failed, dropped (not sent: too many in flight).
     pub alert_status: String,
     /// Delivery attempts.
     pub alert_attempts: i64,
@@ -448,35 +448,42 @@ pub struct IncidentRow {
     pub alert_last_error: Option<String>,
 }
 
-/// Incidents since `since`, newest first.
+/// One page of incidents since `since`, newest first: at most `limit` rows, with ids
+/// below `before` when given (the cursor for the next page is the last row's id).
 pub fn list_incidents(
     conn: &Connection,
     since: jiff::Timestamp,
+    before: Option<i64>,
+    limit: usize,
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error
-             FROM incidents WHERE ts_us >= ?1 ORDER BY id DESC",
+             FROM incidents WHERE ts_us >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )
         .map_err(sql_err)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt
-        .query_map(params![micros(since)], |r| {
-            Ok(IncidentRow {
-                id: r.get(0)?,
-                time: from_micros(r.get(1)?).to_string(),
-                client: r.get(2)?,
-                group: r.get(3)?,
-                device: r.get(4)?,
-                mac: r.get(5)?,
-                name: r.get(6)?,
-                qtype: r.get(7)?,
-                category: r.get(8)?,
-                rule: r.get(9)?,
-                alert_status: r.get(10)?,
-                alert_attempts: r.get(11)?,
-                alert_last_error: r.get(12)?,
-            })
-        })
+        .query_map(
+            params![micros(since), before.unwrap_or(i64::MAX), limit],
+            |r| {
+                Ok(IncidentRow {
+                    id: r.get(0)?,
+                    time: from_micros(r.get(1)?).to_string(),
+                    client: r.get(2)?,
+                    group: r.get(3)?,
+                    device: r.get(4)?,
+                    mac: r.get(5)?,
+                    name: r.get(6)?,
+                    qtype: r.get(7)?,
+                    category: r.get(8)?,
+                    rule: r.get(9)?,
+                    alert_status: r.get(10)?,
+                    alert_attempts: r.get(11)?,
+                    alert_last_error: r.get(12)?,
+                })
+            },
+        )
         .map_err(sql_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
 }

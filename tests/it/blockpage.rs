@@ -695,3 +695,198 @@ async fn browser_journey() {
     h.stop().await;
     up.stop().await;
 }
+
+/// GET the block page as a browser at `from` asking for `host`: (status, head, body).
+async fn page_as(h: &Harness, from: &str, host: &str, path: &str) -> (u16, String, String) {
+    let addr = h.running.as_ref().unwrap().block_page_addr.unwrap();
+    http_from(from, addr, "GET", path, &[("Host", host)], None).await
+}
+
+/// The value of the hidden `csrf` field in a page.
+fn csrf_of(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {body}"))
+        .to_owned()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn block_page_sends_security_headers_and_forms_need_same_origin_and_a_token() {
+    let (up, h, _rx) = crate::safeguarding::setup(0).await;
+    let (status, head, body) = page_as(&h, "127.0.0.2", BLOCKED, "/").await;
+    assert_eq!(status, 403, "{body}");
+    let csp = header_of(&head, "content-security-policy").expect("a CSP");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(header_of(&head, "x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(
+        header_of(&head, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    let token = csrf_of(&body);
+    let addr = h.running.as_ref().unwrap().block_page_addr.unwrap();
+    let post = |origin: Option<&'static str>, token: String| async move {
+        let mut headers = vec![("Host", BLOCKED)];
+        if let Some(o) = origin {
+            headers.push(("Origin", o));
+        }
+        let body = form(&[
+            ("domain", BLOCKED),
+            ("requester", "Alex"),
+            ("reason", "homework"),
+            ("days", "1"),
+            ("csrf", &token),
+        ]);
+        http_from(
+            "127.0.0.2",
+            addr,
+            "POST",
+            "/request",
+            &headers,
+            Some(("application/x-www-form-urlencoded", &body)),
+        )
+        .await
+    };
+    let (status, head, _) = post(None, token.clone()).await;
+    assert_eq!(status, 403, "no Origin or Referer");
+    assert!(
+        header_of(&head, "content-security-policy").is_some(),
+        "errors too"
+    );
+    assert_eq!(
+        post(Some("http://evil.example"), token.clone()).await.0,
+        403,
+        "cross-origin"
+    );
+    assert_eq!(
+        post(Some("http://social.listed.test"), "1.00".into())
+            .await
+            .0,
+        403,
+        "a forged token"
+    );
+    let (status, _, body) = post(Some("http://social.listed.test"), token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Request sent"), "{body}");
+    assert_eq!(
+        metric(h.admin(), "chaperone_http_rejected_total{reason=\"csrf\"}").await,
+        1.0
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn block_page_discloses_nothing_about_illegal_lists_or_names_not_blocked_here() {
+    let (up, h, _rx) = crate::safeguarding::setup(0).await;
+    // Illegal: one fixed page, whatever the name and whoever asks; nothing echoed.
+    let (status, _, first) = page_as(&h, "127.0.0.2", "abuse.listed.test", "/").await;
+    assert_eq!(status, 403);
+    for word in [
+        "abuse",
+        "illegal (",
+        "IWF",
+        "Category",
+        "Matched rule",
+        "pupils",
+    ] {
+        assert!(
+            !first.contains(word),
+            "the illegal page shows {word:?}:\n{first}"
+        );
+    }
+    let (_, _, other) = page_as(&h, "127.0.0.1", "www.abuse.listed.test", "/").await;
+    assert_eq!(
+        other, first,
+        "the same page for every illegal name and client"
+    );
+    assert_eq!(
+        metric(h.admin(), "chaperone_blockpage_illegal_hits_total").await,
+        2.0,
+        "each view is counted"
+    );
+    let (_, _, report) = page_as(&h, "127.0.0.2", "abuse.listed.test", "/report").await;
+    assert!(
+        !report.contains("abuse"),
+        "the report form does not echo it"
+    );
+    // Blocked for pupils only: details for a pupil, a generic page for staff and strangers.
+    let (_, _, pupil) = page_as(&h, "127.0.0.2", BLOCKED, "/").await;
+    assert!(
+        pupil.contains("social") && pupil.contains("Matched rule"),
+        "{pupil}"
+    );
+    for from in ["127.0.0.3", "127.0.0.1"] {
+        let (status, _, page) = page_as(&h, from, BLOCKED, "/").await;
+        assert_eq!(status, 200);
+        assert!(
+            !page.contains("social") && !page.contains("Category"),
+            "{from} is not blocked from {BLOCKED}: no details\n{page}"
+        );
+    }
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn http_connections_are_capped_per_client_and_idle_ones_time_out() {
+    use tokio::io::AsyncReadExt;
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("listed.test.", LISTED_ZONE)],
+    )
+    .await;
+    let rx = receiver(0).await;
+    let text = format!(
+        "{}\n[http]\nheader_timeout_ms = 3000\nmax_connections_per_client = 4\n",
+        config(&rx.url)
+    );
+    let h = start(&text, up.addr, FILES, school_morning()).await;
+    // One device opens 8 idle connections: past its 4, each is closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(
+            tokio::net::TcpStream::connect(h.admin())
+                .await
+                .expect("connect"),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut closed_early = 0;
+    let mut still_open = Vec::new();
+    for mut s in idle {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed_early += 1,
+            _ => still_open.push(s),
+        }
+    }
+    assert_eq!(
+        closed_early, 4,
+        "connections past the per-client cap are closed"
+    );
+    // Another address is still served.
+    let (status, _, body) = http_from("127.0.0.2", h.admin(), "GET", "/healthz", &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    // The idle ones, which never sent a request head, are closed after the header timeout.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for mut s in still_open {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout_at(deadline, s.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection is closed after http.header_timeout_ms: {read:?}"
+        );
+    }
+    h.stop().await;
+    up.stop().await;
+}

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::BinEncodable;
 use serde_json::Value;
 
 use crate::support::*;
@@ -172,6 +173,21 @@ async fn post(h: &Harness, path: &str, token: Option<&str>, body: Value) -> (u16
     )
 }
 
+/// An anonymous JSON POST to the admin API from a chosen client address.
+async fn post_from(h: &Harness, from: &str, path: &str, body: Value) -> (u16, Value) {
+    let (status, _, text) = http_from(
+        from,
+        h.admin(),
+        "POST",
+        path,
+        &[],
+        Some(("application/json", &body.to_string())),
+    )
+    .await;
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
 async fn get(h: &Harness, path: &str, token: Option<&str>) -> (u16, Value) {
     let (status, text) = http(h.admin(), "GET", path, token, None).await;
     (
@@ -195,10 +211,12 @@ async fn blocked_request_approve_resolves_expires_blocked_again() {
         "block page"
     );
 
-    let (status, req) = post(&h, "/requests", None, serde_json::json!({
-        "domain": "social.listed.test", "reason": "Year 9 media studies project", "requester": "Ms Patel", "days": 2, "groups": ["pupils"]
+    // Anonymous, from a pupil's device: the request is for the pupils' group.
+    let (status, req) = post_from(&h, "127.0.0.2", "/requests", serde_json::json!({
+        "domain": "social.listed.test", "reason": "Year 9 media studies project", "requester": "Ms Patel", "days": 2
     })).await;
     assert_eq!(status, 201, "{req}");
+    assert_eq!(req["groups"], serde_json::json!(["pupils"]));
     let id = req["id"].as_i64().unwrap();
     assert_eq!(req["status"], "pending");
 
@@ -334,7 +352,7 @@ async fn exceptions_need_a_reason_an_expiry_and_cannot_touch_illegal_content() {
     too_long["days"] = 30.into();
     assert_eq!(
         post(&h, "/exceptions", Some(TECH), too_long).await.0,
-        422,
+        400,
         "over admin.max_exception_days"
     );
     let mut illegal = base.clone();
@@ -494,7 +512,7 @@ async fn an_approved_site_report_is_blocked_at_once() {
         ips(&staff.udp("nasty.listed.test.", RecordType::A).await),
         vec!["192.0.2.99".parse::<std::net::IpAddr>().unwrap()]
     );
-    let (status, report) = post(&h, "/reports", None, serde_json::json!({
+    let (status, report) = post_from(&h, "127.0.0.3", "/reports", serde_json::json!({
         "url": "https://nasty.listed.test/page?x=1", "reporter": "Mr Jones", "comment": "violent images in a Year 7 lesson"
     })).await;
     assert_eq!(status, 201, "{report}");
@@ -521,6 +539,414 @@ async fn an_approved_site_report_is_blocked_at_once() {
         local.contains("nasty.listed.test  # report 1 by Mr Jones"),
         "{local}"
     );
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_range_days_get_a_400_naming_the_field_and_never_panic() {
+    let (up, h, _rx) = setup(0).await;
+    for days in [10_000_000u64, 4_294_967_295] {
+        let (status, err) = post(&h, "/exceptions", Some(TECH), serde_json::json!({"domain": "social.listed.test", "reason": "lesson", "requested_by": "Ms Patel", "days": days})).await;
+        assert_eq!(status, 400, "days {days}: {err}");
+        assert!(err["error"].as_str().unwrap().contains("days"), "{err}");
+        let (status, err) = post(&h, "/requests", Some(TECH), serde_json::json!({"domain": "social.listed.test", "reason": "lesson", "requester": "Ms Patel", "days": days, "groups": ["pupils"]})).await;
+        assert_eq!(status, 400, "request days {days}: {err}");
+        assert!(err["error"].as_str().unwrap().contains("days"), "{err}");
+    }
+    let (status, req) = post(&h, "/requests", Some(TECH), serde_json::json!({"domain": "social.listed.test", "reason": "lesson", "requester": "Ms Patel", "days": 2, "groups": ["pupils"]})).await;
+    assert_eq!(status, 201, "{req}");
+    let id = req["id"].as_i64().unwrap();
+    for days in [10_000_000u64, 4_294_967_295] {
+        let (status, err) = post(
+            &h,
+            &format!("/requests/{id}/approve"),
+            Some(TECH),
+            serde_json::json!({"reason": "ok", "days": days}),
+        )
+        .await;
+        assert_eq!(status, 400, "approve days {days}: {err}");
+        assert!(err["error"].as_str().unwrap().contains("days"), "{err}");
+    }
+    assert_eq!(get(&h, "/healthz", None).await.0, 200, "still serving");
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_submissions_are_bounded_scoped_and_rate_limited() {
+    let (up, h, _rx) = setup(0).await;
+    let ask = |requester: String, reason: String| serde_json::json!({"domain": "social.listed.test", "reason": reason, "requester": requester, "days": 1});
+    // No network, no request.
+    let (status, err) = post_from(
+        &h,
+        "127.0.0.1",
+        "/requests",
+        ask("Ann".into(), "homework".into()),
+    )
+    .await;
+    assert_eq!(status, 403, "a client in no network: {err}");
+    let (status, _) = post_from(
+        &h,
+        "127.0.0.1",
+        "/reports",
+        serde_json::json!({"url": "bad.listed.test", "reporter": "Ann"}),
+    )
+    .await;
+    assert_eq!(status, 403, "reports too");
+    // Bounded fields, each error naming its field.
+    let (status, err) = post_from(
+        &h,
+        "127.0.0.2",
+        "/requests",
+        ask("x".repeat(101), "homework".into()),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("requester"),
+        "{err}"
+    );
+    let (status, err) = post_from(
+        &h,
+        "127.0.0.2",
+        "/requests",
+        ask("Ann".into(), "y".repeat(1001)),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("reason"), "{err}");
+    let (status, err) = post_from(
+        &h,
+        "127.0.0.2",
+        "/requests",
+        ask("Ann\r\nBob".into(), "homework".into()),
+    )
+    .await;
+    assert_eq!(status, 422, "control characters: {err}");
+    let (status, _) = post_from(
+        &h,
+        "127.0.0.2",
+        "/requests",
+        ask("Ann".into(), "z".repeat(20_000)),
+    )
+    .await;
+    assert_eq!(status, 413, "a body over http.max_body_bytes");
+    // An anonymous request is for the asker's own group, whatever it claims; never for all.
+    let mut claim = ask("Ann".into(), "homework".into());
+    claim["groups"] = serde_json::json!(["staff"]);
+    let (status, req) = post_from(&h, "127.0.0.2", "/requests", claim).await;
+    assert_eq!(status, 201, "{req}");
+    assert_eq!(req["groups"], serde_json::json!(["pupils"]));
+    let (status, err) = post(
+        &h,
+        "/requests",
+        Some(TECH),
+        ask("Ann".into(), "homework".into()),
+    )
+    .await;
+    assert_eq!(status, 422, "staff must name the groups: {err}");
+    assert!(err["error"].as_str().unwrap().contains("groups"), "{err}");
+    // The hourly budget (http.submissions_per_hour, default 10) per address.
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let (status, _) = post_from(
+            &h,
+            "127.0.0.3",
+            "/reports",
+            serde_json::json!({"url": format!("site{i}.listed.test"), "reporter": "Mr Jones"}),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[..10], [201; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+    let (status, _) = post_from(
+        &h,
+        "127.0.0.2",
+        "/reports",
+        serde_json::json!({"url": "other.listed.test", "reporter": "Ann"}),
+    )
+    .await;
+    assert_eq!(status, 201, "another address has its own budget");
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn requests_without_groups_are_never_approved_for_everyone() {
+    let (up, h, _rx) = setup(0).await;
+    // A legacy row (stored before groups were required) with no groups.
+    let db = h.dir.path().join("chaperone.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("INSERT INTO unblock_requests (created_us, domain, reason, requester, days, groups) VALUES (0, 'social.listed.test', 'x', 'y', 1, '[]')", []).unwrap();
+    let id = conn.last_insert_rowid();
+    drop(conn);
+    let (status, err) = post(
+        &h,
+        &format!("/requests/{id}/approve"),
+        Some(TECH),
+        serde_json::json!({"reason": "ok"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(
+        get(&h, "/exceptions", Some(VIEWER)).await.1,
+        serde_json::json!([])
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+/// The safeguarding config with hosts, Adblock and RPZ lists for staff as well.
+fn formats_config(webhook: &str) -> String {
+    let text = config(webhook);
+    let local = "[[lists.source]]\ncategory = \"local\"\npath = \"local.txt\"\n";
+    let staff = "[group.staff]\nblock = [\"local\"]";
+    assert!(text.contains(local) && text.contains(staff));
+    text.replace(
+        local,
+        &format!("{local}\n[[lists.source]]\ncategory = \"adult\"\npath = \"adult.hosts\"\n\n[[lists.source]]\ncategory = \"ads\"\npath = \"ads.txt\"\n\n[[lists.source]]\ncategory = \"malware\"\npath = \"malware.rpz\"\n"),
+    )
+    .replace(
+        staff,
+        "[group.staff]\nblock = [\"local\", \"adult\", \"ads\", \"malware\"]",
+    )
+}
+
+const RPZ: &str = "$TTL 300\n$ORIGIN rpz.school.invalid.\n@ IN SOA ns.school.invalid. hostmaster.school.invalid. 1 3600 600 86400 60\n  IN NS ns.school.invalid.\nknown.listed.test CNAME .\n";
+
+#[tokio::test]
+async fn report_approval_writes_each_list_in_its_own_syntax_and_checks_the_block() {
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("listed.test.", LISTED_ZONE)],
+    )
+    .await;
+    let rx = receiver(0).await;
+    let mut files = FILES.to_vec();
+    files.extend([
+        (
+            "adult.hosts",
+            "0.0.0.0 porn.listed.test\n0.0.0.0 more.listed.test\n",
+        ),
+        ("ads.txt", "||ads.listed.test^\n||tracker.listed.test^\n"),
+        ("malware.rpz", RPZ),
+    ]);
+    let h = start(&formats_config(&rx.url), up.addr, &files, school_morning()).await;
+    let staff = h.client("127.0.0.3");
+    for (i, (category, name, file, line)) in [
+        (
+            "adult",
+            "nasty.listed.test",
+            "adult.hosts",
+            "0.0.0.0 nasty.listed.test",
+        ),
+        ("ads", "pop.listed.test", "ads.txt", "||pop.listed.test^"),
+        (
+            "malware",
+            "worm.listed.test",
+            "malware.rpz",
+            "worm.listed.test CNAME .",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            rcode(&staff.udp(&format!("{name}."), RecordType::A).await),
+            ResponseCode::NoError
+        );
+        let (status, report) = post_from(
+            &h,
+            "127.0.0.3",
+            "/reports",
+            serde_json::json!({"url": format!("https://{name}/x"), "reporter": "Mr Jones"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{report}");
+        let id = report["id"].as_i64().unwrap();
+        let (status, done) = post(
+            &h,
+            &format!("/reports/{id}/approve"),
+            Some(TECH),
+            serde_json::json!({"category": category, "reason": "confirmed"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{category}: {done}");
+        assert_eq!(done["reloaded"], true, "{done}");
+        assert_eq!(done["blocked"], true, "{done}");
+        assert_eq!(
+            rcode(&staff.udp(&format!("www.{name}."), RecordType::A).await),
+            ResponseCode::NXDomain,
+            "{name} (and below) blocked for staff once approved into {file}"
+        );
+        let text = std::fs::read_to_string(h.dir.path().join(file)).unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{file} gets {line:?}:\n{text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains(&format!("report {}", i + 1)))
+                .count(),
+            1,
+            "one comment line: {text}"
+        );
+    }
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn incidents_are_listed_a_page_at_a_time() {
+    let (up, h, _rx) = setup(0).await;
+    let pupil = h.client("127.0.0.2");
+    for name in [
+        "abuse.listed.test.",
+        "a.abuse.listed.test.",
+        "b.abuse.listed.test.",
+    ] {
+        pupil.udp(name, RecordType::A).await;
+    }
+    let mut all = Value::Null;
+    for _ in 0..100 {
+        all = get(&h, "/incidents", Some(DSL)).await.1;
+        if all.as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    let (status, head, body) = http_from(
+        "127.0.0.1",
+        h.admin(),
+        "GET",
+        "/incidents?limit=2",
+        &[("Authorization", &format!("Bearer {DSL}"))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(page[0]["id"], all[0]["id"], "newest first");
+    let next = header_of(&head, "x-next-before").expect("a full page names the next cursor");
+    assert_eq!(next, page[1]["id"].to_string());
+    let (_, rest) = get(&h, &format!("/incidents?limit=2&before={next}"), Some(DSL)).await;
+    assert_eq!(rest.as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest[0]["id"], all[2]["id"]);
+    let (status, err) = get(&h, "/incidents?limit=5000", Some(DSL)).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("limit"), "{err}");
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn alert_deliveries_in_flight_are_bounded_and_drops_counted() {
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("listed.test.", LISTED_ZONE)],
+    )
+    .await;
+    // The DSL's endpoint never accepts: every alert keeps retrying.
+    let rx = receiver(usize::MAX).await;
+    let text = config(&rx.url).replace(
+        &format!("[alerts]\nwebhook = \"{}\"", rx.url),
+        &format!("[alerts]\nwebhook = \"{}\"\nmax_in_flight = 1", rx.url),
+    );
+    assert!(text.contains("max_in_flight"));
+    let h = start(&text, up.addr, FILES, school_morning()).await;
+    let pupil = h.client("127.0.0.2");
+    for name in [
+        "abuse.listed.test.",
+        "a.abuse.listed.test.",
+        "b.abuse.listed.test.",
+    ] {
+        pupil.udp(name, RecordType::A).await;
+    }
+    let mut dropped = 0.0;
+    for _ in 0..100 {
+        dropped = metric(h.admin(), "chaperone_incident_alerts_dropped_total").await;
+        if dropped >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dropped, 2.0, "one alert in flight, two dropped");
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let (_, incidents) = get(&h, "/incidents", Some(DSL)).await;
+        statuses = incidents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["alert_status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if statuses.iter().filter(|s| *s == "dropped").count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "dropped").count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.len(), 3, "every incident is still recorded");
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_held_database_lock_does_not_stall_dns_answers() {
+    let (up, h, _rx) = setup(0).await;
+    let pupil = h.client("127.0.0.2");
+    let query = Client::message("www.example.test.", RecordType::A)
+        .to_bytes()
+        .unwrap();
+    assert!(
+        pupil
+            .send_raw_udp(&query, std::time::Duration::from_secs(2))
+            .await
+            .is_some(),
+        "warm the cache"
+    );
+    // Another process holds a write transaction on the database.
+    let db = h.dir.path().join("chaperone.db");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // A block-page style submission now waits for the lock (up to SQLite's busy timeout).
+    let admin = h.admin();
+    let waiting = tokio::spawn(async move {
+        http_from("127.0.0.2", admin, "POST", "/requests", &[], Some(("application/json", &serde_json::json!({"domain": "social.listed.test", "reason": "homework", "requester": "Ann", "days": 1}).to_string()))).await.0
+    });
+    // Meanwhile cached answers keep coming: at least one in every half second for 2 s.
+    let start = std::time::Instant::now();
+    let window = std::time::Duration::from_millis(500);
+    let mut per_window = [0usize; 4];
+    while start.elapsed() < window * 4 {
+        if pupil
+            .send_raw_udp(&query, std::time::Duration::from_millis(300))
+            .await
+            .is_some()
+            && let Some(slot) = per_window.get_mut(start.elapsed().as_millis() as usize / 500)
+        {
+            *slot += 1;
+        }
+    }
+    assert!(
+        per_window.iter().all(|&n| n > 0),
+        "answers per half second while the database was locked: {per_window:?}"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+        .await
+        .expect("the submission finishes once the lock is released")
+        .unwrap();
+    assert_eq!(status, 201, "and it was stored");
     h.stop().await;
     up.stop().await;
 }

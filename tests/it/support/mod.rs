@@ -520,3 +520,66 @@ fn dechunk(body: &str) -> String {
 pub fn token_hash(token: &str) -> String {
     hex::encode(chaperone::admin::auth::hash_token(token))
 }
+
+/// A minimal HTTP/1.1 request from a chosen source address (127.0.0.x acts as a device on
+/// a school network) with extra header lines: (status, response head, body).
+pub async fn http_from(
+    from: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> (u16, String, String) {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .expect("bind client address");
+    let mut s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    let (ctype, body) = body.unwrap_or(("", ""));
+    if !ctype.is_empty() {
+        req.push_str(&format!("Content-Type: {ctype}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
+        .unwrap_or_default();
+    (status, head, dechunk(&body))
+}
+
+/// The value of a header in a response head (case-insensitive name).
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// The value of a Prometheus sample line that starts with `series` (name and labels).
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (_, text) = http(admin, "GET", "/metrics", None, None).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
