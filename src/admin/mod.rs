@@ -46,14 +46,25 @@ pub struct Admin {
     pub pipeline: Arc<Pipeline>,
     /// The admin connection to the storage database.
     pub db: Arc<Mutex<Connection>>,
+    /// The audit chain's key and published head.
+    pub chain: Arc<audit::Chain>,
 }
 
 impl Admin {
     /// Open the database for the admin API.
     pub fn new(pipeline: Arc<Pipeline>, db_path: &std::path::Path) -> Result<Self, StoreError> {
+        let state = pipeline.state().clone();
+        let chain = audit::Chain::open(&state.load().config.audit, Some(state.metrics().clone()))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let conn = store::open(db_path)?;
+        chain.announce(&conn).map_err(|source| StoreError::Sqlite {
+            path: db_path.to_owned(),
+            source,
+        })?;
         Ok(Self {
             pipeline,
-            db: Arc::new(Mutex::new(store::open(db_path)?)),
+            db: Arc::new(Mutex::new(conn)),
+            chain: Arc::new(chain),
         })
     }
 
@@ -78,11 +89,14 @@ impl Admin {
         detail: serde_json::Value,
     ) -> Result<i64, StoreError> {
         let now = self.now();
-        self.with_db(|c| audit::append(c, now, actor, role_name(role), action, subject, &detail))
-            .map_err(|source| StoreError::Sqlite {
-                path: "<audit>".into(),
-                source,
-            })
+        self.with_db(|c| {
+            self.chain
+                .append(c, now, actor, role_name(role), action, subject, &detail)
+        })
+        .map_err(|source| StoreError::Sqlite {
+            path: "<audit>".into(),
+            source,
+        })
     }
 
     /// Re-read the exceptions in force and swap them into the policy.

@@ -81,12 +81,23 @@ pub async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
     )
 }
 
-pub async fn reload(State(a): State<Admin>, caller: Caller) -> Result<Response> {
+#[derive(Deserialize)]
+pub struct ReloadQuery {
+    /// Accept lists that shrank by more than `lists.max_shrink`.
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn reload(
+    State(a): State<Admin>,
+    caller: Caller,
+    Query(q): Query<ReloadQuery>,
+) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
-    let result = a.pipeline.reload().await;
+    let result = a.pipeline.reload_with(q.force).await;
     let detail = match &result {
-        Ok(g) => json!({ "result": "success", "generation": g }),
-        Err(e) => json!({ "result": "failure", "error": e.to_string() }),
+        Ok(g) => json!({ "result": "success", "generation": g, "forced": q.force }),
+        Err(e) => json!({ "result": "failure", "error": e.to_string(), "forced": q.force }),
     };
     a.audit(&who, role, "reload", "config and lists", detail)
         .map_err(store_error)?;
@@ -368,7 +379,7 @@ pub fn new_request(a: &Admin, b: &NewRequestBody, actor: &str, role: &str) -> Re
     let id = a
         .with_db(|c| sg::create_request(c, &new))
         .map_err(store_error)?;
-    a.with_db(|c| audit::append(c, now, actor, role, "request.create", &format!("request {id}"), &json!({ "domain": domain, "reason": b.reason, "requester": b.requester, "days": b.days, "groups": b.groups })))
+    a.with_db(|c| a.chain.append(c, now, actor, role, "request.create", &format!("request {id}"), &json!({ "domain": domain, "reason": b.reason, "requester": b.requester, "days": b.days, "groups": b.groups })))
         .map_err(sql_error)?;
     Ok(id)
 }
@@ -522,7 +533,7 @@ pub fn new_report(a: &Admin, b: &NewReportBody, actor: &str, role: &str) -> Resu
             sg::create_report(c, &b.url, &domain, b.reporter.trim(), b.comment.trim(), now)
         })
         .map_err(store_error)?;
-    a.with_db(|c| audit::append(c, now, actor, role, "report.create", &format!("report {id}"), &json!({ "url": b.url, "domain": domain, "reporter": b.reporter, "comment": b.comment })))
+    a.with_db(|c| a.chain.append(c, now, actor, role, "report.create", &format!("report {id}"), &json!({ "url": b.url, "domain": domain, "reporter": b.reporter, "comment": b.comment })))
         .map_err(sql_error)?;
     Ok(id)
 }
@@ -690,8 +701,17 @@ pub async fn list_audit(
 
 pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Response> {
     caller.require(Role::Dsl)?;
+    let published = a
+        .chain
+        .published()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let expect = audit::Expect {
+        key: Some(a.chain.key()),
+        published,
+        ..Default::default()
+    };
     let (result, head) = a
-        .with_db(|c| Ok::<_, rusqlite::Error>((audit::verify(c)?, audit::head(c)?)))
+        .with_db(|c| Ok::<_, rusqlite::Error>((audit::verify(c, &expect)?, audit::head(c)?)))
         .map_err(sql_error)?;
     Ok(match result {
         audit::Verification::Intact(n) => {
@@ -700,6 +720,11 @@ pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Resp
         audit::Verification::Broken { id, reason } => (
             StatusCode::CONFLICT,
             Json(json!({ "intact": false, "first_bad_record": id, "reason": reason })),
+        )
+            .into_response(),
+        audit::Verification::Unverifiable(reason) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "intact": false, "reason": reason })),
         )
             .into_response(),
     })

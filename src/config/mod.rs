@@ -52,6 +52,17 @@ pub struct Config {
     pub querylog: QueryLogConfig,
     /// `[alerts]`
     pub alerts: Option<AlertsConfig>,
+    /// `[audit]`
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The HMAC key file.
+    pub key_file: PathBuf,
+    /// The published head file.
+    pub head_file: PathBuf,
 }
 
 /// `[querylog]`, resolved.
@@ -69,6 +80,12 @@ pub struct QueryLogConfig {
     pub pseudonymise: Vec<String>,
     /// Queue length.
     pub queue: usize,
+    /// SQLite: most query records kept.
+    pub max_rows: u64,
+    /// JSON lines file: most bytes across the file and its rotated copies.
+    pub max_bytes: u64,
+    /// JSON lines file: most files, the current one included.
+    pub max_files: u32,
 }
 
 /// `[alerts]`, resolved.
@@ -168,6 +185,8 @@ pub struct ListsConfig {
     pub bundle: PathBuf,
     /// Sources compiled into it; empty means the bundle is prebuilt.
     pub sources: Vec<SourceConfig>,
+    /// Largest fraction of a list's entries a reload may lose without being forced.
+    pub max_shrink: f64,
 }
 
 /// One `[[lists.source]]`, resolved.
