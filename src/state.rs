@@ -205,9 +205,15 @@ fn open_lists(
     };
     if config.lists.sources.is_empty() {
         let bundle = Bundle::open(&config.lists.bundle)?;
+        // Every category, listed with names or not: an emptied one counts as 0.
+        let header = bundle.header();
         let counts = ListCounts {
             per_source: BTreeMap::new(),
-            per_category: bundle.header().counts.clone(),
+            per_category: bundle
+                .categories()
+                .iter()
+                .map(|c| (c.clone(), header.counts.get(c).copied().unwrap_or(0)))
+                .collect(),
         };
         guard(&counts)?;
         return Ok((bundle, None, counts));
@@ -219,7 +225,14 @@ fn open_lists(
             .iter()
             .map(|s| ((s.path.clone(), s.category.clone()), s.entries))
             .collect(),
-        per_category: report.stats.kept.clone(),
+        per_category: report
+            .per_source
+            .iter()
+            .map(|s| {
+                let kept = report.stats.kept.get(&s.category).copied().unwrap_or(0);
+                (s.category.clone(), kept)
+            })
+            .collect(),
     };
     guard(&counts)?;
     let path = &config.lists.bundle;

@@ -259,11 +259,30 @@ impl Jsonl {
         };
         self.out.flush()?;
         let base = rotated_name(&path, old);
+        // Number after every copy of that day still present (the size cap may have deleted
+        // the first ones), so a newer copy never sorts before an older one.
         let mut target = base.clone();
-        let mut n = 1;
-        while target.exists() {
+        let day_name = base
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        let mut n = rotated_files(&path)?
+            .iter()
+            .filter(|r| {
+                r.path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(day_name))
+            })
+            .map(|r| r.seq + 1)
+            .max()
+            .unwrap_or(0);
+        if n > 0 {
             target = PathBuf::from(format!("{}.{n}", base.display()));
+        }
+        while target.exists() {
             n += 1;
+            target = PathBuf::from(format!("{}.{n}", base.display()));
         }
         std::fs::rename(&path, &target)?;
         self.out = Box::new(append(&path)?);
