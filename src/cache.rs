@@ -53,7 +53,8 @@ const NO_SOA_NEGATIVE_TTL: u32 = 30;
 /// The shared answer cache.
 pub struct AnswerCache {
     inner: quick_cache::sync::Cache<CacheKey, Arc<Entry>>,
-    cfg: CacheConfig,
+    /// TTL limits and serve-stale, swapped on reload (the capacity is fixed at start).
+    cfg: arc_swap::ArcSwap<CacheConfig>,
 }
 
 impl AnswerCache {
@@ -61,8 +62,14 @@ impl AnswerCache {
     pub fn new(cfg: &CacheConfig) -> Self {
         Self {
             inner: quick_cache::sync::Cache::new(cfg.max_entries),
-            cfg: cfg.clone(),
+            cfg: arc_swap::ArcSwap::from_pointee(cfg.clone()),
         }
+    }
+
+    /// Apply reloaded TTL limits and serve-stale from the next lookup on (`max_entries`
+    /// only takes effect at start).
+    pub fn set_config(&self, cfg: &CacheConfig) {
+        self.cfg.store(Arc::new(cfg.clone()));
     }
 
     /// Look up an answer.
@@ -77,7 +84,8 @@ impl AnswerCache {
                 t.min(e.ttl).saturating_sub(age).max(1)
             }));
         }
-        if self.cfg.serve_stale && age - e.ttl < self.cfg.max_stale_secs {
+        let cfg = self.cfg.load();
+        if cfg.serve_stale && age - e.ttl < cfg.max_stale_secs {
             return Cached::Stale(with_ttl(&e.answer, |_| STALE_TTL));
         }
         Cached::Miss
@@ -90,7 +98,7 @@ impl AnswerCache {
     pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> Answer {
         let ttl = self.ttl_for(answer);
         let served = with_ttl(answer, |t| t.min(ttl));
-        if ttl == 0 && !self.cfg.serve_stale {
+        if ttl == 0 && !self.cfg.load().serve_stale {
             return served;
         }
         self.inner.insert(
@@ -122,6 +130,7 @@ impl AnswerCache {
     /// Seconds an answer stays fresh: its smallest TTL (the SOA minimum for negative
     /// answers), clamped by config.
     pub fn ttl_for(&self, a: &Answer) -> u32 {
+        let cfg = self.cfg.load();
         if a.rcode == ResponseCode::NXDomain || a.answers.is_empty() {
             let soa_ttl = a.authorities.iter().find_map(|r| match &r.data {
                 RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
@@ -129,11 +138,11 @@ impl AnswerCache {
             });
             let t = soa_ttl.unwrap_or(NO_SOA_NEGATIVE_TTL);
             return t
-                .min(self.cfg.max_negative_ttl)
-                .max(self.cfg.min_ttl.min(self.cfg.max_negative_ttl));
+                .min(cfg.max_negative_ttl)
+                .max(cfg.min_ttl.min(cfg.max_negative_ttl));
         }
         let min = a.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
-        min.clamp(self.cfg.min_ttl, self.cfg.max_ttl)
+        min.clamp(cfg.min_ttl, cfg.max_ttl)
     }
 }
 

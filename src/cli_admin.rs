@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Reload config and lists.
-    Reload,
+    Reload {
+        /// Accept lists that shrank by more than `lists.max_shrink`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Explain how a name is decided for a client.
     Explain {
         /// Client address.
@@ -108,7 +112,7 @@ pub async fn run(base: &str, token: Option<&str>, cmd: AdminCommand) -> anyhow::
     let http = reqwest::Client::new();
     let base = base.trim_end_matches('/');
     let (method, path, body): (&str, String, Option<Value>) = match cmd {
-        AdminCommand::Reload => ("POST", "/reload".into(), None),
+        AdminCommand::Reload { force } => ("POST", format!("/reload?force={force}"), None),
         AdminCommand::Explain { client, name } => {
             ("GET", format!("/explain?client={client}&name={name}"), None)
         }

@@ -106,11 +106,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit log's hash chain; exit 1 if any record was edited or deleted.
+    /// Check the audit log's keyed hash chain against its key and published head; exit 1
+    /// if any record was edited, forged or deleted (newest records included).
     Verify {
-        /// Config file (for the storage database).
+        /// Config file (for the storage database and `[audit]` key and head files).
         #[arg(long, short)]
         config: PathBuf,
+        /// The record count known from elsewhere (a log line, `chaperone_audit_records`).
+        #[arg(long)]
+        expect_count: Option<u64>,
+        /// The head hash known from elsewhere (the "audit log appended" log line).
+        #[arg(long)]
+        expect_head: Option<String>,
     },
     /// Print the audit log.
     List {
@@ -338,18 +345,57 @@ fn report(
 fn audit(command: AuditCommand) -> Result<bool> {
     use chaperone::store::audit;
     match command {
-        AuditCommand::Verify { config } => {
+        AuditCommand::Verify {
+            config,
+            expect_count,
+            expect_head,
+        } => {
             let conn = open_store(&config)?;
-            match audit::verify(&conn)? {
+            let cfg = chaperone::config::Config::load(&config)?;
+            let key = if cfg.audit.key_file.exists() {
+                Some(audit::load_key(&cfg.audit.key_file)?)
+            } else {
+                None
+            };
+            let published = audit::read_head(&cfg.audit.head_file)?;
+            if published.is_none() && expect_count.is_none() && expect_head.is_none() {
+                println!(
+                    "note: no published head ({} is absent) and no --expect-count/--expect-head: deleted newest records cannot be detected",
+                    cfg.audit.head_file.display()
+                );
+            }
+            let expect = audit::Expect {
+                key: key.as_deref(),
+                published,
+                count: expect_count,
+                head: expect_head,
+            };
+            let unkeyed = audit::list(&conn, None, usize::MAX >> 1)?
+                .iter()
+                .filter(|r| !r.keyed)
+                .count();
+            match audit::verify(&conn, &expect)? {
                 audit::Verification::Intact(n) => {
                     println!(
                         "audit log intact: {n} records, head {}",
                         audit::head(&conn)?
                     );
+                    if unkeyed > 0 {
+                        println!(
+                            "note: {unkeyed} records predate the audit key (plain SHA-256): they prove order, not authorship"
+                        );
+                    }
                     Ok(true)
                 }
                 audit::Verification::Broken { id, reason } => {
                     println!("audit log BROKEN at record {id}: {reason}");
+                    Ok(false)
+                }
+                audit::Verification::Unverifiable(reason) => {
+                    println!(
+                        "audit log NOT VERIFIED: {reason} (key file {})",
+                        cfg.audit.key_file.display()
+                    );
                     Ok(false)
                 }
             }

@@ -104,6 +104,15 @@ pub struct Metrics {
     pub blockpage_illegal: IntCounter,
     /// chaperone_http_rejected_total{reason}
     pub http_rejected: IntCounterVec,
+    /// chaperone_querylog_refused_total: queries refused (client in no network), counted
+    /// and aggregated per minute instead of logged one by one.
+    pub querylog_refused: IntCounter,
+    /// chaperone_querylog_trimmed_total: query records deleted to keep the log under its
+    /// size cap (`querylog.max_rows` / `max_bytes`), not by age.
+    pub querylog_trimmed: IntCounter,
+    /// chaperone_audit_records: records in the audit log, set on every append. Prometheus
+    /// keeps its history outside the database, so a drop shows deleted records.
+    pub audit_records: IntGauge,
 }
 
 /// Label values of `chaperone_http_rejected_total`.
@@ -285,6 +294,21 @@ impl Metrics {
                 "chaperone_http_rejected_total",
                 "Block page and admin API connections or submissions refused, by reason.",
                 &["reason"],
+            ),
+            querylog_refused: counter(
+                &r,
+                "chaperone_querylog_refused_total",
+                "Queries refused (client in no network): counted and aggregated per minute, not logged one by one.",
+            ),
+            querylog_trimmed: counter(
+                &r,
+                "chaperone_querylog_trimmed_total",
+                "Query records deleted to keep the query log under its size cap.",
+            ),
+            audit_records: gauge(
+                &r,
+                "chaperone_audit_records",
+                "Records in the audit log (set on every append and at start).",
             ),
             reloads_seen: std::sync::Mutex::new([0, 0]),
             upstream_latency,

@@ -131,7 +131,13 @@ impl Pipeline {
     /// Reload config and lists; rebuild the upstream (and drop the cache) if the upstream
     /// settings changed.
     pub async fn reload(&self) -> Result<u64, Arc<crate::state::LoadError>> {
-        let generation = self.state.reload().await?;
+        self.reload_with(false).await
+    }
+
+    /// [`Pipeline::reload`]; `force` accepts lists that shrank past `lists.max_shrink`.
+    pub async fn reload_with(&self, force: bool) -> Result<u64, Arc<crate::state::LoadError>> {
+        let generation = self.state.reload_with(force).await?;
+        self.cache.set_config(&self.state.load().config.cache);
         let new = self.state.load().config.upstream.clone();
         if new != self.upstream.load().config {
             match Upstream::from_config(&new) {

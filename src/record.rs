@@ -4,6 +4,10 @@
 //! Events are copied into an owned form and offered to bounded channels with `try_send`;
 //! when a writer falls behind the event is dropped and counted
 //! (`chaperone_querylog_dropped_total`) rather than slowing DNS for the whole school.
+//!
+//! Refused queries (clients in no school network) are never logged one by one: anyone on
+//! the internet can send them, so a flood would fill the disk. They are counted
+//! (`chaperone_querylog_refused_total`) and the writer stores one total per minute.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -91,6 +95,13 @@ impl Recorder {
 
     /// Record one query. Cheap when nobody listens.
     pub fn record(&self, e: QueryEvent<'_>) {
+        if matches!(e.outcome.decision, Decision::Refuse) {
+            self.metrics.querylog_refused.inc();
+            if let Some(log) = &self.log {
+                log.count_refused();
+            }
+            return;
+        }
         let incident = matches!(e.outcome.decision, Decision::Block { incident: true, .. });
         if self.log.is_none() && !(incident && self.incidents.is_some()) {
             return;

@@ -5,7 +5,15 @@
 //! path (compiling lists if the config names sources), checks it, and only then swaps it
 //! in; any failure leaves the running snapshot untouched, is logged with its reason and is
 //! counted in `chaperone_reloads_total{result="failure"}`. One reload runs at a time.
+//!
+//! A reload is also refused (unless forced) when a list shrank by more than
+//! `lists.max_shrink` (a half-downloaded list must not unblock sites), and when a setting
+//! that only takes effect at start-up changed (the error names the key: restart instead).
+//! Live exceptions are not part of what a reload reads: they are taken from the snapshot
+//! in force at the moment of the swap, so a grant or revoke made while lists compile is
+//! never overwritten.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +37,60 @@ pub struct Snapshot {
     pub generation: u64,
     /// Metric handles for this snapshot's groups and categories.
     pub counters: GroupCounters,
+    /// Entries per list file and per category, to catch a list that shrank on reload.
+    pub list_counts: ListCounts,
+}
+
+/// How many entries each list file and each category held when a snapshot was built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListCounts {
+    /// Entries per (source file or folder, category); empty for a prebuilt bundle.
+    pub per_source: BTreeMap<(PathBuf, String), u64>,
+    /// Names per category in the bundle.
+    pub per_category: BTreeMap<String, u64>,
+}
+
+impl ListCounts {
+    /// Lines describing every file or category that shrank by more than `max_shrink`
+    /// (a fraction) from `old` to `self`. Files or categories no longer configured are a
+    /// deliberate change and are not compared.
+    pub fn shrunk_from(&self, old: &ListCounts, max_shrink: f64) -> Vec<String> {
+        let mut out = Vec::new();
+        let too_small = |before: u64, after: u64| {
+            before > 0 && after < before && (before - after) as f64 / before as f64 > max_shrink
+        };
+        let pct = |before: u64, after: u64| 100.0 * (before - after) as f64 / before as f64;
+        for ((path, cat), &before) in &old.per_source {
+            if let Some(&after) = self.per_source.get(&(path.clone(), cat.clone()))
+                && too_small(before, after)
+            {
+                out.push(format!(
+                    "list file {} (category {cat}) shrank from {before} to {after} entries (-{:.0}%)",
+                    path.display(),
+                    pct(before, after)
+                ));
+            }
+        }
+        for (cat, &before) in &old.per_category {
+            if let Some(&after) = self.per_category.get(cat)
+                && too_small(before, after)
+            {
+                out.push(format!(
+                    "category {cat} shrank from {before} to {after} names (-{:.0}%)",
+                    pct(before, after)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// What a reload checks the new config and lists against.
+pub struct ReloadCheck {
+    /// The snapshot in force.
+    pub previous: Arc<Snapshot>,
+    /// Accept lists that shrank by more than `lists.max_shrink`.
+    pub force: bool,
 }
 
 /// Why a snapshot could not be built.
@@ -52,6 +114,20 @@ pub enum LoadError {
     /// Opening the bundle.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// A list shrank by more than `lists.max_shrink` since the running snapshot.
+    #[error("refusing to reload: {}; more than lists.max_shrink = {:.0}% of the entries went, which looks like a truncated download (the old lists keep serving; reload with force to accept)", shrunk.join("; "), max_shrink * 100.0)]
+    Shrunk {
+        /// One line per file or category that shrank.
+        shrunk: Vec<String>,
+        /// The configured limit.
+        max_shrink: f64,
+    },
+    /// A setting changed that only takes effect at start-up.
+    #[error("refusing to reload: {} changed, which only takes effect on restart (restart Chaperone, or put the old value back to reload the rest)", keys.join(", "))]
+    RestartNeeded {
+        /// The key paths that changed.
+        keys: Vec<&'static str>,
+    },
     /// The policy does not fit the lists (unknown categories...).
     #[error("{}: policy does not match the lists:\n{}", path.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Policy {
@@ -70,13 +146,31 @@ pub struct Loaded {
     pub policy: Policy,
     /// The compile report, when lists were compiled from sources.
     pub report: Option<CompileReport>,
+    /// Entries per list file and category.
+    pub counts: ListCounts,
 }
 
 /// Load a config, compile its sources (if any) into its bundle, open the bundle and build
-/// the policy. Used at start-up, on reload, and by `check` / `explain`.
+/// the policy. Used at start-up and by `check` / `explain`.
 pub fn load(config_path: &Path, exceptions: Vec<Exception>) -> Result<Loaded, LoadError> {
+    load_checked(config_path, exceptions, None)
+}
+
+/// [`load`], and with `check` (a reload) also refuse restart-only changes and lists that
+/// shrank too much, before a shrunken bundle is written over the good one.
+pub fn load_checked(
+    config_path: &Path,
+    exceptions: Vec<Exception>,
+    check: Option<&ReloadCheck>,
+) -> Result<Loaded, LoadError> {
     let config = Config::load(config_path)?;
-    let (bundle, report) = open_lists(&config)?;
+    if let Some(c) = check {
+        let keys = restart_only_changes(&c.previous.config, &config);
+        if !keys.is_empty() {
+            return Err(LoadError::RestartNeeded { keys });
+        }
+    }
+    let (bundle, report, counts) = open_lists(&config, check)?;
     let policy = Policy::build(&config, Arc::new(bundle), exceptions).map_err(|problems| {
         LoadError::Policy {
             path: config_path.to_owned(),
@@ -87,21 +181,112 @@ pub fn load(config_path: &Path, exceptions: Vec<Exception>) -> Result<Loaded, Lo
         config,
         policy,
         report,
+        counts,
     })
 }
 
-/// Compile (when sources are configured) and open the bundle.
-fn open_lists(config: &Config) -> Result<(Bundle, Option<CompileReport>), LoadError> {
+/// Compile (when sources are configured) and open the bundle. On reload, a bundle whose
+/// lists shrank too much is refused before it is written.
+fn open_lists(
+    config: &Config,
+    check: Option<&ReloadCheck>,
+) -> Result<(Bundle, Option<CompileReport>, ListCounts), LoadError> {
+    let guard = |counts: &ListCounts| match check {
+        Some(c) if !c.force => {
+            let max_shrink = config.lists.max_shrink;
+            let shrunk = counts.shrunk_from(&c.previous.list_counts, max_shrink);
+            if shrunk.is_empty() {
+                Ok(())
+            } else {
+                Err(LoadError::Shrunk { shrunk, max_shrink })
+            }
+        }
+        _ => Ok(()),
+    };
     if config.lists.sources.is_empty() {
-        return Ok((Bundle::open(&config.lists.bundle)?, None));
+        let bundle = Bundle::open(&config.lists.bundle)?;
+        // Every category, listed with names or not: an emptied one counts as 0.
+        let header = bundle.header();
+        let counts = ListCounts {
+            per_source: BTreeMap::new(),
+            per_category: bundle
+                .categories()
+                .iter()
+                .map(|c| (c.clone(), header.counts.get(c).copied().unwrap_or(0)))
+                .collect(),
+        };
+        guard(&counts)?;
+        return Ok((bundle, None, counts));
     }
     let (bytes, report) = compile::compile_sources(&config.lists.sources)?;
+    let counts = ListCounts {
+        per_source: report
+            .per_source
+            .iter()
+            .map(|s| ((s.path.clone(), s.category.clone()), s.entries))
+            .collect(),
+        per_category: report
+            .per_source
+            .iter()
+            .map(|s| {
+                let kept = report.stats.kept.get(&s.category).copied().unwrap_or(0);
+                (s.category.clone(), kept)
+            })
+            .collect(),
+    };
+    guard(&counts)?;
     let path = &config.lists.bundle;
     bundle::write_atomically(path, &bytes).map_err(|source| LoadError::WriteBundle {
         path: path.clone(),
         source,
     })?;
-    Ok((Bundle::open(path)?, Some(report)))
+    Ok((Bundle::open(path)?, Some(report), counts))
+}
+
+/// The key paths of settings read only at start-up whose values differ between `old` and
+/// `new`. Everything else (policy, lists, tokens, upstreams, TTL limits, serve-stale,
+/// retention and log caps) applies on reload.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (old, new);
+    let checks: [(&'static str, bool); 14] = [
+        ("server.listen", o.server.listen != n.server.listen),
+        ("server.threads", o.server.threads != n.server.threads),
+        (
+            "server.tcp_idle_timeout_secs",
+            o.server.tcp_idle_timeout != n.server.tcp_idle_timeout,
+        ),
+        (
+            "server.max_inflight",
+            o.server.max_inflight != n.server.max_inflight,
+        ),
+        (
+            "cache.max_entries",
+            o.cache.max_entries != n.cache.max_entries,
+        ),
+        ("storage.path", o.storage_path != n.storage_path),
+        (
+            "admin.listen",
+            o.admin.as_ref().map(|a| a.listen) != n.admin.as_ref().map(|a| a.listen),
+        ),
+        (
+            "block_page.listen",
+            o.block_page.as_ref().and_then(|b| b.listen)
+                != n.block_page.as_ref().and_then(|b| b.listen),
+        ),
+        ("querylog.enabled", o.querylog.enabled != n.querylog.enabled),
+        ("querylog.format", o.querylog.format != n.querylog.format),
+        (
+            "querylog.jsonl_path",
+            o.querylog.jsonl_path != n.querylog.jsonl_path,
+        ),
+        ("querylog.queue", o.querylog.queue != n.querylog.queue),
+        ("audit.key_file", o.audit.key_file != n.audit.key_file),
+        ("audit.head_file", o.audit.head_file != n.audit.head_file),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(k, changed)| changed.then_some(k))
+        .collect()
 }
 
 /// The shared, swappable state.
@@ -116,7 +301,7 @@ pub struct State {
 impl State {
     /// Start from a loaded config.
     pub fn new(config_path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Arc<State> {
-        let snap = make_snapshot(loaded.config, loaded.policy, 1, &metrics);
+        let snap = make_snapshot(loaded, 1, &metrics);
         Arc::new(State {
             current: ArcSwap::from_pointee(snap),
             config_path: config_path.to_owned(),
@@ -144,25 +329,36 @@ impl State {
     /// Re-read the config file and lists, and swap them in if they are good. Keeps the
     /// current snapshot on any error. Live exceptions carry over.
     pub async fn reload(&self) -> Result<u64, Arc<LoadError>> {
+        self.reload_with(false).await
+    }
+
+    /// [`State::reload`]; with `force`, accept lists that shrank by more than
+    /// `lists.max_shrink`.
+    pub async fn reload_with(&self, force: bool) -> Result<u64, Arc<LoadError>> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let started = Instant::now();
         let path = self.config_path.clone();
-        let exceptions = self.load().policy.exceptions().to_vec();
-        let result = tokio::task::spawn_blocking(move || load(&path, exceptions))
-            .await
-            .unwrap_or_else(|e| {
-                Err(LoadError::WriteBundle {
-                    path: PathBuf::new(),
-                    source: std::io::Error::other(format!("reload task failed: {e}")),
-                })
-            });
+        let check = ReloadCheck {
+            previous: self.snapshot(),
+            force,
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            // Exceptions are set again at the swap; these only let the policy build.
+            let exceptions = check.previous.policy.exceptions().to_vec();
+            load_checked(&path, exceptions, Some(&check))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::WriteBundle {
+                path: PathBuf::new(),
+                source: std::io::Error::other(format!("reload task failed: {e}")),
+            })
+        });
         let now = jiff::Timestamp::now().as_second();
         match result {
             Ok(loaded) => {
-                self.warn_about_restart_only_changes(&loaded.config);
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let snap = make_snapshot(loaded.config, loaded.policy, generation, &self.metrics);
-                self.current.store(Arc::new(snap));
+                self.swap_in(loaded, generation);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
                 self.metrics
                     .last_reload
@@ -190,6 +386,38 @@ impl State {
         }
     }
 
+    /// Swap a loaded config and lists in, with the exceptions of the snapshot in force at
+    /// this moment (not those read when the reload began: a revoke or grant made while the
+    /// lists compiled must survive). `rcu` retries if an exception change lands in between.
+    fn swap_in(&self, loaded: Loaded, generation: u64) {
+        let Snapshot {
+            config,
+            policy,
+            counters,
+            list_counts,
+            ..
+        } = make_snapshot(loaded, generation, &self.metrics);
+        let mut counters = Some(counters);
+        self.current.rcu(|cur| {
+            let policy = policy.with_exceptions(cur.policy.exceptions().to_vec());
+            let counters = counters.take().unwrap_or_else(|| {
+                let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
+                self.metrics
+                    .group_counters(&groups, policy.bundle().categories())
+            });
+            Snapshot {
+                config: config.clone(),
+                policy,
+                generation,
+                counters,
+                list_counts: list_counts.clone(),
+            }
+        });
+        self.metrics
+            .exceptions_active
+            .set(self.load().policy.exceptions().len() as i64);
+    }
+
     /// Swap in the same config and lists with a new set of live exceptions.
     pub fn set_exceptions(&self, exceptions: Vec<Exception>) {
         self.current.rcu(|cur| {
@@ -202,25 +430,20 @@ impl State {
                     .group_counters(&groups, policy.bundle().categories()),
                 policy,
                 generation: cur.generation,
+                list_counts: cur.list_counts.clone(),
             }
         });
         self.metrics.exceptions_active.set(exceptions.len() as i64);
     }
-
-    fn warn_about_restart_only_changes(&self, new: &Config) {
-        let old = &self.load().config;
-        if old.server.listen != new.server.listen {
-            tracing::warn!(
-                "server.listen changed: restart Chaperone to listen on the new addresses"
-            );
-        }
-        if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
-            tracing::warn!("admin.listen changed: restart Chaperone to apply it");
-        }
-    }
 }
 
-fn make_snapshot(config: Config, policy: Policy, generation: u64, metrics: &Metrics) -> Snapshot {
+fn make_snapshot(loaded: Loaded, generation: u64, metrics: &Metrics) -> Snapshot {
+    let Loaded {
+        config,
+        policy,
+        counts,
+        ..
+    } = loaded;
     let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
     let counters = metrics.group_counters(&groups, policy.bundle().categories());
     metrics.generation.set(generation as i64);
@@ -239,5 +462,6 @@ fn make_snapshot(config: Config, policy: Policy, generation: u64, metrics: &Metr
         policy,
         generation,
         counters,
+        list_counts: counts,
     }
 }

@@ -74,17 +74,28 @@ pub struct Admin {
     pub(crate) csrf_key: Arc<[u8; 32]>,
     /// Anonymous submissions per client address.
     pub(crate) submissions: Arc<Submissions>,
+    /// The audit chain's key and published head.
+    pub chain: Arc<audit::Chain>,
 }
 
 impl Admin {
     /// Open the database for the admin API.
     pub fn new(pipeline: Arc<Pipeline>, db_path: &std::path::Path) -> Result<Self, StoreError> {
+        let state = pipeline.state().clone();
+        let chain = audit::Chain::open(&state.load().config.audit, Some(state.metrics().clone()))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let conn = store::open(db_path)?;
+        chain.announce(&conn).map_err(|source| StoreError::Sqlite {
+            path: db_path.to_owned(),
+            source,
+        })?;
         Ok(Self {
             pipeline,
-            db: Arc::new(Mutex::new(store::open(db_path)?)),
+            db: Arc::new(Mutex::new(conn)),
             db_turns: Arc::new(Semaphore::new(DB_CALLS_IN_FLIGHT)),
             csrf_key: Arc::new(rand::random()),
             submissions: Arc::new(Submissions::default()),
+            chain: Arc::new(chain),
         })
     }
 
@@ -138,7 +149,8 @@ impl Admin {
     ) -> Result<i64, StoreError> {
         let now = self.now();
         let (actor, action, subject) = (actor.to_owned(), action.to_owned(), subject.to_owned());
-        self.with_db(move |c| audit::append(c, now, &actor, role, &action, &subject, &detail))
+        let chain = self.chain.clone();
+        self.with_db(move |c| chain.append(c, now, &actor, role, &action, &subject, &detail))
             .await
             .map_err(|source| StoreError::Sqlite {
                 path: "<audit>".into(),

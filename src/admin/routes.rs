@@ -114,12 +114,23 @@ pub async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
     )
 }
 
-pub async fn reload(State(a): State<Admin>, caller: Caller) -> Result<Response> {
+#[derive(Deserialize)]
+pub struct ReloadQuery {
+    /// Accept lists that shrank by more than `lists.max_shrink`.
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn reload(
+    State(a): State<Admin>,
+    caller: Caller,
+    Query(q): Query<ReloadQuery>,
+) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
-    let result = a.pipeline.reload().await;
+    let result = a.pipeline.reload_with(q.force).await;
     let detail = match &result {
-        Ok(g) => json!({ "result": "success", "generation": g }),
-        Err(e) => json!({ "result": "failure", "error": e.to_string() }),
+        Ok(g) => json!({ "result": "success", "generation": g, "forced": q.force }),
+        Err(e) => json!({ "result": "failure", "error": e.to_string(), "forced": q.force }),
     };
     a.audit(&who, role, "reload", "config and lists", detail)
         .await
@@ -992,8 +1003,20 @@ pub async fn list_audit(
 
 pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Response> {
     caller.require(Role::Dsl)?;
+    let published = a
+        .chain
+        .published()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let chain = a.chain.clone();
     let (result, head) = a
-        .with_db(|c| Ok::<_, rusqlite::Error>((audit::verify(c)?, audit::head(c)?)))
+        .with_db(move |c| {
+            let expect = audit::Expect {
+                key: Some(chain.key()),
+                published,
+                ..Default::default()
+            };
+            Ok::<_, rusqlite::Error>((audit::verify(c, &expect)?, audit::head(c)?))
+        })
         .await
         .map_err(sql_error)?;
     Ok(match result {
@@ -1003,6 +1026,11 @@ pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Resp
         audit::Verification::Broken { id, reason } => (
             StatusCode::CONFLICT,
             Json(json!({ "intact": false, "first_bad_record": id, "reason": reason })),
+        )
+            .into_response(),
+        audit::Verification::Unverifiable(reason) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "intact": false, "reason": reason })),
         )
             .into_response(),
     })

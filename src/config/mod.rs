@@ -56,6 +56,17 @@ pub struct Config {
     pub identify: IdentifyConfig,
     /// `[http]`
     pub http: HttpConfig,
+    /// `[audit]`
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The HMAC key file.
+    pub key_file: PathBuf,
+    /// The published head file.
+    pub head_file: PathBuf,
 }
 
 /// `[http]`, resolved: limits of each HTTP listener (block page, admin API).
@@ -110,6 +121,12 @@ pub struct QueryLogConfig {
     pub pseudonymise: Vec<String>,
     /// Queue length.
     pub queue: usize,
+    /// SQLite: most query records kept.
+    pub max_rows: u64,
+    /// JSON lines file: most bytes across the file and its rotated copies.
+    pub max_bytes: u64,
+    /// JSON lines file: most files, the current one included.
+    pub max_files: u32,
 }
 
 /// `[alerts]`, resolved.
@@ -211,6 +228,8 @@ pub struct ListsConfig {
     pub bundle: PathBuf,
     /// Sources compiled into it; empty means the bundle is prebuilt.
     pub sources: Vec<SourceConfig>,
+    /// Largest fraction of a list's entries a reload may lose without being forced.
+    pub max_shrink: f64,
 }
 
 /// One `[[lists.source]]`, resolved.

@@ -61,6 +61,22 @@ pub struct RawConfig {
     /// Limits of the HTTP listeners (block page and admin API).
     #[serde(default)]
     pub http: RawHttp,
+    /// The audit log's key and published head.
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// File holding the key of the audit chain's HMAC (created, mode 0600, if absent).
+    /// Keep it away from database copies. Default: `audit.key` beside the database.
+    pub key_file: Option<PathBuf>,
+    /// File the newest record count and hash are published to after every append, and
+    /// `audit verify` compares with. Default: `audit.head` beside the database.
+    pub head_file: Option<PathBuf>,
 }
 
 /// `[identify]`
@@ -171,6 +187,28 @@ pub struct RawQueryLog {
     /// counted, never making DNS wait. Default 65536.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// SQLite log: most query records kept; beyond it the oldest are deleted (incidents
+    /// live in their own table and are kept). Default 10000000.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    /// JSON lines file: most bytes kept across the file and its rotated copies; the file
+    /// is rotated at `max_bytes / max_files` and the oldest copies deleted. Default
+    /// 1073741824 (1 GiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// JSON lines file: most files kept, the current one included. Default 10.
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+}
+
+fn default_max_rows() -> u64 {
+    10_000_000
+}
+fn default_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_max_files() -> u32 {
+    10
 }
 
 impl Default for RawQueryLog {
@@ -182,6 +220,9 @@ impl Default for RawQueryLog {
             retention_days: default_retention(),
             pseudonymise: Vec::new(),
             queue: default_queue(),
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_files: default_max_files(),
         }
     }
 }
@@ -371,7 +412,7 @@ fn default_max_stale() -> u32 {
 }
 
 /// `[lists]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLists {
     /// The compiled bundle. With `source` entries it is (re)built from them at start and on
@@ -380,6 +421,25 @@ pub struct RawLists {
     /// Source lists compiled into the bundle.
     #[serde(default)]
     pub source: Vec<RawSource>,
+    /// A reload is refused when a list file or category lost more than this fraction of
+    /// its entries (a truncated download), unless forced. 1.0 turns the check off.
+    /// Default 0.5.
+    #[serde(default = "default_max_shrink")]
+    pub max_shrink: f64,
+}
+
+fn default_max_shrink() -> f64 {
+    0.5
+}
+
+impl Default for RawLists {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            source: Vec::new(),
+            max_shrink: default_max_shrink(),
+        }
+    }
 }
 
 /// `[[lists.source]]`

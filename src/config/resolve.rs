@@ -78,6 +78,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let identify = identify(raw.identify, &mut p);
     check_counts(&groups, &networks, &devices, &mut p);
     let http = http(&raw.http, &mut p);
+    let audit = audit(raw.audit, &storage_path, base);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -99,6 +100,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         alerts,
         identify,
         http,
+        audit,
     })
 }
 
@@ -142,6 +144,19 @@ fn check_counts(
     }
 }
 
+/// `[audit]`: the key and head files default to the database's folder.
+fn audit(a: raw::RawAudit, storage_path: &Path, base: &Path) -> AuditConfig {
+    let dir = storage_path.parent().unwrap_or(Path::new("."));
+    AuditConfig {
+        key_file: a
+            .key_file
+            .map_or_else(|| dir.join("audit.key"), |k| base.join(k)),
+        head_file: a
+            .head_file
+            .map_or_else(|| dir.join("audit.head"), |h| base.join(h)),
+    }
+}
+
 fn querylog(
     q: raw::RawQueryLog,
     groups: &BTreeMap<String, GroupConfig>,
@@ -165,6 +180,15 @@ fn querylog(
             "must be at least 1 (turn logging off with enabled = false)",
         );
     }
+    if q.max_rows == 0 {
+        p.add("querylog.max_rows", "must be at least 1");
+    }
+    if q.max_files == 0 {
+        p.add("querylog.max_files", "must be at least 1");
+    }
+    if q.max_bytes < 4096 {
+        p.add("querylog.max_bytes", "must be at least 4096");
+    }
     if q.jsonl_path.is_some() && q.format != QueryLogFormat::Jsonl {
         p.add("querylog.jsonl_path", "only applies to format = \"jsonl\"");
     }
@@ -178,6 +202,9 @@ fn querylog(
         retention_days: q.retention_days.max(1),
         pseudonymise: q.pseudonymise,
         queue: q.queue.max(1),
+        max_rows: q.max_rows.max(1),
+        max_bytes: q.max_bytes.max(4096),
+        max_files: q.max_files.max(1),
     }
 }
 
@@ -426,7 +453,17 @@ fn lists(l: raw::RawLists, config_path: &Path, base: &Path, p: &mut Problems) ->
             }
         })
         .collect();
-    ListsConfig { bundle, sources }
+    if !(0.0..=1.0).contains(&l.max_shrink) {
+        p.add(
+            "lists.max_shrink",
+            format!("{} is not a fraction between 0 and 1", l.max_shrink),
+        );
+    }
+    ListsConfig {
+        bundle,
+        sources,
+        max_shrink: l.max_shrink.clamp(0.0, 1.0),
+    }
 }
 
 /// Where a bundle built from sources goes when `lists.bundle` is not set: beside the

@@ -36,6 +36,20 @@ pub struct CompileReport {
     pub comments: usize,
     /// Well-formed lines with no DNS meaning (cosmetic adblock rules, RPZ local data).
     pub unsupported: usize,
+    /// Entries read per source file (per category for a ut1 folder), in source order, so
+    /// a reload can tell which file shrank.
+    pub per_source: Vec<SourceCount>,
+}
+
+/// Entries one source contributed to one category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCount {
+    /// The source file or folder.
+    pub path: std::path::PathBuf,
+    /// The category.
+    pub category: String,
+    /// Entries parsed from it.
+    pub entries: u64,
 }
 
 impl CompileReport {
@@ -84,6 +98,11 @@ pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileRepo
             for e in &parsed.entries {
                 builder.add(id, &e.name, e.kind, e.action);
             }
+            report.per_source.push(SourceCount {
+                path: src.path.clone(),
+                category: category.clone(),
+                entries: parsed.entries.len() as u64,
+            });
             report.errors.extend(parsed.errors);
             report.comments += parsed.comments;
             report.unsupported += parsed.unsupported;

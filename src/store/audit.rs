@@ -1,10 +1,32 @@
 //! The audit log: every state-changing admin action, append-only and hash-chained.
 //!
-//! Each record stores the SHA-256 of the previous record's hash and its own fields, so
-//! editing or deleting any record (even with direct database access, past the append-only
-//! triggers) breaks the chain from that point on, and [`verify`] names the first record
-//! that no longer fits.
+//! Each record stores a MAC of the previous record's hash and its own fields: HMAC-SHA256
+//! under a key kept in a file outside the database (`audit.key_file`, created mode 0600).
+//! After every append the record count and newest hash (the *head*) are published where a
+//! copy of the database does not reach: the head file (`audit.head_file`), the
+//! `chaperone_audit_records` gauge (Prometheus keeps its history) and an INFO log line.
+//!
+//! What [`verify`] then proves, and what it does not:
+//! - an edited or deleted record breaks the chain from that point (as before);
+//! - an edit with every later hash recomputed is caught, because recomputing needs the
+//!   key, which someone holding only the database does not have;
+//! - deleting the newest records is caught by comparing with the published head (the head
+//!   file, or `--expect-count` / `--expect-head` from a log line or Prometheus);
+//! - it does NOT prove anything against someone who holds the key file and can rewrite the
+//!   head file too (root on the server): then only a head copied elsewhere (logs shipped
+//!   off the machine, Prometheus) shows the change;
+//! - records written before the key existed (schema 1, plain SHA-256) still verify as a
+//!   chain, and anyone can recompute them: they prove order, not authorship. Once keyed
+//!   records begin, an unkeyed record after them is reported as forged.
+//!
+//! When the database no longer matches the published head, appends go on but the head file
+//! is left as it was (and an error is logged on every append), so the evidence stays until
+//! someone investigates; delete the head file to publish afresh afterwards.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -12,6 +34,272 @@ use super::{from_micros, micros};
 
 /// The hash the first record chains from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Domain separation for the keyed hash, so a keyed hash never equals an unkeyed one.
+const HMAC_TAG: &str = "chaperone-audit-hmac-sha256-v1";
+
+/// Why the audit chain's key or head could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The key file.
+    #[error("audit key file {}: {source}", path.display())]
+    Key {
+        /// Where.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The key file holds no usable key.
+    #[error("audit key file {}: expected at least 32 bytes as hex on one line", path.display())]
+    BadKey {
+        /// Where.
+        path: PathBuf,
+    },
+    /// The head file.
+    #[error("audit head file {}: {message}", path.display())]
+    Head {
+        /// Where.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The published head: how many records the log had and the newest one's hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// Records in the log.
+    pub records: u64,
+    /// Hash of the newest record (GENESIS when empty).
+    pub head: String,
+    /// Id of the first keyed record, once there is one: records from it on must be keyed.
+    #[serde(default)]
+    pub keyed_from: Option<i64>,
+}
+
+/// The key and where the head is published: everything an append needs besides the
+/// database.
+pub struct Chain {
+    key: Vec<u8>,
+    head_file: PathBuf,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// Read the key from `path`, creating it (32 random bytes as hex, mode 0600) if absent.
+pub fn load_or_create_key(path: &Path) -> Result<Vec<u8>, ChainError> {
+    let key_err = |source| ChainError::Key {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(key_err)?;
+        }
+        let key: [u8; 32] = rand::random();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                writeln!(f, "{}", hex::encode(key)).map_err(key_err)?;
+                f.sync_all().map_err(key_err)?;
+                tracing::info!("created the audit key file {}", path.display());
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(key_err(e)),
+        }
+    }
+    load_key(path)
+}
+
+/// Read an existing key file.
+pub fn load_key(path: &Path) -> Result<Vec<u8>, ChainError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ChainError::Key {
+        path: path.to_owned(),
+        source,
+    })?;
+    match hex::decode(text.trim()) {
+        Ok(k) if k.len() >= 32 => Ok(k),
+        _ => Err(ChainError::BadKey {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// The published head in `path`, if the file exists.
+pub fn read_head(path: &Path) -> Result<Option<Head>, ChainError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ChainError::Head {
+                path: path.to_owned(),
+                message: e.to_string(),
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ChainError::Head {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn write_head(path: &Path, head: &Head) -> std::io::Result<()> {
+    let tmp = path.with_extension("head.tmp");
+    let text = serde_json::to_string(head).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Chain {
+    /// The chain for `[audit]`: loads (or creates) the key.
+    pub fn open(
+        cfg: &crate::config::AuditConfig,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Result<Chain, ChainError> {
+        Ok(Chain {
+            key: load_or_create_key(&cfg.key_file)?,
+            head_file: cfg.head_file.clone(),
+            metrics,
+        })
+    }
+
+    /// The key (for [`verify`]).
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The published head, if any.
+    pub fn published(&self) -> Result<Option<Head>, ChainError> {
+        read_head(&self.head_file)
+    }
+
+    /// Publish the current state at start-up: set the gauge, log the head, and say loudly
+    /// if the database does not match the head published last time.
+    pub fn announce(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let now = current_head(conn)?;
+        if let Some(m) = &self.metrics {
+            m.audit_records.set(now.records as i64);
+        }
+        match self.published() {
+            Ok(Some(p)) if p.records != now.records || p.head != now.head => {
+                tracing::error!(
+                    "audit log does not match its published head ({} records, head {}): it has {} records, head {}; run `chaperone audit verify`",
+                    p.records,
+                    p.head,
+                    now.records,
+                    now.head
+                );
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => self.publish(&now, None),
+            Err(e) => tracing::error!("{e}"),
+        }
+        tracing::info!(records = now.records, head = %now.head, "audit log head");
+        Ok(())
+    }
+
+    fn publish(&self, head: &Head, before: Option<&Head>) {
+        if let Some(m) = &self.metrics {
+            m.audit_records.set(head.records as i64);
+        }
+        tracing::info!(records = head.records, head = %head.head, "audit log appended");
+        match (self.published(), before) {
+            (Ok(Some(p)), Some(b)) if p.records != b.records || p.head != b.head => {
+                tracing::error!(
+                    "audit log did not match its published head in {} ({} records, head {}) before this append ({} records, head {}): leaving the head file as evidence; run `chaperone audit verify`",
+                    self.head_file.display(),
+                    p.records,
+                    p.head,
+                    b.records,
+                    b.head
+                );
+                return;
+            }
+            (Err(e), _) => {
+                tracing::error!("{e}");
+                return;
+            }
+            _ => {}
+        }
+        if let Err(e) = write_head(&self.head_file, head) {
+            tracing::error!(
+                "cannot publish the audit head to {}: {e}",
+                self.head_file.display()
+            );
+        }
+    }
+
+    /// Append a keyed record and publish the new head; returns the record's id. Runs in a
+    /// transaction so two writers cannot both chain from the same predecessor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &self,
+        conn: &mut Connection,
+        at: jiff::Timestamp,
+        actor: &str,
+        role: &str,
+        action: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> rusqlite::Result<i64> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let before = current_head(&tx)?;
+        let ts = micros(at);
+        let detail = detail.to_string();
+        let fields = [
+            before.head.as_str(),
+            &ts.to_string(),
+            actor,
+            role,
+            action,
+            subject,
+            &detail,
+        ];
+        let hash = keyed_hash(&self.key, &fields);
+        tx.execute(
+            "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+            params![ts, actor, role, action, subject, detail, before.head, hash],
+        )?;
+        let id = tx.last_insert_rowid();
+        let after = current_head(&tx)?;
+        tx.commit()?;
+        self.publish(&after, Some(&before));
+        Ok(id)
+    }
+}
+
+/// Count, newest hash and first keyed id, from the database.
+pub fn current_head(conn: &Connection) -> rusqlite::Result<Head> {
+    let records: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+    let keyed_from: Option<i64> =
+        conn.query_row("SELECT MIN(id) FROM audit WHERE keyed = 1", [], |r| {
+            r.get(0)
+        })?;
+    Ok(Head {
+        records: records as u64,
+        head: head(conn)?,
+        keyed_from,
+    })
+}
+
+fn keyed_hash(key: &[u8], fields: &[&str; 7]) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(HMAC_TAG.as_bytes());
+    for part in fields {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -34,6 +322,8 @@ pub struct AuditRecord {
     pub prev_hash: String,
     /// This record's hash.
     pub hash: String,
+    /// Whether the hash is keyed (HMAC); false for records from before the key.
+    pub keyed: bool,
 }
 
 fn record_hash(
@@ -61,9 +351,10 @@ fn record_hash(
     hex::encode(h.finalize())
 }
 
-/// Append a record; returns its id. Runs in a transaction so two writers cannot both
-/// chain from the same predecessor.
-pub fn append(
+/// Append an unkeyed (schema 1) record, as versions before the keyed chain did. Only for
+/// tests of old logs.
+#[cfg(test)]
+pub(crate) fn append_unkeyed(
     conn: &mut Connection,
     at: jiff::Timestamp,
     actor: &str,
@@ -98,7 +389,7 @@ pub fn list(
     limit: usize,
 ) -> rusqlite::Result<Vec<AuditRecord>> {
     let mut stmt = conn.prepare(
-        "SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash FROM audit WHERE ts_us >= ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed FROM audit WHERE ts_us >= ?1 ORDER BY id LIMIT ?2",
     )?;
     let since = since.map_or(i64::MIN, micros);
     let rows = stmt.query_map(params![since, limit as i64], |r| {
@@ -112,6 +403,7 @@ pub fn list(
             detail: r.get(6)?,
             prev_hash: r.get(7)?,
             hash: r.get(8)?,
+            keyed: r.get::<_, i64>(9)? != 0,
         })
     })?;
     rows.collect()
@@ -120,7 +412,7 @@ pub fn list(
 /// The outcome of checking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    /// Every record fits; this many were checked.
+    /// Every record fits, and the log matches the expected head; this many were checked.
     Intact(u64),
     /// The first record that does not fit, and why.
     Broken {
@@ -129,39 +421,56 @@ pub enum Verification {
         /// What is wrong.
         reason: String,
     },
+    /// The chain could not be checked (no key for keyed records).
+    Unverifiable(String),
 }
 
-/// Walk the whole log, recomputing every hash and link. Detects edited records (hash
-/// mismatch), deleted records (a link to a hash that is not the predecessor's, or a gap in
-/// ids) and a truncated head cannot be told from a shorter log unless the caller compares
-/// the count or last hash with a copy kept elsewhere (printed by `audit verify`).
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
-    let mut stmt = conn.prepare("SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash FROM audit ORDER BY id")?;
+/// What [`verify`] checks the log against besides itself.
+#[derive(Debug, Clone, Default)]
+pub struct Expect<'a> {
+    /// The key of keyed records (None: they cannot be checked).
+    pub key: Option<&'a [u8]>,
+    /// The head published outside the database.
+    pub published: Option<Head>,
+    /// Record count known from elsewhere (a log line, Prometheus).
+    pub count: Option<u64>,
+    /// Newest hash known from elsewhere.
+    pub head: Option<String>,
+}
+
+/// One row as stored.
+struct Row {
+    id: i64,
+    ts: i64,
+    fields: [String; 5],
+    prev_hash: String,
+    hash: String,
+    keyed: bool,
+}
+
+/// Walk the whole log, recomputing every hash and link, then compare the end with what
+/// `expect` knows. Names the first problem: an edited record (hash mismatch), a deleted
+/// one (gap in ids, broken link), a record forged without the key, or missing newest
+/// records / a rewritten chain (count or head differ from the published head).
+pub fn verify(conn: &Connection, expect: &Expect<'_>) -> rusqlite::Result<Verification> {
+    let mut stmt = conn.prepare("SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed FROM audit ORDER BY id")?;
     let mut rows = stmt.query([])?;
     let mut prev = GENESIS.to_owned();
     let mut expected_id = None;
-    let mut n = 0u64;
+    let mut keyed_seen = false;
+    let keyed_from = expect.published.as_ref().and_then(|p| p.keyed_from);
+    // Every hash, by position, to compare with heads published at an earlier count.
+    let mut hashes: Vec<String> = Vec::new();
     while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        let (ts, actor, role, action, subject, detail, prev_hash, hash): (
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        ) = (
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-        );
+        let row = Row {
+            id: r.get(0)?,
+            ts: r.get(1)?,
+            fields: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+            keyed: r.get::<_, i64>(9)? != 0,
+        };
+        let id = row.id;
         if let Some(want) = expected_id
             && id != want
         {
@@ -170,20 +479,107 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verification> {
                 reason: format!("record {want} is missing (deleted)"),
             });
         }
-        if prev_hash != prev {
+        if row.prev_hash != prev {
             return Ok(Verification::Broken { id, reason: "does not link to the previous record (a record before it was deleted or changed)".into() });
         }
-        if record_hash(&prev_hash, ts, &actor, &role, &action, &subject, &detail) != hash {
+        if !row.keyed && (keyed_seen || keyed_from.is_some_and(|k| id >= k)) {
             return Ok(Verification::Broken {
                 id,
-                reason: "its contents do not match its hash (edited)".into(),
+                reason: "is unkeyed although keyed records began before it: it was written without the key (forged)".into(),
             });
         }
-        prev = hash;
+        if let Some(reason) = check_hash(&row, expect.key) {
+            return Ok(match reason {
+                HashCheck::Mismatch(reason) => Verification::Broken { id, reason },
+                HashCheck::NoKey => Verification::Unverifiable(format!(
+                    "record {id} is keyed and no audit key was given: cannot check the chain"
+                )),
+            });
+        }
+        keyed_seen |= row.keyed;
+        hashes.push(row.hash.clone());
+        prev = row.hash;
         expected_id = Some(id + 1);
-        n += 1;
     }
-    Ok(Verification::Intact(n))
+    let last = expected_id.map_or(0, |next| next - 1);
+    Ok(compare_head(&hashes, last, expect))
+}
+
+enum HashCheck {
+    Mismatch(String),
+    NoKey,
+}
+
+fn check_hash(row: &Row, key: Option<&[u8]>) -> Option<HashCheck> {
+    let [actor, role, action, subject, detail] = &row.fields;
+    let want = if row.keyed {
+        let key = match key {
+            Some(k) => k,
+            None => return Some(HashCheck::NoKey),
+        };
+        let ts = row.ts.to_string();
+        keyed_hash(
+            key,
+            &[&row.prev_hash, &ts, actor, role, action, subject, detail],
+        )
+    } else {
+        record_hash(&row.prev_hash, row.ts, actor, role, action, subject, detail)
+    };
+    (want != row.hash).then(|| {
+        HashCheck::Mismatch(if row.keyed {
+            "its contents do not match its keyed hash (edited, or rewritten without the key)".into()
+        } else {
+            "its contents do not match its hash (edited)".into()
+        })
+    })
+}
+
+/// Compare the walked log (its hashes in order, newest id `last`) with the published head
+/// and the caller's expectations. A head published at N records must be the hash of the
+/// N-th record, even when more were appended since.
+fn compare_head(hashes: &[String], last: i64, expect: &Expect<'_>) -> Verification {
+    let n = hashes.len() as u64;
+    let mut wants: Vec<(&str, u64, Option<&str>)> = Vec::new();
+    if let Some(p) = &expect.published {
+        wants.push(("the published head file", p.records, Some(p.head.as_str())));
+    }
+    if expect.count.is_some() || expect.head.is_some() {
+        wants.push((
+            "--expect-count/--expect-head",
+            expect.count.unwrap_or(n),
+            expect.head.as_deref(),
+        ));
+    }
+    for (source, records, want_head) in wants {
+        if n < records {
+            return Verification::Broken {
+                id: last + 1,
+                reason: format!(
+                    "the log has {n} records but {source} says {records}: the newest {} record(s) were deleted",
+                    records - n
+                ),
+            };
+        }
+        let at = usize::try_from(records).unwrap_or(usize::MAX);
+        if let Some(h) = want_head {
+            let ours = at
+                .checked_sub(1)
+                .and_then(|i| hashes.get(i))
+                .map_or(GENESIS, String::as_str);
+            if !h.eq_ignore_ascii_case(ours) {
+                let id = last - (n - records) as i64;
+                return Verification::Broken {
+                    id,
+                    reason: format!(
+                        "record {id} (number {records}) has hash {ours}, but {source} says {h}: the log was rewritten or its newest records replaced"
+                    ),
+                };
+            }
+        }
+        // More records than published: appends after the last publication (e.g. a crash
+        // before the head file was written); they verified above, keyed.
+    }
+    Verification::Intact(n)
 }
 
 /// The hash of the newest record (GENESIS if empty): keep a copy elsewhere to detect a
@@ -201,97 +597,320 @@ pub fn head(conn: &Connection) -> rusqlite::Result<String> {
 mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = super::super::open(&dir.path().join("a.db")).unwrap();
-        (dir, conn)
+    struct Db {
+        dir: tempfile::TempDir,
+        conn: Connection,
+        chain: Chain,
     }
 
-    fn fill(conn: &mut Connection) {
-        let t: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
-        for i in 0..5 {
-            append(
-                conn,
-                t,
-                "tech",
-                "technician",
-                "exception.create",
-                &format!("exception {i}"),
-                &serde_json::json!({"reason": "study"}),
-            )
-            .unwrap();
+    fn db() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open(&dir.path().join("a.db")).unwrap();
+        let cfg = crate::config::AuditConfig {
+            key_file: dir.path().join("keys/audit.key"),
+            head_file: dir.path().join("audit.head"),
+        };
+        let chain = Chain::open(&cfg, None).unwrap();
+        Db { dir, conn, chain }
+    }
+
+    fn t() -> jiff::Timestamp {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    fn fill(d: &mut Db, n: usize) {
+        for i in 0..n {
+            d.chain
+                .append(
+                    &mut d.conn,
+                    t(),
+                    "tech",
+                    "technician",
+                    "exception.create",
+                    &format!("exception {i}"),
+                    &serde_json::json!({"reason": "study"}),
+                )
+                .unwrap();
+        }
+    }
+
+    /// What the server and `audit verify` check against: the key and the head file.
+    fn check(d: &Db) -> Verification {
+        let expect = Expect {
+            key: Some(d.chain.key()),
+            published: d.chain.published().unwrap(),
+            ..Default::default()
+        };
+        verify(&d.conn, &expect).unwrap()
+    }
+
+    fn reason(v: Verification) -> (i64, String) {
+        match v {
+            Verification::Broken { id, reason } => (id, reason),
+            other => panic!("expected a broken chain, got {other:?}"),
         }
     }
 
     #[test]
-    fn an_untouched_chain_verifies() {
-        let (_d, mut conn) = db();
-        fill(&mut conn);
-        assert_eq!(verify(&conn).unwrap(), Verification::Intact(5));
+    fn an_untouched_chain_verifies_and_its_head_is_published() {
+        let mut d = db();
+        fill(&mut d, 5);
+        assert_eq!(check(&d), Verification::Intact(5));
+        let head = d.chain.published().unwrap().unwrap();
+        assert_eq!(head.records, 5);
+        assert_eq!(head.head, super::head(&d.conn).unwrap());
+        assert_eq!(head.keyed_from, Some(1));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_is_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = db();
+        let path = d.dir.path().join("keys/audit.key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_create_key(&path).unwrap(), d.chain.key());
+        std::fs::write(&path, "not hex").unwrap();
+        assert!(
+            load_key(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("audit.key")
+        );
     }
 
     #[test]
     fn updates_and_deletes_are_refused_by_the_database() {
-        let (_d, mut conn) = db();
-        fill(&mut conn);
+        let mut d = db();
+        fill(&mut d, 5);
         assert!(
-            conn.execute("UPDATE audit SET actor = 'x' WHERE id = 2", [])
+            d.conn
+                .execute("UPDATE audit SET actor = 'x' WHERE id = 2", [])
                 .is_err()
         );
-        assert!(conn.execute("DELETE FROM audit WHERE id = 2", []).is_err());
+        assert!(
+            d.conn
+                .execute("DELETE FROM audit WHERE id = 2", [])
+                .is_err()
+        );
     }
 
     #[test]
     fn an_edited_record_is_found() {
-        let (_d, mut conn) = db();
-        fill(&mut conn);
-        conn.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET detail = '{\"reason\":\"fun\"}' WHERE id = 3;").unwrap();
-        assert!(matches!(
-            verify(&conn).unwrap(),
-            Verification::Broken { id: 3, .. }
-        ));
+        let mut d = db();
+        fill(&mut d, 5);
+        d.conn.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET detail = '{\"reason\":\"fun\"}' WHERE id = 3;").unwrap();
+        let (id, why) = reason(check(&d));
+        assert_eq!(id, 3);
+        assert!(why.contains("keyed hash"), "{why}");
     }
 
     #[test]
     fn a_deleted_record_is_found() {
-        let (_d, mut conn) = db();
-        fill(&mut conn);
-        conn.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 2;")
+        let mut d = db();
+        fill(&mut d, 5);
+        d.conn
+            .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 2;")
             .unwrap();
-        assert!(matches!(
-            verify(&conn).unwrap(),
-            Verification::Broken { id: 3, .. }
-        ));
+        assert_eq!(reason(check(&d)).0, 3);
+    }
+
+    /// The attack the plain chain could not see: edit a record, recompute every later hash.
+    /// Without the key the recomputed hashes are plain SHA-256 (or HMAC under a guessed
+    /// key), and the first edited record no longer fits.
+    #[test]
+    fn an_edit_with_every_later_hash_recomputed_is_found() {
+        for forge_key in [None, Some(&b"a guessed key of thirty-two bytes"[..])] {
+            let mut d = db();
+            fill(&mut d, 5);
+            d.conn
+                .execute_batch("DROP TRIGGER audit_no_update;")
+                .unwrap();
+            let rows = list(&d.conn, None, 100).unwrap();
+            let mut prev = rows[1].hash.clone();
+            for r in &rows[2..] {
+                let detail = if r.id == 3 {
+                    "{\"reason\":\"fun\"}".to_owned()
+                } else {
+                    r.detail.clone()
+                };
+                let ts = micros(r.at.parse().unwrap());
+                let hash = match forge_key {
+                    None => {
+                        record_hash(&prev, ts, &r.actor, &r.role, &r.action, &r.subject, &detail)
+                    }
+                    Some(k) => keyed_hash(
+                        k,
+                        &[
+                            &prev,
+                            &ts.to_string(),
+                            &r.actor,
+                            &r.role,
+                            &r.action,
+                            &r.subject,
+                            &detail,
+                        ],
+                    ),
+                };
+                d.conn
+                    .execute(
+                        "UPDATE audit SET detail = ?1, prev_hash = ?2, hash = ?3, keyed = ?4 WHERE id = ?5",
+                        params![detail, prev, hash, i64::from(forge_key.is_some()), r.id],
+                    )
+                    .unwrap();
+                prev = hash;
+            }
+            // Even with the head file rewritten to match, the key gives it away.
+            write_head(
+                &d.dir.path().join("audit.head"),
+                &Head {
+                    records: 5,
+                    head: prev.clone(),
+                    keyed_from: None,
+                },
+            )
+            .unwrap();
+            let (id, why) = reason(check(&d));
+            assert_eq!(id, 3, "{forge_key:?}: {why}");
+        }
     }
 
     #[test]
-    fn a_rewritten_chain_is_found_from_the_change_on() {
-        let (_d, mut conn) = db();
-        fill(&mut conn);
-        // Edit record 4 and recompute its own hash: record 5 no longer links to it.
-        conn.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
-        let (ts, prev): (i64, String) = conn
-            .query_row("SELECT ts_us, prev_hash FROM audit WHERE id = 4", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+    fn deleting_the_newest_records_is_found_by_the_published_head() {
+        let mut d = db();
+        fill(&mut d, 5);
+        d.conn
+            .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > 3;")
             .unwrap();
-        let forged = record_hash(
-            &prev,
-            ts,
-            "tech",
+        let (id, why) = reason(check(&d));
+        assert_eq!(id, 4);
+        assert!(
+            why.contains("has 3 records but the published head file says 5"),
+            "{why}"
+        );
+        // Without the head file, counts known from elsewhere do the same.
+        let expect = Expect {
+            key: Some(d.chain.key()),
+            count: Some(5),
+            ..Default::default()
+        };
+        assert!(
+            reason(verify(&d.conn, &expect).unwrap())
+                .1
+                .contains("newest 2 record(s) were deleted")
+        );
+    }
+
+    #[test]
+    fn deleted_newest_records_stay_visible_after_later_appends() {
+        let mut d = db();
+        fill(&mut d, 5);
+        d.conn
+            .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > 3;")
+            .unwrap();
+        // Three honest appends bring the count past the published 5; the head file is
+        // left as evidence because the log no longer matched it.
+        fill(&mut d, 3);
+        assert_eq!(d.chain.published().unwrap().unwrap().records, 5);
+        let (id, why) = reason(check(&d));
+        assert_eq!(id, 5);
+        assert!(why.contains("rewritten"), "{why}");
+    }
+
+    #[test]
+    fn a_stale_head_file_with_more_records_after_it_verifies() {
+        let mut d = db();
+        fill(&mut d, 2);
+        let old = d.chain.published().unwrap().unwrap();
+        fill(&mut d, 2);
+        // As if the process died after committing record 3 and 4 but before publishing.
+        write_head(&d.dir.path().join("audit.head"), &old).unwrap();
+        assert_eq!(check(&d), Verification::Intact(4));
+    }
+
+    #[test]
+    fn expect_head_and_count_are_checked() {
+        let mut d = db();
+        fill(&mut d, 3);
+        let head = super::head(&d.conn).unwrap();
+        let good = Expect {
+            key: Some(d.chain.key()),
+            count: Some(3),
+            head: Some(head.to_uppercase()),
+            ..Default::default()
+        };
+        assert_eq!(verify(&d.conn, &good).unwrap(), Verification::Intact(3));
+        let bad = Expect {
+            head: Some(GENESIS.to_owned()),
+            ..good
+        };
+        assert_eq!(reason(verify(&d.conn, &bad).unwrap()).0, 3);
+    }
+
+    #[test]
+    fn an_old_unkeyed_chain_still_verifies_and_keyed_records_follow_it() {
+        let mut d = db();
+        for i in 0..3 {
+            append_unkeyed(
+                &mut d.conn,
+                t(),
+                "tech",
+                "technician",
+                "exception.create",
+                &format!("old {i}"),
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            verify(&d.conn, &Expect::default()).unwrap(),
+            Verification::Intact(3),
+            "no key needed for the old records"
+        );
+        fill(&mut d, 2);
+        assert_eq!(check(&d), Verification::Intact(5));
+        assert!(matches!(
+            verify(&d.conn, &Expect::default()).unwrap(),
+            Verification::Unverifiable(_)
+        ));
+        // A record added without the key after keyed ones began is a forgery.
+        append_unkeyed(
+            &mut d.conn,
+            t(),
+            "mallory",
             "technician",
             "exception.create",
-            "exception 3",
-            "{\"reason\":\"x\"}",
-        );
-        conn.execute(
-            "UPDATE audit SET detail = '{\"reason\":\"x\"}', hash = ?1 WHERE id = 4",
-            params![forged],
+            "forged",
+            &serde_json::json!({}),
         )
         .unwrap();
-        assert!(matches!(
-            verify(&conn).unwrap(),
-            Verification::Broken { id: 5, .. }
-        ));
+        let (id, why) = reason(check(&d));
+        assert_eq!(id, 6);
+        assert!(why.contains("forged"), "{why}");
+    }
+
+    #[test]
+    fn a_schema_1_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY, ts_us INTEGER NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
+        )
+        .unwrap();
+        let h = record_hash(GENESIS, 1, "a", "r", "x", "s", "{}");
+        old.execute(
+            "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash) VALUES (1, 'a', 'r', 'x', 's', '{}', ?1, ?2)",
+            params![GENESIS, h],
+        )
+        .unwrap();
+        drop(old);
+        let conn = super::super::open(&path).unwrap();
+        assert_eq!(
+            verify(&conn, &Expect::default()).unwrap(),
+            Verification::Intact(1)
+        );
+        assert!(!list(&conn, None, 10).unwrap()[0].keyed);
     }
 }

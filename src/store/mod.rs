@@ -33,7 +33,8 @@ pub enum StoreError {
 }
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i32 = 1;
+/// 2: `audit.keyed` (HMAC-keyed records), `refused_queries`.
+const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS queries (
     rcode TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queries_ts ON queries(ts_us);
+CREATE TABLE IF NOT EXISTS refused_queries (ts_us INTEGER NOT NULL, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     ts_us INTEGER NOT NULL,
@@ -119,7 +121,8 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT NOT NULL,
     detail TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    keyed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
@@ -143,6 +146,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    upgrade(&conn).map_err(err)?;
     let version: i32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
@@ -151,6 +155,20 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
             .map_err(err)?;
     }
     Ok(conn)
+}
+
+/// Bring a schema-1 database up to date: its audit records stay unkeyed (`keyed = 0`)
+/// and still verify; new ones are keyed.
+fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
+    let has_keyed: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('audit') WHERE name = 'keyed'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_keyed {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// A secret kept in the database's meta table, created on first use (32 random bytes).

@@ -19,10 +19,18 @@
 //!   than `retention_days`. JSON lines on standard output belong to whoever collects them.
 //!
 //! Incidents live in their own table and are never deleted by retention.
+//!
+//! The log is capped by size as well as age, oldest first: the `queries` table holds at
+//! most `querylog.max_rows` records (checked after every batch, by the id range, which costs
+//! two index look-ups), and a JSON lines file is rotated once it passes
+//! `max_bytes / max_files`, keeping at most `max_files` files and `max_bytes` in all.
+//! Refused queries are not logged one by one; the writer stores their number per minute
+//! in `refused_queries` (expired like the query records).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,6 +62,8 @@ pub enum Msg {
 #[derive(Clone)]
 pub struct QueryLog {
     tx: SyncSender<Msg>,
+    /// Refused queries since the writer last stored their total.
+    refused: Arc<AtomicU64>,
 }
 
 /// Largest batch per transaction.
@@ -73,11 +83,18 @@ const RETAIN_CHECK: Duration = Duration::from_secs(60);
 const DELETE_CHUNK: usize = 20_000;
 /// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
+/// How often the number of refused queries is stored.
+const REFUSED_EVERY: Duration = Duration::from_secs(60);
 
 impl QueryLog {
     /// Offer an event without blocking; false if the queue is full (dropped).
     pub fn offer(&self, e: LogEvent) -> bool {
         self.tx.try_send(Msg::Event(e)).is_ok()
+    }
+
+    /// Count a refused query (stored as a per-minute total, not as a record).
+    pub fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Ask for retention to run now. Waits for room in the queue: not for the DNS path.
@@ -101,6 +118,27 @@ struct Jsonl {
     file: Option<PathBuf>,
     /// UTC day number (days since 1970-01-01) of the events in the current file.
     day: Option<i64>,
+}
+
+/// The size cap of a JSON lines file and its rotated copies.
+#[derive(Debug, Clone, Copy)]
+struct SizeCap {
+    max_bytes: u64,
+    max_files: u32,
+}
+
+impl SizeCap {
+    fn of(cfg: &QueryLogConfig) -> Self {
+        Self {
+            max_bytes: cfg.max_bytes,
+            max_files: cfg.max_files,
+        }
+    }
+
+    /// The current file is rotated once it holds more than this.
+    fn per_file(self) -> u64 {
+        self.max_bytes / u64::from(self.max_files.max(1))
+    }
 }
 
 /// Start the writer thread for `cfg`. The database at `db` holds the pseudonym key and, in
@@ -130,7 +168,10 @@ pub fn start(
     };
     let (tx, rx) = sync_channel(cfg.queue);
     let metrics = state.metrics().clone();
+    let refused = Arc::new(AtomicU64::new(0));
     let writer = Writer {
+        refused: refused.clone(),
+        refused_since: Instant::now(),
         conn,
         jsonl,
         key,
@@ -144,7 +185,7 @@ pub fn start(
         .name("querylog".into())
         .spawn(move || writer.run(rx))
         .map_err(|e| StoreError::Invalid(format!("cannot start the query log thread: {e}")))?;
-    Ok((QueryLog { tx }, handle))
+    Ok((QueryLog { tx, refused }, handle))
 }
 
 impl Jsonl {
@@ -180,6 +221,36 @@ impl Jsonl {
         self.out.flush()
     }
 
+    /// Rotate the current file if it passed its share of the cap, then delete the oldest
+    /// rotated files until at most `max_files` files and `max_bytes` remain. Returns the
+    /// number of files deleted.
+    fn cap(&mut self, cap: SizeCap) -> std::io::Result<usize> {
+        let (Some(path), Some(day)) = (self.file.clone(), self.day) else {
+            return Ok(0);
+        };
+        let mut current = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if current > cap.per_file() {
+            self.rotate(day)?;
+            current = 0;
+        }
+        let mut rotated = rotated_files(&path)?;
+        // Oldest first: by day, then by the rotation number within the day.
+        rotated.sort_by_key(|r| (r.day, r.seq));
+        let mut total = current + rotated.iter().map(|r| r.bytes).sum::<u64>();
+        let mut files = rotated.len() + 1;
+        let mut deleted = 0;
+        for r in rotated {
+            if files <= cap.max_files as usize && total <= cap.max_bytes {
+                break;
+            }
+            std::fs::remove_file(&r.path)?;
+            total -= r.bytes;
+            files -= 1;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Close the current file as `FILE.YYYY-MM-DD` (of its events' day) and start a new one
     /// for events of `day`.
     fn rotate(&mut self, day: i64) -> std::io::Result<()> {
@@ -188,11 +259,30 @@ impl Jsonl {
         };
         self.out.flush()?;
         let base = rotated_name(&path, old);
+        // Number after every copy of that day still present (the size cap may have deleted
+        // the first ones), so a newer copy never sorts before an older one.
         let mut target = base.clone();
-        let mut n = 1;
-        while target.exists() {
+        let day_name = base
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
+        let mut n = rotated_files(&path)?
+            .iter()
+            .filter(|r| {
+                r.path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(day_name))
+            })
+            .map(|r| r.seq + 1)
+            .max()
+            .unwrap_or(0);
+        if n > 0 {
             target = PathBuf::from(format!("{}.{n}", base.display()));
+        }
+        while target.exists() {
             n += 1;
+            target = PathBuf::from(format!("{}.{n}", base.display()));
         }
         std::fs::rename(&path, &target)?;
         self.out = Box::new(append(&path)?);
@@ -256,6 +346,55 @@ fn append(path: &Path) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
     ))
 }
 
+/// A rotated JSON lines file: `FILE.YYYY-MM-DD` or `FILE.YYYY-MM-DD.N`.
+struct Rotated {
+    path: PathBuf,
+    day: jiff::civil::Date,
+    seq: u32,
+    bytes: u64,
+}
+
+/// The rotated copies of `path` in its folder.
+fn rotated_files(path: &Path) -> std::io::Result<Vec<Rotated>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let Some(stem) = path.file_name().and_then(|f| f.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{stem}.");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(day) = rest
+            .get(..10)
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+        else {
+            continue;
+        };
+        let seq = match rest.get(10..) {
+            Some("") | None => 0,
+            Some(s) => match s.strip_prefix('.').and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => continue,
+            },
+        };
+        let bytes = entry.metadata().map_or(0, |m| m.len());
+        out.push(Rotated {
+            path: entry.path(),
+            day,
+            seq,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
 /// `FILE.YYYY-MM-DD` for a UTC day number.
 fn rotated_name(path: &Path, day: i64) -> PathBuf {
     let date = jiff::Timestamp::from_second(day * 86_400).map_or_else(
@@ -287,6 +426,10 @@ struct Writer {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     db: PathBuf,
+    /// Refused queries counted by the recorder, not yet stored.
+    refused: Arc<AtomicU64>,
+    /// When their total was last stored.
+    refused_since: Instant,
 }
 
 /// A bounded memo of pseudonyms: one HMAC per device rather than one per query.
@@ -356,6 +499,7 @@ impl Writer {
             match control {
                 Some(Msg::Retain) => self.retain(),
                 Some(Msg::Flush(ack)) => {
+                    self.store_refused();
                     let _ = ack.send(());
                 }
                 Some(Msg::Event(_)) | None => {}
@@ -363,6 +507,9 @@ impl Writer {
             if last_retention.elapsed() >= RETAIN_EVERY {
                 self.retain();
                 last_retention = Instant::now();
+            }
+            if self.refused_since.elapsed() >= REFUSED_EVERY {
+                self.store_refused();
             }
             if busy {
                 last_event = Instant::now();
@@ -390,12 +537,17 @@ impl Writer {
                     match other {
                         Msg::Retain => self.retain(),
                         Msg::Flush(ack) => {
+                            self.store_refused();
                             let _ = ack.send(());
                         }
                         Msg::Event(_) => {}
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.refused_since.elapsed() >= REFUSED_EVERY {
+                        self.store_refused();
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.write(&mut batch);
                     return;
@@ -409,6 +561,8 @@ impl Writer {
             return;
         }
         let snap = self.state.load();
+        let max_rows = snap.config.querylog.max_rows;
+        let cap = SizeCap::of(&snap.config.querylog);
         let pseudo = &snap.config.querylog.pseudonymise;
         if !pseudo.is_empty() {
             for e in batch.iter_mut() {
@@ -426,6 +580,7 @@ impl Writer {
             None => insert_batch(&mut self.conn, batch).map_err(|e| e.to_string()),
             Some(j) => j.write(batch).map_err(|e| e.to_string()),
         };
+        self.cap(max_rows, cap);
         match result {
             Ok(()) => self.metrics.querylog_written.inc_by(n),
             Err(e) => {
@@ -434,6 +589,50 @@ impl Writer {
             }
         }
         batch.clear();
+    }
+
+    /// Keep the log under its size cap, oldest first: rows of the `queries` table beyond
+    /// `max_rows`, JSON lines files beyond `max_bytes` / `max_files`. Incidents have their
+    /// own table and are never touched.
+    fn cap(&mut self, max_rows: u64, cap: SizeCap) {
+        match trim_rows(&self.conn, max_rows) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.metrics.querylog_trimmed.inc_by(n);
+                tracing::debug!("query log cap: deleted {n} oldest records (max_rows {max_rows})");
+            }
+            Err(e) => tracing::error!("query log cap failed on {}: {e}", self.db.display()),
+        }
+        if let Some(j) = &mut self.jsonl {
+            match j.cap(cap) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "query log cap: deleted {n} oldest JSON lines files (max_bytes {}, max_files {})",
+                    cap.max_bytes,
+                    cap.max_files
+                ),
+                Err(e) => tracing::error!("query log cap of JSON lines files failed: {e}"),
+            }
+        }
+    }
+
+    /// Store the number of refused queries counted since the last call, if any.
+    fn store_refused(&mut self) {
+        self.refused_since = Instant::now();
+        let n = self.refused.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let now = micros(self.clock.now());
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO refused_queries (ts_us, count) VALUES (?1, ?2)",
+            params![now, n as i64],
+        ) {
+            tracing::error!(
+                "cannot store the refused query count on {}: {e}",
+                self.db.display()
+            );
+        }
     }
 
     /// Delete query records older than the retention period: rows of the `queries` table,
@@ -463,6 +662,12 @@ impl Writer {
         if total > 0 {
             tracing::info!("query log retention: deleted {total} records older than {days} days");
         }
+        if let Err(e) = self.conn.execute(
+            "DELETE FROM refused_queries WHERE ts_us < ?1",
+            params![cutoff],
+        ) {
+            tracing::error!("refused query count retention failed: {e}");
+        }
         if let Some(j) = &mut self.jsonl {
             match j.expire(now, cutoff) {
                 Ok(0) => {}
@@ -473,6 +678,35 @@ impl Writer {
             }
         }
     }
+}
+
+/// Delete the oldest rows of `queries` beyond `max_rows`, in chunks. The table only ever
+/// loses its oldest rows (retention, this cap), so its ids are one contiguous range and
+/// `MAX(id) - MIN(id) + 1` is its row count, found with two index look-ups instead of a
+/// scan.
+fn trim_rows(conn: &Connection, max_rows: u64) -> rusqlite::Result<u64> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT MIN(id), MAX(id) FROM queries", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(0);
+    };
+    let keep_from = hi.saturating_sub(i64::try_from(max_rows).unwrap_or(i64::MAX)) + 1;
+    if keep_from <= lo {
+        return Ok(0);
+    }
+    let mut deleted = 0u64;
+    let mut from = lo;
+    while from < keep_from {
+        let to = (from + DELETE_CHUNK as i64).min(keep_from);
+        deleted += conn.execute(
+            "DELETE FROM queries WHERE id >= ?1 AND id < ?2",
+            params![from, to],
+        )? as u64;
+        from = to;
+    }
+    Ok(deleted)
 }
 
 fn insert_batch(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<()> {

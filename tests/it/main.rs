@@ -2,6 +2,7 @@
 
 mod support;
 
+mod audit;
 mod blockpage;
 mod config;
 mod differential;

@@ -104,7 +104,8 @@ async fn setup(querylog: &str) -> (Authority, Harness) {
     (up, h)
 }
 
-/// The standard traffic: 10 queries, 4 blocked (pupils 3 of 5, staff 1 of 4), 1 refused.
+/// The standard traffic: 10 queries, 4 blocked (pupils 3 of 5, staff 1 of 4), 1 refused
+/// (counted, not logged: 9 query records).
 async fn traffic(h: &Harness) {
     let ask = |from: &'static str, name: &'static str, qtype: RecordType, want: ResponseCode| {
         let c = h.client(from);
@@ -212,7 +213,11 @@ async fn sqlite_query_log_has_every_field_pseudonymises_staff_and_expires() {
     let log = query_log(&h);
     log.flush();
     let all = rows(&db(&h));
-    assert_eq!(all.len(), 10, "one row per query: {all:#?}");
+    assert_eq!(
+        all.len(),
+        9,
+        "one row per query but the refused one: {all:#?}"
+    );
     let at = school_morning().as_microsecond();
     for r in &all {
         assert_eq!(r.ts_us, at, "time by the server's clock: {r:?}");
@@ -245,12 +250,15 @@ async fn sqlite_query_log_has_every_field_pseudonymises_staff_and_expires() {
     let laptop_blocked = find(&all, "127.0.0.5", "social.listed.test", "A");
     assert_eq!(laptop_blocked.device.as_deref(), Some("media suite laptop"));
     assert_eq!(laptop_blocked.decision, "blocked");
-    // A client in no school network: refused, group "none", address kept.
-    let refused = find(&all, "127.0.0.9", "www.example.test", "A");
-    assert_eq!(
-        (refused.group.as_str(), refused.decision.as_str()),
-        ("none", "refused")
+    // A client in no school network: refused, counted, not logged.
+    assert!(
+        !all.iter()
+            .any(|r| r.client == "127.0.0.9" || r.decision == "refused")
     );
+    let refused: i64 = db(&h)
+        .query_row("SELECT SUM(count) FROM refused_queries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(refused, 1, "the refused query is in the per-minute total");
 
     // Staff: a keyed pseudonym, stable per client, different between clients.
     let staff: Vec<&Row> = all.iter().filter(|r| r.group == "staff").collect();
@@ -292,8 +300,12 @@ async fn sqlite_query_log_has_every_field_pseudonymises_staff_and_expires() {
     let (_, metrics) = http(h.admin(), "GET", "/metrics", None, None).await;
     assert_eq!(
         sample(&metrics, "chaperone_querylog_written_total", &[]),
-        Some(10.0),
+        Some(9.0),
         "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "chaperone_querylog_refused_total", &[]),
+        Some(1.0)
     );
     assert_eq!(
         sample(&metrics, "chaperone_querylog_dropped_total", &[]),
@@ -309,7 +321,7 @@ async fn sqlite_query_log_has_every_field_pseudonymises_staff_and_expires() {
     log.flush();
     assert_eq!(
         rows(&db(&h)).len(),
-        11,
+        10,
         "nothing deleted before retention runs"
     );
     log.retain_now();
@@ -368,7 +380,7 @@ pseudonymise = ["staff"]"#,
     log.flush();
     let path = h.dir.path().join("queries.jsonl");
     let lines = read_jsonl(&path);
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 9, "every query but the refused one");
     for l in &lines {
         for field in [
             "ts_us", "client", "group", "device", "name", "qtype", "decision", "category", "rule",
@@ -421,7 +433,7 @@ pseudonymise = ["staff"]"#,
         .await;
     log.flush();
     let rotated = h.dir.path().join("queries.jsonl.2026-11-23");
-    assert_eq!(read_jsonl(&rotated).len(), 10, "the old day, rotated");
+    assert_eq!(read_jsonl(&rotated).len(), 9, "the old day, rotated");
     assert_eq!(read_jsonl(&path).len(), 1, "the new day");
     log.retain_now();
     log.flush();
@@ -497,17 +509,17 @@ async fn report_summarises_for_governors_without_personal_data_and_details_for_t
             // Block rate per group: queries, blocked, rate.
             &["pupils", "5", "3", "60.0%"],
             &["staff", "4", "1", "25.0%"],
-            &["none", "1", "0", "0.0%"],
-            // Per category, as a share of all 10 queries.
-            &["social", "2", "20.0%"],
-            &["illegal", "1", "10.0%"],
-            &["games", "1", "10.0%"],
+            // Per category, as a share of all 9 logged queries (refused ones are only
+            // counted).
+            &["social", "2", "22.2%"],
+            &["illegal", "1", "11.1%"],
+            &["games", "1", "11.1%"],
             // Per group and category, as a share of the group's queries.
             &["pupils", "social", "2", "40.0%"],
             &["staff", "games", "1", "25.0%"],
             // Totals and incidents.
-            &["blocked", "4", "40.0%"],
-            &["all", "10"],
+            &["blocked", "4", "44.4%"],
+            &["all", "9"],
             &["illegal", "1"],
             &["all", "1"],
             // Temporary unblocks granted: the site, for whom, why; not who asked.
@@ -1137,6 +1149,124 @@ async fn a_real_prometheus_scrapes_chaperone() {
     assert_eq!(series["metric"]["__name__"], "chaperone_queries_total");
     assert_eq!(series["metric"]["job"], "chaperone");
     assert_eq!(series["value"][1], "3", "{series}");
+    h.stop().await;
+    up.stop().await;
+}
+
+/// A flood from a client in no school network leaves no query records: it is counted (a
+/// metric and a per-minute total), so it cannot fill the disk.
+#[tokio::test]
+async fn refused_queries_are_counted_not_logged() {
+    let (up, h) = setup(SQLITE_LOG).await;
+    let stranger = h.client("127.0.0.9");
+    for i in 0..50 {
+        let m = stranger
+            .udp(&format!("n{i}.example.test."), RecordType::A)
+            .await;
+        assert_eq!(rcode(&m), ResponseCode::Refused);
+    }
+    h.client("127.0.0.2")
+        .udp("www.example.test.", RecordType::A)
+        .await;
+    query_log(&h).flush();
+    let all = rows(&db(&h));
+    assert_eq!(all.len(), 1, "only the pupil's query: {all:#?}");
+    let refused: i64 = db(&h)
+        .query_row("SELECT SUM(count) FROM refused_queries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(refused, 50);
+    let (_, metrics) = http(h.admin(), "GET", "/metrics", None, None).await;
+    assert_eq!(
+        sample(&metrics, "chaperone_querylog_refused_total", &[]),
+        Some(50.0)
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+/// `querylog.max_rows` caps the SQLite log, oldest first; incidents are kept.
+#[tokio::test]
+async fn the_sqlite_log_is_capped_by_rows_oldest_first() {
+    let (up, h) = setup("max_rows = 10").await;
+    let log = query_log(&h);
+    let pupil = h.client("127.0.0.2");
+    pupil.udp("abuse.listed.test.", RecordType::A).await;
+    log.flush();
+    for i in 0..30 {
+        pupil
+            .udp(&format!("n{i}.example.test."), RecordType::A)
+            .await;
+        if i % 10 == 9 {
+            log.flush();
+        }
+    }
+    log.flush();
+    let all = rows(&db(&h));
+    let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(all.len(), 10, "{names:?}");
+    let want: Vec<String> = (20..30).map(|i| format!("n{i}.example.test")).collect();
+    assert_eq!(names, want, "the newest ten are kept");
+    wait_for_incidents(&h, 1).await;
+    let (_, metrics) = http(h.admin(), "GET", "/metrics", None, None).await;
+    assert_eq!(
+        sample(&metrics, "chaperone_querylog_trimmed_total", &[]),
+        Some(21.0)
+    );
+    h.stop().await;
+    up.stop().await;
+}
+
+/// A JSON lines log is rotated by size and keeps at most `max_files` files and
+/// `max_bytes` in all, deleting the oldest.
+#[tokio::test]
+async fn a_jsonl_log_is_rotated_by_size_and_bounded() {
+    let (up, h) = setup(
+        r#"format = "jsonl"
+jsonl_path = "q.jsonl"
+max_bytes = 6000
+max_files = 3"#,
+    )
+    .await;
+    let log = query_log(&h);
+    let pupil = h.client("127.0.0.2");
+    for i in 0..100 {
+        pupil
+            .udp(&format!("n{i}.example.test."), RecordType::A)
+            .await;
+        if i % 5 == 4 {
+            log.flush();
+        }
+    }
+    log.flush();
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with("q.jsonl"))
+        })
+        .collect();
+    assert!(files.len() > 1, "rotated by size: {files:?}");
+    assert!(files.len() <= 3, "at most max_files: {files:?}");
+    let total: u64 = files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total <= 6000, "{total} bytes in {files:?}");
+    let names: Vec<String> = files
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .map(|l| l["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"n99.example.test".to_owned()),
+        "the newest kept"
+    );
+    assert!(
+        !names.contains(&"n0.example.test".to_owned()),
+        "the oldest went"
+    );
     h.stop().await;
     up.stop().await;
 }
