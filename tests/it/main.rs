@@ -5,6 +5,7 @@ mod support;
 mod blockpage;
 mod config;
 mod foundation;
+mod hardening;
 mod monitoring;
 mod policy;
 mod recursive;
