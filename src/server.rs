@@ -289,8 +289,8 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     );
     let tcp_tasks = tcp::spawn(
         tcp_listeners,
-        pipeline.clone(),
         handler,
+        pipeline.state().metrics().formerr.clone(),
         tcp_limits(&snap.config.server),
         shutdown.clone(),
     );

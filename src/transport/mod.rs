@@ -3,7 +3,9 @@
 //!
 //! Limits on what a client can make the listeners hold (connections, messages in flight,
 //! idle time) live here, in one place. Transport must not decide policy or resolve: it only
-//! hands requests to [`crate::server::Handler`] (and so to the pipeline).
+//! hands requests to the hickory request handler it is given ([`crate::server::Handler`],
+//! and so the pipeline), and imports nothing from the stages, so no import cycle runs
+//! through it.
 //!
 //! So far it holds TCP ([`tcp`]) and the socket set-up shared by the listeners; the UDP
 //! listener still lives in [`crate::udp`].

@@ -1,6 +1,6 @@
 //! DNS over TCP (RFC 7766): accept, limit, read length-prefixed messages, hand each one to
-//! the pipeline through [`Handler`] (the same path the UDP listener's general queries take),
-//! and write the replies.
+//! the pipeline through a hickory request handler ([`crate::server::Handler`], the same path
+//! the UDP listener's general queries take), and write the replies.
 //!
 //! Why not hickory-server's listener: it gives no control over connections, so one client
 //! could hold every file descriptor, and it answers one query per connection at a time.
@@ -39,9 +39,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pipeline::Pipeline;
-use crate::server::Handler;
-
 /// Queries answered at once on one connection; further messages wait unread.
 pub const MAX_PIPELINED: usize = 16;
 
@@ -66,18 +63,19 @@ pub struct TcpLimits {
 
 /// Serve DNS over TCP on `listeners` until `shutdown`; the returned tracker finishes when
 /// every accept loop, connection and query in flight is done.
-pub fn spawn(
+/// `formerr` counts messages too malformed for the handler.
+pub fn spawn<H: RequestHandler>(
     listeners: Vec<TcpListener>,
-    pipeline: Arc<Pipeline>,
-    handler: Arc<Handler>,
+    handler: Arc<H>,
+    formerr: prometheus::IntCounter,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) -> TaskTracker {
     let tracker = TaskTracker::new();
     let ctx = Ctx {
         registry: Arc::new(Registry::new(limits)),
-        pipeline,
         handler,
+        formerr,
         tracker: tracker.clone(),
     };
     for l in listeners {
@@ -87,12 +85,22 @@ pub fn spawn(
     tracker
 }
 
-#[derive(Clone)]
-struct Ctx {
+struct Ctx<H> {
     registry: Arc<Registry>,
-    pipeline: Arc<Pipeline>,
-    handler: Arc<Handler>,
+    handler: Arc<H>,
+    formerr: prometheus::IntCounter,
     tracker: TaskTracker,
+}
+
+impl<H> Clone for Ctx<H> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            handler: self.handler.clone(),
+            formerr: self.formerr.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
 }
 
 /// True for the accept errors that mean "no descriptors or memory left": retrying at once
@@ -151,7 +159,11 @@ async fn next_connection<A: Acceptor>(
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Ctx, shutdown: CancellationToken) {
+async fn accept_loop<H: RequestHandler>(
+    listener: TcpListener,
+    ctx: Ctx<H>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = BACKOFF_MIN;
     while let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown).await {
         let Some(conn) = ctx.registry.admit(peer.ip(), &shutdown) else {
@@ -166,7 +178,12 @@ async fn accept_loop(listener: TcpListener, ctx: Ctx, shutdown: CancellationToke
 
 /// One connection: read messages, answer each in its own task, close when idle, evicted,
 /// shut down or broken.
-async fn serve(stream: TcpStream, peer: SocketAddr, conn: ConnGuard, ctx: Ctx) {
+async fn serve<H: RequestHandler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnGuard,
+    ctx: Ctx<H>,
+) {
     let idle = ctx.registry.limits.idle_timeout;
     let (mut rd, wr) = stream.into_split();
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
@@ -228,7 +245,12 @@ async fn read_message(rd: &mut OwnedReadHalf, conn: &Conn, idle: Duration) -> Op
 
 /// Answer one message: hickory parses it and the handler answers it; a message hickory
 /// cannot parse but whose header is readable gets FORMERR; responses are ignored.
-async fn answer(ctx: &Ctx, pkt: Vec<u8>, peer: SocketAddr, mut responder: TcpResponder) {
+async fn answer<H: RequestHandler>(
+    ctx: &Ctx<H>,
+    pkt: Vec<u8>,
+    peer: SocketAddr,
+    mut responder: TcpResponder,
+) {
     if pkt[2] & 0x80 != 0 {
         return;
     }
@@ -240,7 +262,7 @@ async fn answer(ctx: &Ctx, pkt: Vec<u8>, peer: SocketAddr, mut responder: TcpRes
                 .await;
         }
         Err(_) => {
-            ctx.pipeline.state().metrics().formerr.inc();
+            ctx.formerr.inc();
             let mut m = Message::new(id, MessageType::Response, OpCode::Query);
             m.metadata.response_code = ResponseCode::FormErr;
             if let Ok(bytes) = m.to_bytes() {

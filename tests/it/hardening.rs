@@ -322,11 +322,12 @@ async fn pipelined_tcp_answers_cached_names_before_a_slow_one() {
 }
 
 /// Issue 11 item 2: 1,000 concurrent copies of one question cause one upstream query (up
-/// to hickory's own UDP retransmissions of it, at most 3), and every copy is answered.
+/// to hickory's own UDP retransmissions of it, at most 3) and take one of the 100 upstream
+/// slots, not 100 queries and 900 SERVFAILs: every copy is answered.
 #[tokio::test]
 async fn identical_questions_in_flight_are_asked_upstream_once() {
     let up = ScriptedUpstream::start().await;
-    let h = start_with(&config("", &[up.addr], 3000)).await;
+    let h = start_with(&config("max_inflight = 100", &[up.addr], 3000)).await;
     let sock = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -396,15 +397,18 @@ async fn a_black_hole_flood_from_one_address_leaves_others_their_lookups() {
     let flood = tokio::spawn(async move {
         let sock = UdpSocket::bind("127.0.0.3:0").await.unwrap();
         let mut buf = vec![0u8; 512];
-        for i in 0..5000u32 {
+        // Bursts of 100 new names every 10 ms (10,000 q/s) until told to stop.
+        for burst in 0..500u32 {
             if *stopped.borrow() {
                 break;
             }
-            let name = format!("n{i}.hole.test.");
-            let _ = sock.send_to(&query(&name, i as u16), dns).await;
+            for i in 0..100 {
+                let name = format!("n{burst}-{i}.hole.test.");
+                let _ = sock.send_to(&query(&name, i as u16), dns).await;
+            }
             // Drain the SERVFAILs of names beyond the share.
             while sock.try_recv(&mut buf).is_ok() {}
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
     // The flood holds slots before the other client asks.
