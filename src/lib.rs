@@ -6,7 +6,8 @@
 //! resolved (cache, forwarder or recursor).
 //!
 //! The request pipeline, one module per stage, assembled in [`pipeline`]:
-//! - [`server`] — listen: hickory-server UDP/TCP, lifecycle, reload triggers;
+//! - [`server`] — listen: binds the listeners ([`udp`], [`transport`]), lifecycle, reload
+//!   triggers;
 //! - [`identify`] — client address and EDNS MAC;
 //! - [`policy`] — admit (known networks only) and decide;
 //! - [`answer`] — block / rewrite records;
@@ -36,6 +37,7 @@ pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod transport;
 pub mod udp;
 pub mod wire;
 pub mod wirecache;

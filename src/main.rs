@@ -187,6 +187,13 @@ fn init_logging() {
 }
 
 fn serve(config: &Path) -> Result<bool> {
+    // Before anything opens a descriptor: the connection caps, not the systemd default
+    // of 1,024 open files, must decide how many clients are served.
+    #[cfg(unix)]
+    match chaperone::transport::raise_open_files_limit() {
+        Ok(n) => tracing::info!("open files limit: {n}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

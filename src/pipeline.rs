@@ -9,9 +9,15 @@
 //! - `record` (metrics, query log) never blocks the answer.
 //! - The admit check (known networks only) is part of `decide`: a client in no network
 //!   gets REFUSED and costs one prefix lookup.
+//! - Upstream work is shared fairly: identical questions in flight are asked upstream once
+//!   (every asker waits for the one answer), and one client (see
+//!   [`crate::transport::client_key`]) may hold at most `max_inflight_per_client` of the
+//!   `max_inflight` upstream resolutions, so a device flooding names whose servers never
+//!   answer cannot leave others without a slot.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -71,6 +77,8 @@ pub struct Pipeline {
     cache: AnswerCache,
     upstream: ArcSwap<UpstreamSlot>,
     inflight: Semaphore,
+    shares: Shares,
+    flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
     clock: SharedClock,
     recorder: Recorder,
     wire_cache: WireCache,
@@ -99,7 +107,9 @@ impl Pipeline {
         let upstream = Arc::new(Upstream::from_config(&config)?);
         Ok(Self {
             cache: AnswerCache::new(&snap.config.cache),
-            inflight: Semaphore::new(snap.config.server.max_inflight),
+            inflight: Semaphore::new(inflight_budget(snap.config.server.max_inflight)),
+            shares: Shares::new(snap.config.server.max_inflight_per_client),
+            flights: Mutex::new(HashMap::new()),
             upstream: ArcSwap::from_pointee(UpstreamSlot { config, upstream }),
             wire_cache: WireCache::new(snap.config.cache.max_entries),
             cache_counters: CacheCounters {
@@ -235,7 +245,14 @@ impl Pipeline {
                 )
             }
             Decision::Rewrite { target, .. } => match self
-                .resolve(&d.snap, target.name(), q.qtype, q.qclass, dnssec_ok(q))
+                .resolve(
+                    &d.snap,
+                    q.src.ip(),
+                    target.name(),
+                    q.qtype,
+                    q.qclass,
+                    dnssec_ok(q),
+                )
                 .await
             {
                 Ok(a) => (
@@ -248,7 +265,7 @@ impl Pipeline {
                 ),
             },
             Decision::Allow(_) => match self
-                .resolve(&d.snap, q.name, q.qtype, q.qclass, dnssec_ok(q))
+                .resolve(&d.snap, q.src.ip(), q.name, q.qtype, q.qclass, dnssec_ok(q))
                 .await
             {
                 Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
@@ -277,16 +294,17 @@ impl Pipeline {
         self.cache.ttl_for(a)
     }
 
-    /// Cache, then upstream (bounded in flight, timed, counted), then stale.
+    /// Cache, then upstream (coalesced, bounded in flight per client and in total, timed,
+    /// counted), then stale. `client` is who asked, for the per-client share.
     pub async fn resolve(
         &self,
         snap: &Snapshot,
+        client: IpAddr,
         name: &Name,
         qtype: RecordType,
         qclass: DNSClass,
         dnssec_ok: bool,
     ) -> Result<Answer, UpstreamError> {
-        let metrics = self.state.metrics();
         let key = CacheKey {
             name: LowerName::new(name),
             qtype,
@@ -307,47 +325,51 @@ impl Pipeline {
                 "class {qclass} is not resolved"
             )));
         }
-        let slot = self.upstream.load_full();
-        let result = match self.inflight.try_acquire() {
-            Ok(_permit) => {
-                let started = Instant::now();
-                let deadline = upstream_deadline(&snap.config.upstream);
-                // With a stale answer in hand, do not keep the client waiting for the
-                // whole budget: RFC 8767 suggests answering stale after about 1.8 s.
-                let deadline = if stale.is_some() {
-                    deadline.min(Duration::from_millis(1800))
-                } else {
-                    deadline
-                };
-                let r = match tokio::time::timeout(
-                    deadline,
-                    slot.upstream.resolve(name, qtype, dnssec_ok),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(UpstreamError::Failed("timed out".to_owned())),
-                };
-                let mode = slot.upstream.mode_name();
-                metrics
-                    .upstream_latency
-                    .with_label_values(&[mode])
-                    .observe(started.elapsed().as_secs_f64());
-                if r.is_err() {
-                    metrics.upstream_errors.with_label_values(&[mode]).inc();
+        let flight = self.join_flight(&key);
+        let shared = flight.get_or_try_init(|| async {
+            let (r, mode) = self
+                .fetch(snap, client, name, qtype, dnssec_ok, stale.is_some())
+                .await?;
+            Ok::<_, UpstreamError>(match r {
+                Ok(a) => {
+                    // Everyone in the flight gets the answer as the cache will serve it.
+                    let served = self.cache.insert(key.clone(), &a, Instant::now());
+                    self.state
+                        .metrics()
+                        .cache_entries
+                        .set(self.cache.len() as i64);
+                    Ok(served)
                 }
-                r
-            }
-            Err(_) => Err(UpstreamError::Failed(
-                "too many queries in flight".to_owned(),
-            )),
+                Err(e) => {
+                    self.state
+                        .metrics()
+                        .upstream_errors
+                        .with_label_values(&[mode])
+                        .inc();
+                    Err(match e {
+                        UpstreamError::Failed(m) => m,
+                        other => other.to_string(),
+                    })
+                }
+            })
+        });
+        // With a stale answer in hand, do not keep the client waiting for the whole budget
+        // (RFC 8767 suggests answering stale after about 1.8 s), even behind another
+        // client's flight.
+        let shared = match stale {
+            Some(_) => tokio::time::timeout(Duration::from_millis(1800), shared)
+                .await
+                .unwrap_or_else(|_| Err(UpstreamError::Failed("timed out".to_owned()))),
+            None => shared.await,
         };
+        let result = match shared {
+            Ok(Ok(a)) => Ok(a.clone()),
+            Ok(Err(m)) => Err(UpstreamError::Failed(m.clone())),
+            Err(e) => Err(e),
+        };
+        self.leave_flight(&key, &flight);
         match result {
-            Ok(a) => {
-                let served = self.cache.insert(key, &a, Instant::now());
-                metrics.cache_entries.set(self.cache.len() as i64);
-                Ok(served)
-            }
+            Ok(a) => Ok(a),
             Err(e) => match stale {
                 Some(a) => {
                     self.cache_counters.stale.inc();
@@ -358,6 +380,141 @@ impl Pipeline {
             },
         }
     }
+
+    /// The flight for `key`: the one being resolved now, or a new one.
+    fn join_flight(&self, key: &CacheKey) -> Arc<Flight> {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        flights.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forget the flight for `key` once it has its answer, or once nobody else waits on it
+    /// (its asker had no upstream slot), so the table holds only questions in flight.
+    fn leave_flight(&self, key: &CacheKey, flight: &Arc<Flight>) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = flights.get(key)
+            && Arc::ptr_eq(f, flight)
+            && (flight.initialized() || Arc::strong_count(flight) <= 2)
+        {
+            flights.remove(key);
+        }
+    }
+
+    /// Ask upstream once, within the client's share and the global bound. The outer error
+    /// means no slot was free (nothing was asked, another waiter may try); the inner
+    /// result is the upstream's, shared by every waiter of the flight.
+    async fn fetch(
+        &self,
+        snap: &Snapshot,
+        client: IpAddr,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        has_stale: bool,
+    ) -> Result<(Result<Answer, UpstreamError>, &'static str), UpstreamError> {
+        let Some(_share) = self.shares.take(client) else {
+            return Err(UpstreamError::Failed(
+                "this client has too many queries in flight".to_owned(),
+            ));
+        };
+        let Ok(_permit) = self.inflight.try_acquire() else {
+            return Err(UpstreamError::Failed(
+                "too many queries in flight".to_owned(),
+            ));
+        };
+        let slot = self.upstream.load_full();
+        let started = Instant::now();
+        let deadline = upstream_deadline(&snap.config.upstream);
+        let deadline = if has_stale {
+            deadline.min(Duration::from_millis(1800))
+        } else {
+            deadline
+        };
+        let r = match tokio::time::timeout(deadline, slot.upstream.resolve(name, qtype, dnssec_ok))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Failed("timed out".to_owned())),
+        };
+        let mode = slot.upstream.mode_name();
+        self.state
+            .metrics()
+            .upstream_latency
+            .with_label_values(&[mode])
+            .observe(started.elapsed().as_secs_f64());
+        Ok((r, mode))
+    }
+}
+
+/// One question being resolved upstream; every asker waits on the same cell.
+type Flight = tokio::sync::OnceCell<Result<Answer, String>>;
+
+/// Upstream resolutions in flight per client, bounded by `limit`.
+struct Shares {
+    limit: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One client's slot, given back on drop.
+struct Share<'a> {
+    shares: &'a Shares,
+    client: IpAddr,
+}
+
+impl Shares {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `client`, or None if it holds its whole share already.
+    fn take(&self, client: IpAddr) -> Option<Share<'_>> {
+        let client = crate::transport::client_key(client);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = held.entry(client).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Share {
+            shares: self,
+            client,
+        })
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .shares
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// `max_inflight`, kept to a quarter of the open files limit: every upstream query holds a
+/// socket, and a flood of names that never resolve must not take the descriptors that TCP
+/// clients, the database and the web listeners need.
+fn inflight_budget(configured: usize) -> usize {
+    #[cfg(unix)]
+    if let Some(files) = crate::transport::open_files_limit() {
+        let room = usize::try_from(files / 4).unwrap_or(usize::MAX).max(1);
+        if configured > room {
+            tracing::warn!(
+                "server.max_inflight = {configured} is more than a quarter of the open files limit ({files}): using {room}"
+            );
+            return room;
+        }
+    }
+    configured
 }
 
 /// The whole budget for one upstream resolution: every attempt's timeout, plus slack for

@@ -1,7 +1,8 @@
-//! Listen stage and process lifecycle: hickory-server on UDP and TCP, the admin listener,
-//! reload triggers (SIGHUP, file change, admin API) and graceful shutdown (SIGTERM/SIGINT).
+//! Listen stage and process lifecycle: binds the UDP and TCP listeners (`crate::udp`,
+//! [`crate::transport::tcp`]) and the admin listener, reload triggers (SIGHUP, file change,
+//! admin API) and graceful shutdown (SIGTERM/SIGINT).
 //!
-//! This is the only module that knows hickory-server. It turns a hickory `Request` into a
+//! [`Handler`] is the one hickory request handler both listeners use. It turns a hickory `Request` into a
 //! pipeline [`Question`], and the pipeline's [`Reply`] back into a response with the
 //! request's EDNS echoed (without it every UDP answer would be capped at 512 bytes).
 
@@ -11,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::alerts;
@@ -27,6 +28,7 @@ use crate::policy::clock::{SharedClock, SystemClock};
 use crate::record::Recorder;
 use crate::state::{self, State};
 use crate::store::{self, querylog};
+use crate::transport::{self, tcp};
 use crate::udp;
 
 /// Largest UDP payload we advertise and honour (the DNS flag day 2020 value).
@@ -257,7 +259,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
     let pipeline = Arc::new(Pipeline::new(state.clone(), opts.clock.clone(), recorder)?);
 
-    let mut server = Server::new(Handler {
+    let handler = Arc::new(Handler {
         pipeline: pipeline.clone(),
     });
     let shutdown = CancellationToken::new();
@@ -268,21 +270,28 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut dns_addrs = Vec::new();
     let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    let v6only = transport::v6_only(&snap.config.server.listen);
     for addr in &snap.config.server.listen {
-        let (udp, tcp) = bind_pair(*addr, loops).await?;
+        let (udp, tcp) = bind_pair(*addr, loops, v6only)?;
         dns_addrs.push(udp[0].local_addr().map_err(|source| StartError::Bind {
             addr: *addr,
             source,
         })?);
         udp_sockets.extend(udp);
-        server.register_listener(tcp, snap.config.server.tcp_idle_timeout, 32);
+        tcp_listeners.push(tcp);
     }
     let udp_tasks = udp::spawn(
         udp_sockets,
         pipeline.clone(),
-        Arc::new(Handler {
-            pipeline: pipeline.clone(),
-        }),
+        handler.clone(),
+        shutdown.clone(),
+    );
+    let tcp_tasks = tcp::spawn(
+        tcp_listeners,
+        handler,
+        pipeline.state().metrics().formerr.clone(),
+        tcp_limits(&snap.config.server),
         shutdown.clone(),
     );
     let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
@@ -321,7 +330,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     drop(snap);
     tracing::info!(addrs = ?dns_addrs, admin = ?admin_addr, block_page = ?block_page_addr, "Chaperone is answering");
     let task = tokio::spawn(run(
-        server,
+        tcp_tasks,
         udp_tasks,
         pipeline.clone(),
         shutdown.clone(),
@@ -356,17 +365,40 @@ fn spawn_exception_refresher(admin: Admin, shutdown: CancellationToken) {
     });
 }
 
+/// The TCP bounds from `[server]`, with the total cap kept to half the open files limit
+/// so that upstream sockets, the database and the web listeners always have descriptors.
+fn tcp_limits(c: &crate::config::ServerConfig) -> tcp::TcpLimits {
+    let mut max_connections = c.tcp_max_connections;
+    #[cfg(unix)]
+    if let Some(files) = transport::open_files_limit() {
+        let room = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+        if max_connections > room {
+            tracing::warn!(
+                "server.tcp_max_connections = {max_connections} is more than half the open files limit ({files}): using {room}"
+            );
+            max_connections = room;
+        }
+    }
+    tcp::TcpLimits {
+        max_connections,
+        max_per_client: c.tcp_max_connections_per_client.min(max_connections),
+        idle_timeout: c.tcp_idle_timeout,
+    }
+}
+
 /// Bind the UDP sockets (one per receive loop, SO_REUSEPORT) and TCP on the same address;
-/// with port 0, retry until UDP and TCP get the same port.
-async fn bind_pair(
+/// with port 0, retry until UDP and TCP get the same port. IPv6 sockets are IPv6-only when
+/// `v6only` (an IPv4 address is listed too), else dual-stack.
+fn bind_pair(
     addr: SocketAddr,
     loops: usize,
+    v6only: bool,
 ) -> Result<(Vec<Arc<UdpSocket>>, TcpListener), StartError> {
     let bind_err = |source| StartError::Bind { addr, source };
     for _ in 0..20 {
-        let udp = udp::bind(addr, loops).map_err(bind_err)?;
+        let udp = udp::bind(addr, loops, v6only).map_err(bind_err)?;
         let bound = udp[0].local_addr().map_err(bind_err)?;
-        match TcpListener::bind(bound).await {
+        match transport::bind_tcp(bound, v6only) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() != 0 => return Err(bind_err(e)),
             Err(_) => continue,
@@ -378,8 +410,8 @@ async fn bind_pair(
 }
 
 async fn run(
-    mut server: Server<Handler>,
-    udp_tasks: tokio_util::task::TaskTracker,
+    tcp_tasks: TaskTracker,
+    udp_tasks: TaskTracker,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     signals: bool,
@@ -389,9 +421,7 @@ async fn run(
     }
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing queries in flight");
-    if let Err(e) = server.shutdown_gracefully().await {
-        tracing::warn!("shutdown: {e}");
-    }
+    tcp_tasks.wait().await;
     udp_tasks.wait().await;
 }
 

@@ -37,8 +37,8 @@ use crate::wire::{self, rcode};
 const RECV_BUF: usize = 4096;
 
 /// Bind `count` UDP sockets sharing `addr` with SO_REUSEPORT (port 0 resolves to one
-/// free port for all of them).
-pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<Arc<UdpSocket>>> {
+/// free port for all of them); IPv6 sockets are IPv6-only when `v6only`.
+pub fn bind(addr: SocketAddr, count: usize, v6only: bool) -> std::io::Result<Vec<Arc<UdpSocket>>> {
     let mut sockets = Vec::with_capacity(count);
     let mut target = addr;
     for _ in 0..count.max(1) {
@@ -48,7 +48,7 @@ pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<Arc<UdpSocket
             Some(socket2::Protocol::UDP),
         )?;
         if target.is_ipv6() {
-            s.set_only_v6(false).ok();
+            s.set_only_v6(v6only)?;
         }
         s.set_reuse_address(true)?;
         #[cfg(unix)]
@@ -301,7 +301,10 @@ async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, 
     };
     let (qtype, qclass) = (RecordType::from(q.qtype), DNSClass::from(q.qclass));
     let mut out = Vec::with_capacity(512);
-    let (code, metric) = match p.resolve(&d.snap, &name, qtype, qclass, q.dnssec_ok).await {
+    let (code, metric) = match p
+        .resolve(&d.snap, src.ip(), &name, qtype, qclass, q.dnssec_ok)
+        .await
+    {
         Ok(answer) => {
             let fresh = p.fresh_for(&answer);
             let code = answer.rcode;

@@ -155,6 +155,12 @@ pub struct ServerConfig {
     pub max_inflight: usize,
     /// Worker threads (None: one per core).
     pub threads: Option<usize>,
+    /// TCP DNS connections open at once, in total.
+    pub tcp_max_connections: usize,
+    /// TCP DNS connections open at once from one client.
+    pub tcp_max_connections_per_client: usize,
+    /// Upstream resolutions in flight at once for one client.
+    pub max_inflight_per_client: usize,
 }
 
 /// `[upstream]`, resolved.

@@ -288,6 +288,17 @@ pub struct RawServer {
     pub max_inflight: usize,
     /// Worker threads answering queries. Default: one per CPU core.
     pub threads: Option<usize>,
+    /// DNS-over-TCP connections open at once, all clients together; when full, the oldest
+    /// idle connection is closed for a new one. Default: 10 per worker thread (unbound's
+    /// `incoming-num-tcp`).
+    pub tcp_max_connections: Option<usize>,
+    /// DNS-over-TCP connections open at once from one client address (IPv6: one /64).
+    /// Default: a quarter of `tcp_max_connections`, at least 2.
+    pub tcp_max_connections_per_client: Option<usize>,
+    /// Upstream resolutions in flight at once for one client address (IPv6: one /64), so
+    /// one device cannot take the whole `max_inflight`. Default: `max_inflight / 16`, at
+    /// least 1. A relay or NAT forwarding many devices counts as one client.
+    pub max_inflight_per_client: Option<usize>,
 }
 
 fn default_timezone() -> String {

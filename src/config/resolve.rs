@@ -295,12 +295,38 @@ fn server(s: raw::RawServer, p: &mut Problems) -> ServerConfig {
     if s.threads == Some(0) {
         p.add("server.threads", "must be at least 1");
     }
+    for (key, v) in [
+        ("server.tcp_max_connections", s.tcp_max_connections),
+        (
+            "server.tcp_max_connections_per_client",
+            s.tcp_max_connections_per_client,
+        ),
+        ("server.max_inflight_per_client", s.max_inflight_per_client),
+    ] {
+        if v == Some(0) {
+            p.add(key, "must be at least 1");
+        }
+    }
+    let threads = s.threads.filter(|&t| t > 0);
+    let workers =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let max_inflight = s.max_inflight.max(1);
+    let tcp_max = s.tcp_max_connections.unwrap_or(10 * workers).max(1);
     ServerConfig {
-        threads: s.threads.filter(|&t| t > 0),
+        threads,
         listen: s.listen,
         timezone,
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
-        max_inflight: s.max_inflight.max(1),
+        max_inflight,
+        tcp_max_connections: tcp_max,
+        tcp_max_connections_per_client: s
+            .tcp_max_connections_per_client
+            .unwrap_or((tcp_max / 4).max(2))
+            .max(1),
+        max_inflight_per_client: s
+            .max_inflight_per_client
+            .unwrap_or(max_inflight / 16)
+            .clamp(1, max_inflight),
     }
 }
 

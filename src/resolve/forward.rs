@@ -8,18 +8,18 @@ use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
+use hickory_resolver::Resolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::{Resolver, TokioResolver};
 
+use super::runtime::ConnectedUdp;
 use super::{Answer, UpstreamError};
 use crate::config::{Transport, UpstreamConfig, UpstreamServer};
 
 /// A forwarding resolver.
 pub struct Forwarder {
-    resolver: TokioResolver,
+    resolver: Resolver<ConnectedUdp>,
 }
 
 fn name_server(s: &UpstreamServer) -> NameServerConfig {
@@ -56,7 +56,7 @@ impl Forwarder {
         opts.edns_payload_len = 1232;
         let resolver = Resolver::builder_with_config(
             ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
+            ConnectedUdp::default(),
         )
         .with_options(opts)
         .build()

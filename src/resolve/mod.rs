@@ -7,6 +7,7 @@
 
 mod forward;
 mod recursive;
+mod runtime;
 
 use std::time::Instant;
 

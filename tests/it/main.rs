@@ -7,6 +7,7 @@ mod blockpage;
 mod config;
 mod differential;
 mod foundation;
+mod hardening;
 mod monitoring;
 mod policy;
 mod recursive;

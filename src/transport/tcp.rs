@@ -1,0 +1,529 @@
+//! DNS over TCP (RFC 7766): accept, limit, read length-prefixed messages, hand each one to
+//! the pipeline through a hickory request handler ([`crate::server::Handler`], the same path
+//! the UDP listener's general queries take), and write the replies.
+//!
+//! Why not hickory-server's listener: it gives no control over connections, so one client
+//! could hold every file descriptor, and it answers one query per connection at a time.
+//! Here:
+//! - connections are capped in total and per client ([`super::client_key`]); when a cap is
+//!   reached the oldest *idle* connection (no query in flight) is closed to make room, as
+//!   unbound does, and if none is idle the new connection is closed at once;
+//! - each connection answers its queries concurrently and out of order (RFC 7766
+//!   §6.2.1.1), at most [`MAX_PIPELINED`] at a time: beyond that it stops reading, so a
+//!   client cannot queue work without bound;
+//! - a message is at most 65,535 bytes (the length prefix), an idle connection is closed
+//!   after the idle timeout, and a reply that cannot be written within it closes the
+//!   connection;
+//! - when the process is out of file descriptors (EMFILE/ENFILE), the accept loop backs off
+//!   instead of spinning on the error.
+//!
+//! It must not decide or resolve anything itself.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Queries answered at once on one connection; further messages wait unread.
+pub const MAX_PIPELINED: usize = 16;
+
+/// Shortest DNS message (a header).
+const HEADER: usize = 12;
+
+/// First and longest pause of the accept loop when the process is out of descriptors.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The bounds on TCP clients.
+#[derive(Debug, Clone)]
+pub struct TcpLimits {
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// Connections open at once from one client ([`super::client_key`]).
+    pub max_per_client: usize,
+    /// An idle connection (nothing read, nothing in flight) is closed after this; it also
+    /// bounds the time to read one message and to write one reply.
+    pub idle_timeout: Duration,
+}
+
+/// Serve DNS over TCP on `listeners` until `shutdown`; the returned tracker finishes when
+/// every accept loop, connection and query in flight is done.
+/// `formerr` counts messages too malformed for the handler.
+pub fn spawn<H: RequestHandler>(
+    listeners: Vec<TcpListener>,
+    handler: Arc<H>,
+    formerr: prometheus::IntCounter,
+    limits: TcpLimits,
+    shutdown: CancellationToken,
+) -> TaskTracker {
+    let tracker = TaskTracker::new();
+    let ctx = Ctx {
+        registry: Arc::new(Registry::new(limits)),
+        handler,
+        formerr,
+        tracker: tracker.clone(),
+    };
+    for l in listeners {
+        tracker.spawn(accept_loop(l, ctx.clone(), shutdown.clone()));
+    }
+    tracker.close();
+    tracker
+}
+
+struct Ctx<H> {
+    registry: Arc<Registry>,
+    handler: Arc<H>,
+    formerr: prometheus::IntCounter,
+    tracker: TaskTracker,
+}
+
+impl<H> Clone for Ctx<H> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            handler: self.handler.clone(),
+            formerr: self.formerr.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
+}
+
+/// True for the accept errors that mean "no descriptors or memory left": retrying at once
+/// fails again, so the loop must wait.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Something connections are accepted from (a [`TcpListener`]; a fake in tests).
+trait Acceptor {
+    type Stream;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+/// The next connection, or None at shutdown. Out of descriptors, wait (50 ms doubling to
+/// 1 s) before trying again: the error would recur at once, and the loop would spin.
+async fn next_connection<A: Acceptor>(
+    listener: &A,
+    backoff: &mut Duration,
+    shutdown: &CancellationToken,
+) -> Option<(A::Stream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok(a) => {
+                *backoff = BACKOFF_MIN;
+                return Some(a);
+            }
+            Err(e) if out_of_resources(&e) => {
+                if *backoff == BACKOFF_MIN {
+                    tracing::warn!(
+                        "TCP DNS accept: {e}; pausing accepts (raise the open files limit or lower server.tcp_max_connections)"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(*backoff) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+                *backoff = (*backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(e) => tracing::debug!("TCP DNS accept: {e}"),
+        }
+    }
+}
+
+async fn accept_loop<H: RequestHandler>(
+    listener: TcpListener,
+    ctx: Ctx<H>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = BACKOFF_MIN;
+    while let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown).await {
+        let Some(conn) = ctx.registry.admit(peer.ip(), &shutdown) else {
+            tracing::debug!(client = %peer.ip(), "TCP DNS connection refused: limit reached, none idle");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let c = ctx.clone();
+        ctx.tracker.spawn(serve(stream, peer, conn, c));
+    }
+}
+
+/// One connection: read messages, answer each in its own task, close when idle, evicted,
+/// shut down or broken.
+async fn serve<H: RequestHandler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnGuard,
+    ctx: Ctx<H>,
+) {
+    let idle = ctx.registry.limits.idle_timeout;
+    let (mut rd, wr) = stream.into_split();
+    let wr = Arc::new(tokio::sync::Mutex::new(wr));
+    let slots = Arc::new(Semaphore::new(MAX_PIPELINED));
+    let state = conn.0.clone();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = state.close.cancelled() => break,
+        };
+        let frame = tokio::select! {
+            f = read_message(&mut rd, &state, idle) => f,
+            _ = state.close.cancelled() => break,
+        };
+        let Some(pkt) = frame else { break };
+        state.touch(ctx.registry.epoch);
+        let busy = Busy::new(state.clone());
+        let responder = TcpResponder {
+            wr: wr.clone(),
+            conn: state.clone(),
+            timeout: idle,
+        };
+        let c = ctx.clone();
+        ctx.tracker.spawn(async move {
+            answer(&c, pkt, peer, responder).await;
+            drop((busy, permit));
+        });
+    }
+    // Dropping `conn` removes it from the registry; the socket closes when the last
+    // query task of this connection has written its reply.
+    drop(conn);
+}
+
+/// Wait for the next message. While queries are in flight the client may stay silent (it
+/// waits for answers); otherwise silence beyond `idle` ends the connection.
+async fn read_message(rd: &mut OwnedReadHalf, conn: &Conn, idle: Duration) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(idle, rd.readable()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return None,
+            Err(_) if conn.in_flight.load(Ordering::Relaxed) > 0 => continue,
+            Err(_) => return None,
+        }
+    }
+    let read = async {
+        let len = usize::from(rd.read_u16().await.ok()?);
+        if len < HEADER {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        rd.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    tokio::time::timeout(idle, read).await.ok().flatten()
+}
+
+/// Answer one message: hickory parses it and the handler answers it; a message hickory
+/// cannot parse but whose header is readable gets FORMERR; responses are ignored.
+async fn answer<H: RequestHandler>(
+    ctx: &Ctx<H>,
+    pkt: Vec<u8>,
+    peer: SocketAddr,
+    mut responder: TcpResponder,
+) {
+    if pkt[2] & 0x80 != 0 {
+        return;
+    }
+    let id = u16::from_be_bytes([pkt[0], pkt[1]]);
+    match Request::from_bytes(pkt, peer, Protocol::Tcp) {
+        Ok(request) => {
+            ctx.handler
+                .handle_request::<_, TokioTime>(&request, responder)
+                .await;
+        }
+        Err(_) => {
+            ctx.formerr.inc();
+            let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+            m.metadata.response_code = ResponseCode::FormErr;
+            if let Ok(bytes) = m.to_bytes() {
+                let _ = responder.write(&bytes).await;
+            }
+        }
+    }
+}
+
+/// Writes hickory responses, length-prefixed, on the connection they came from.
+#[derive(Clone)]
+struct TcpResponder {
+    wr: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    conn: Arc<Conn>,
+    timeout: Duration,
+}
+
+impl TcpResponder {
+    /// Write one message with its length prefix. A client that does not take its reply
+    /// within the timeout loses the connection.
+    async fn write(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        let len = u16::try_from(msg.len())
+            .map_err(|_| std::io::Error::other("DNS message longer than 65,535 bytes"))?;
+        let mut framed = Vec::with_capacity(msg.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(msg);
+        let write = async {
+            let mut wr = self.wr.lock().await;
+            wr.write_all(&framed).await
+        };
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.conn.close.cancel();
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client did not read its reply",
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let info = {
+            let mut encoder = BinEncoder::new(&mut bytes);
+            encoder.set_max_size(u16::MAX);
+            response.destructive_emit(&mut encoder)?
+        };
+        self.write(&bytes).await?;
+        Ok(info)
+    }
+}
+
+/// The connections open now, for the caps.
+struct Registry {
+    limits: TcpLimits,
+    epoch: Instant,
+    inner: Mutex<Conns>,
+}
+
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    all: HashMap<u64, Arc<Conn>>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// One open connection, as the registry sees it.
+struct Conn {
+    id: u64,
+    client: IpAddr,
+    /// Milliseconds since the registry's epoch when a message was last read.
+    last_active: AtomicU64,
+    /// Queries read and not yet answered.
+    in_flight: AtomicUsize,
+    /// Cancelled to close the connection (eviction, shutdown, unwritable client).
+    close: CancellationToken,
+}
+
+impl Conn {
+    fn touch(&self, epoch: Instant) {
+        let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// Counts a query in flight on its connection while alive.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn new(conn: Arc<Conn>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's place in the registry, given up on drop.
+struct ConnGuard(Arc<Conn>, Arc<Registry>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.1.lock().remove(self.0.id);
+    }
+}
+
+impl Registry {
+    fn new(limits: TcpLimits) -> Self {
+        Self {
+            limits,
+            epoch: Instant::now(),
+            inner: Mutex::new(Conns::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Make room for a connection from `ip` (closing the oldest idle connection of the
+    /// client, then of everyone, if a cap is reached) and register it; None if a cap is
+    /// reached and no connection is idle.
+    fn admit(self: &Arc<Self>, ip: IpAddr, shutdown: &CancellationToken) -> Option<ConnGuard> {
+        let client = super::client_key(ip);
+        let mut c = self.lock();
+        if c.per_client.get(&client).copied().unwrap_or(0) >= self.limits.max_per_client.max(1) {
+            let victim = oldest_idle(c.all.values().filter(|x| x.client == client))?;
+            c.evict(victim);
+        }
+        if c.all.len() >= self.limits.max_connections.max(1) {
+            let victim = oldest_idle(c.all.values())?;
+            c.evict(victim);
+        }
+        c.next_id += 1;
+        let conn = Arc::new(Conn {
+            id: c.next_id,
+            client,
+            last_active: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            close: shutdown.child_token(),
+        });
+        conn.touch(self.epoch);
+        c.all.insert(conn.id, conn.clone());
+        *c.per_client.entry(client).or_default() += 1;
+        Some(ConnGuard(conn, self.clone()))
+    }
+}
+
+fn oldest_idle<'a>(conns: impl Iterator<Item = &'a Arc<Conn>>) -> Option<u64> {
+    conns
+        .filter(|c| c.idle())
+        .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id))
+        .map(|c| c.id)
+}
+
+impl Conns {
+    fn remove(&mut self, id: u64) -> Option<Arc<Conn>> {
+        let conn = self.all.remove(&id)?;
+        if let Some(n) = self.per_client.get_mut(&conn.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_client.remove(&conn.client);
+            }
+        }
+        Some(conn)
+    }
+
+    fn evict(&mut self, id: u64) {
+        if let Some(conn) = self.remove(id) {
+            tracing::debug!(client = %conn.client, "TCP DNS connection limit: closing the oldest idle connection");
+            conn.close.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Always out of descriptors; stops the loop after a second or 10,000 calls.
+    struct OutOfFiles {
+        calls: AtomicUsize,
+        started: Instant,
+        stop: CancellationToken,
+    }
+
+    impl Acceptor for OutOfFiles {
+        type Stream = ();
+        fn accept(&self) -> impl Future<Output = std::io::Result<((), SocketAddr)>> + Send {
+            let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= 10_000 || self.started.elapsed() >= Duration::from_secs(1) {
+                self.stop.cancel();
+            }
+            std::future::ready(Err(std::io::Error::from_raw_os_error(libc::EMFILE)))
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_descriptors_the_accept_loop_backs_off() {
+        let stop = CancellationToken::new();
+        let fake = OutOfFiles {
+            calls: AtomicUsize::new(0),
+            started: Instant::now(),
+            stop: stop.clone(),
+        };
+        let mut backoff = BACKOFF_MIN;
+        assert!(next_connection(&fake, &mut backoff, &stop).await.is_none());
+        let calls = fake.calls.load(Ordering::Relaxed);
+        // 50 + 100 + 200 + 400 + 800 ms: about six tries in the first second, not a spin.
+        assert!(calls <= 10, "{calls} accepts in about a second");
+        assert_eq!(backoff, BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_full_registry_closes_the_oldest_idle_connection_of_the_client_first() {
+        let reg = Arc::new(Registry::new(TcpLimits {
+            max_connections: 3,
+            max_per_client: 2,
+            idle_timeout: Duration::from_secs(10),
+        }));
+        let shutdown = CancellationToken::new();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = reg.admit(a, &shutdown).unwrap();
+        let a2 = reg.admit(a, &shutdown).unwrap();
+        let _busy = Busy::new(a1.0.clone());
+        // a1 is busy, so a's third connection closes a2, not a1.
+        let a3 = reg.admit(a, &shutdown).unwrap();
+        assert!(a2.0.close.is_cancelled() && !a1.0.close.is_cancelled());
+        let b1 = reg.admit(b, &shutdown).unwrap();
+        let _busy_b1 = Busy::new(b1.0.clone());
+        // Total cap (3: a1, a3, b1): b's second connection closes the oldest idle one of
+        // anyone, a3 (a1 and b1 are busy).
+        let b2 = reg.admit(b, &shutdown).unwrap();
+        assert!(a3.0.close.is_cancelled());
+        // b at its cap with nothing idle: a third connection from b is refused.
+        let _busy_b2 = Busy::new(b2.0.clone());
+        assert!(reg.admit(b, &shutdown).is_none(), "nothing idle to close");
+        drop((a2, a3));
+    }
+}
