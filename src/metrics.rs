@@ -96,6 +96,8 @@ pub struct Metrics {
     pub querylog_written: IntCounter,
     /// chaperone_malformed_queries_total
     pub formerr: IntCounter,
+    /// chaperone_ratelimited_total{limit="query|refused",action="drop|slip"}
+    pub ratelimited: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -123,6 +125,10 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "stale"];
 /// Label values of `chaperone_reloads_total` and `chaperone_last_reload_timestamp_seconds`.
 const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// Label values of `chaperone_ratelimited_total`: (limit, action).
+pub const RATELIMIT_SERIES: [[&str; 2]; 3] =
+    [["query", "drop"], ["refused", "drop"], ["refused", "slip"]];
 
 /// Category label of blocks by an allow-only group (name not approved).
 pub const NOT_APPROVED: &str = "not-approved";
@@ -249,6 +255,12 @@ impl Metrics {
                 "1 if the latest load of config and lists (start-up or reload) succeeded, 0 if it failed and an older snapshot is still in use.",
             ),
             reloads_seen: std::sync::Mutex::new([0, 0]),
+            ratelimited: counter_vec(
+                &r,
+                "chaperone_ratelimited_total",
+                "Queries over a rate limit: dropped, or answered truncated (slip) so a real client retries over TCP.",
+                &["limit", "action"],
+            ),
             upstream_latency,
             answer_latency,
             list_entries,
@@ -257,6 +269,9 @@ impl Metrics {
         };
         for result in CACHE_RESULTS {
             metrics.cache.with_label_values(&[result]);
+        }
+        for labels in RATELIMIT_SERIES {
+            metrics.ratelimited.with_label_values(&labels);
         }
         for result in RELOAD_RESULTS {
             metrics.reloads.with_label_values(&[result]);

@@ -75,6 +75,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     };
     let querylog = querylog(raw.querylog, &groups, base, &mut p);
     let alerts = raw.alerts.map(|a| alerts(a, &mut p));
+    let ratelimit = ratelimit(raw.ratelimit, &mut p);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -94,7 +95,62 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         storage_path,
         querylog,
         alerts,
+        ratelimit,
     })
+}
+
+/// Most a rate or burst may be: bucket arithmetic keeps milli-tokens in 32 bits.
+const MAX_RATE: u32 = 1_000_000;
+
+fn ratelimit(r: raw::RawRateLimit, p: &mut Problems) -> RateLimitConfig {
+    for (key, v) in [
+        ("ratelimit.queries_per_second", r.queries_per_second),
+        ("ratelimit.burst", r.burst),
+        ("ratelimit.refused_per_second", r.refused_per_second),
+        ("ratelimit.refused_burst", r.refused_burst),
+    ] {
+        if v > MAX_RATE {
+            p.add(
+                key,
+                format!("{v} is more than the most allowed, {MAX_RATE}"),
+            );
+        }
+    }
+    if r.queries_per_second > 0 && r.burst == 0 {
+        p.add(
+            "ratelimit.burst",
+            "must be at least 1 when queries_per_second is set",
+        );
+    }
+    if r.refused_per_second > 0 && r.refused_burst == 0 {
+        p.add(
+            "ratelimit.refused_burst",
+            "must be at least 1 when refused_per_second is set",
+        );
+    }
+    if r.ipv4_prefix == 0 || r.ipv4_prefix > 32 {
+        p.add("ratelimit.ipv4_prefix", "must be 1 to 32");
+    }
+    if r.ipv6_prefix == 0 || r.ipv6_prefix > 128 {
+        p.add("ratelimit.ipv6_prefix", "must be 1 to 128");
+    }
+    let exempt = r
+        .exempt
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| p.take(format!("ratelimit.exempt[{i}]"), parse_cidr(c)))
+        .collect();
+    RateLimitConfig {
+        enabled: r.enabled,
+        queries_per_second: r.queries_per_second.min(MAX_RATE),
+        burst: r.burst.min(MAX_RATE),
+        refused_per_second: r.refused_per_second.min(MAX_RATE),
+        refused_burst: r.refused_burst.min(MAX_RATE),
+        slip: r.slip,
+        ipv4_prefix: r.ipv4_prefix.clamp(1, 32),
+        ipv6_prefix: r.ipv6_prefix.clamp(1, 128),
+        exempt,
+    }
 }
 
 fn querylog(
@@ -173,12 +229,16 @@ fn server(s: raw::RawServer, p: &mut Problems) -> ServerConfig {
     if s.threads == Some(0) {
         p.add("server.threads", "must be at least 1");
     }
+    if !(512..=4096).contains(&s.edns_buffer_size) {
+        p.add("server.edns_buffer_size", "must be 512 to 4096");
+    }
     ServerConfig {
         threads: s.threads.filter(|&t| t > 0),
         listen: s.listen,
         timezone,
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
         max_inflight: s.max_inflight.max(1),
+        edns_buffer_size: s.edns_buffer_size.clamp(512, 4096),
     }
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod foundation;
 mod monitoring;
 mod policy;
+mod protocol;
 mod recursive;
 mod reload;
 mod safeguarding;
