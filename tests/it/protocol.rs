@@ -303,17 +303,17 @@ async fn classes_and_types_no_resolver_passes_on_get_unbounds_answers() {
 async fn a_question_name_that_is_a_compression_pointer_gets_formerr_without_echo() {
     let (up, h) = setup("", "").await;
     let c = h.client("127.0.0.2");
-    // Header (id 0x4242, RD, one question), then a name that is only a pointer to the
-    // header, type A, class IN.
+    // Header (id 0x4242, RD, one question), then a name that is only a pointer to offset
+    // 6 of the header, a zero byte (ANCOUNT) that decodes as the root name; type A, IN.
     let mut pkt = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    pkt.extend_from_slice(&[0xc0, 0x00, 0, 1, 0, 1]);
+    pkt.extend_from_slice(&[0xc0, 0x06, 0, 1, 0, 1]);
     let r = c
         .send_raw_udp(&pkt, Duration::from_secs(2))
         .await
         .expect("a UDP answer");
     assert_eq!(flags(&r).1, 1, "FORMERR");
     assert!(
-        !r.windows(2).any(|w| w == [0xc0, 0x00]),
+        !r.windows(2).any(|w| w == [0xc0, 0x06]),
         "pointer not echoed: {r:?}"
     );
     assert_eq!(&r[4..6], &[0, 0], "no question echoed");
@@ -333,7 +333,7 @@ async fn a_question_name_that_is_a_compression_pointer_gets_formerr_without_echo
     s.read_exact(&mut r).await.unwrap();
     assert_eq!(flags(&r).1, 1, "FORMERR over TCP");
     assert!(
-        !r.windows(2).any(|w| w == [0xc0, 0x00]),
+        !r.windows(2).any(|w| w == [0xc0, 0x06]),
         "pointer not echoed: {r:?}"
     );
     h.stop().await;
