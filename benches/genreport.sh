@@ -70,6 +70,8 @@ unbound_conf() { # name port extra...
         echo "  module-config: \"iterator\""
         echo "  do-not-query-localhost: no"
         echo "  ratelimit: 0"
+        # unbound answers the special-use name test. itself (RFC 6761) unless told not to.
+        echo "  local-zone: \"test.\" nodefault"
         for line in "$@"; do echo "  $line"; done
         echo "remote-control:"
         echo "  control-enable: no"
@@ -150,8 +152,14 @@ results() { grep -o '[a-z0-9]*=[a-z0-9,]*' "$WORK/$1.txt" | sort; }
 count() { results "$1" | awk -F= -v l="$1" '{ if ($2 == "ok") ok++; else bad++ } END { printf "%-10s %4d ok %4d failed\n", l, ok, bad }'; }
 count unbound
 count chaperone
-echo "Chaperone failures that unbound does not have (test=result):"
-comm -13 <(results unbound | grep -v '=ok$' | sort -u) <(results chaperone | grep -v '=ok$' | sort -u) | sed 's/^/  /'
+failed() { results "$1" | grep -v '=ok$' | cut -d= -f1 | sort -u; }
+echo "tests Chaperone fails that unbound passes:"
+comm -13 <(failed unbound) <(failed chaperone) | sed 's/^/  /'
+echo "tests both fail (Chaperone's result / unbound's):"
+comm -12 <(failed unbound) <(failed chaperone) | while read -r t; do
+    printf '  %s: %s / %s\n' "$t" "$(results chaperone | grep "^$t=" | sort -u | cut -d= -f2 | paste -sd' ')" \
+        "$(results unbound | grep "^$t=" | sort -u | cut -d= -f2 | paste -sd' ')"
+done
 echo "raw reports: $WORK/unbound.txt $WORK/chaperone.txt"
 trap - EXIT
 cleanup
