@@ -231,7 +231,14 @@ async fn send_error<R: ResponseHandler>(
     code: ResponseCode,
     builder: MessageResponseBuilder<'_>,
 ) -> ResponseInfo {
-    let response = builder.error_msg(&request.metadata, code);
+    // For an opcode we do not implement, no flag of the request means anything to us, so
+    // none is echoed but RD (ISC genreport's `opcodeflg` test).
+    let mut meta = request.metadata;
+    if code == ResponseCode::NotImp {
+        meta.checking_disabled = false;
+        meta.authentic_data = false;
+    }
+    let response = builder.error_msg(&meta, code);
     match rh.send_response(response).await {
         Ok(info) => info,
         Err(e) => {

@@ -286,6 +286,12 @@ async fn classes_and_types_no_resolver_passes_on_get_unbounds_answers() {
             assert_eq!(rcode(&tcp), want, "{name} {class} {qtype} over TCP");
         }
     }
+    // An unknown opcode (15) with CD set: NOTIMP, and no flag but RD echoed.
+    let mut pkt = vec![0x42, 0x43, 0x79, 0x10, 0, 1, 0, 0, 0, 0, 0, 0];
+    pkt.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+    let r = c.send_raw_udp(&pkt, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(flags(&r).1, 4, "NOTIMP");
+    assert_eq!(r[3] & 0x30, 0, "AD and CD not echoed");
     let any = c
         .send_udp(&ask("www.example.test.", RecordType::A, DNSClass::ANY))
         .await
