@@ -21,6 +21,9 @@ if [ "${CHAPERONE_PROFILE:-school}" = "minimal" ]; then
 [server]
 listen = ["127.0.0.1:15355"]
 $threads
+# Load tests send from one address: no rate limit.
+[ratelimit]
+enabled = false
 [upstream]
 servers = ["127.0.0.1:15353"]
 [cache]

@@ -71,6 +71,9 @@ config() { # $1: true|false (query log)
 [server]
 listen = ["127.0.0.1:$DNS_PORT"]
 
+# Load tests send from one address: no rate limit.
+[ratelimit]
+enabled = false
 [upstream]
 servers = ["127.0.0.1:$UP_PORT"]
 

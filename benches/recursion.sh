@@ -55,6 +55,9 @@ cat > "$WORK/chaperone.toml" <<EOF
 listen = ["127.0.0.1:$CH_PORT"]
 threads = 1
 
+# Load tests send from one address: no rate limit.
+[ratelimit]
+enabled = false
 [upstream]
 mode = "recursive"
 root_hints = ["127.0.0.10"]

@@ -47,6 +47,9 @@ cat > chaperone.toml <<TOML
 [server]
 listen = ["127.0.0.1:15375"]
 threads = 1
+# Load tests send from one address: no rate limit.
+[ratelimit]
+enabled = false
 [upstream]
 servers = ["127.0.0.1:15373"]
 [lists]

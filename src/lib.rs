@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod mmsg;
 pub mod pipeline;
 pub mod policy;
+pub mod ratelimit;
 pub mod record;
 pub mod report;
 pub mod resolve;

@@ -113,6 +113,8 @@ pub struct Metrics {
     /// chaperone_audit_records: records in the audit log, set on every append. Prometheus
     /// keeps its history outside the database, so a drop shows deleted records.
     pub audit_records: IntGauge,
+    /// chaperone_ratelimited_total{limit="query|refused",action="drop|slip"}
+    pub ratelimited: IntCounterVec,
 }
 
 /// Label values of `chaperone_http_rejected_total`.
@@ -149,6 +151,10 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "stale"];
 /// Label values of `chaperone_reloads_total` and `chaperone_last_reload_timestamp_seconds`.
 const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// Label values of `chaperone_ratelimited_total`: (limit, action).
+pub const RATELIMIT_SERIES: [[&str; 2]; 3] =
+    [["query", "drop"], ["refused", "drop"], ["refused", "slip"]];
 
 /// Category label of blocks by an allow-only group (name not approved).
 pub const NOT_APPROVED: &str = "not-approved";
@@ -311,6 +317,12 @@ impl Metrics {
                 "Records in the audit log (set on every append and at start).",
             ),
             reloads_seen: std::sync::Mutex::new([0, 0]),
+            ratelimited: counter_vec(
+                &r,
+                "chaperone_ratelimited_total",
+                "Queries over a rate limit: dropped, or answered truncated (slip) so a real client retries over TCP.",
+                &["limit", "action"],
+            ),
             upstream_latency,
             answer_latency,
             list_entries,
@@ -322,6 +334,9 @@ impl Metrics {
         }
         for reason in HTTP_REJECT_REASONS {
             metrics.http_rejected.with_label_values(&[reason]);
+        }
+        for labels in RATELIMIT_SERIES {
+            metrics.ratelimited.with_label_values(&labels);
         }
         for result in RELOAD_RESULTS {
             metrics.reloads.with_label_values(&[result]);

@@ -83,6 +83,7 @@ pub struct Pipeline {
     recorder: Recorder,
     wire_cache: WireCache,
     cache_counters: CacheCounters,
+    limiter: crate::ratelimit::RateLimiter,
 }
 
 /// `chaperone_cache_lookups_total` handles, resolved once so a lookup costs one atomic add.
@@ -117,6 +118,7 @@ impl Pipeline {
                 miss: state.metrics().cache.with_label_values(&["miss"]),
                 stale: state.metrics().cache.with_label_values(&["stale"]),
             },
+            limiter: crate::ratelimit::RateLimiter::new(state.metrics()),
             state: state.clone(),
             clock,
             recorder,
@@ -226,10 +228,15 @@ impl Pipeline {
 
     /// Answer one question (the general path: TCP, and UDP queries the fast path passes on).
     pub async fn handle(&self, q: &Question<'_>) -> Reply {
-        let Some(key) = ReversedName::from_labels(q.name.iter()) else {
-            return Reply::rcode(ResponseCode::FormErr);
+        // The root name has no labels and so no reversed key: it matches no list entry and
+        // is resolved like any other name.
+        let reversed = ReversedName::from_labels(q.name.iter());
+        let key: &[u8] = match &reversed {
+            Some(k) => k.as_bytes(),
+            None if q.name.is_root() => b"",
+            None => return Reply::rcode(ResponseCode::FormErr),
         };
-        let d = self.decide(q.src, identify::mac(q.edns), key.as_bytes());
+        let d = self.decide(q.src, identify::mac(q.edns), key);
         let (reply, metric) = match d.outcome.decision {
             Decision::Refuse => (Reply::rcode(ResponseCode::Refused), MetricOutcome::Refused),
             Decision::Block {
@@ -237,7 +244,7 @@ impl Pipeline {
                 rule_labels,
                 ..
             } => {
-                let zone = zone_of(q.name, key.as_bytes(), rule_labels);
+                let zone = zone_of(q.name, key, rule_labels);
                 let page = d.snap.config.block_page.as_ref();
                 (
                     answer::blocked(q.name, q.qtype, answer, &zone, page),
@@ -275,13 +282,18 @@ impl Pipeline {
                 ),
             },
         };
-        self.finish(&d, key.as_bytes(), q.qtype, reply.rcode, metric);
+        self.finish(&d, key, q.qtype, reply.rcode, metric);
         reply
     }
 
     /// Cache lookup counters.
     pub fn cache_counters(&self) -> &CacheCounters {
         &self.cache_counters
+    }
+
+    /// Per-client query and REFUSED-answer rate limits (every listener).
+    pub fn limiter(&self) -> &crate::ratelimit::RateLimiter {
+        &self.limiter
     }
 
     /// The wire cache of finished UDP responses (fast path).

@@ -17,9 +17,8 @@ use std::time::Instant;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +28,7 @@ use crate::answer::DEFAULT_BLOCK_TTL;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::pipeline::{Decided, Pipeline};
 use crate::policy::{BlockAnswer, Decision};
+use crate::ratelimit::Verdict;
 use crate::server::Handler;
 use crate::wire::{self, rcode};
 
@@ -213,10 +213,11 @@ fn hand_off(ctx: &Ctx, f: Fast, pkt: &[u8], src: SocketAddr) {
             ctx.tracker
                 .spawn(async move { resolve_and_answer(c, pkt, *q, *d, src).await });
         }
-        Fast::General => {
-            ctx.tracker.spawn(async move { general(c, pkt, src).await });
+        Fast::General { charged } => {
+            ctx.tracker
+                .spawn(async move { general(c, pkt, src, charged).await });
         }
-        Fast::Send => {}
+        Fast::Send | Fast::Drop => {}
     }
 }
 
@@ -225,22 +226,45 @@ enum Fast {
     Send,
     /// Allowed, not in the wire cache: resolve.
     Resolve(Box<wire::Query>, Box<Decided>),
-    /// Not a shape the fast path answers.
-    General,
+    /// Not a shape the fast path answers; `charged` if the query rate limit already
+    /// counted it.
+    General {
+        /// Counted against the query rate limit already.
+        charged: bool,
+    },
+    /// Over a rate limit: no answer.
+    Drop,
 }
 
 fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
-    let Some(q) = wire::parse_query(pkt) else {
-        return Fast::General;
+    let Some(mut q) = wire::parse_query(pkt) else {
+        return Fast::General { charged: false };
     };
+    if wire::unanswerable(q.qtype, q.qclass).is_some() {
+        return Fast::General { charged: false };
+    }
     let Some(key) = q.key() else {
-        return Fast::General;
+        return Fast::General { charged: false };
     };
+    {
+        let snap = p.state().load();
+        if p.limiter().query(src.ip(), &snap.config.ratelimit) == Verdict::Drop {
+            return Fast::Drop;
+        }
+        q.set_udp_size(snap.config.server.edns_buffer_size);
+    }
     let d = p.decide(src, q.mac, key.as_bytes());
     let qtype = RecordType::from(q.qtype);
     let (code, metric) = match d.outcome.decision {
         Decision::Refuse => {
-            wire::error_response(out, pkt, &q, rcode::REFUSED);
+            match p
+                .limiter()
+                .refused(src.ip(), &d.snap.config.ratelimit, true)
+            {
+                Verdict::Allow => wire::error_response(out, pkt, &q, rcode::REFUSED),
+                Verdict::Slip => wire::slip_response(out, pkt, &q),
+                Verdict::Drop => return Fast::Drop,
+            }
             (ResponseCode::Refused, MetricOutcome::Refused)
         }
         Decision::Block {
@@ -281,15 +305,15 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
                 None => return Fast::Resolve(Box::new(q), Box::new(d)),
             }
         }
-        _ => return Fast::General,
+        _ => return Fast::General { charged: true },
     };
     p.finish(&d, key.as_bytes(), qtype, code, metric);
     Fast::Send
 }
 
 /// Resolve an allowed name (answer cache, then upstream), send the answer, and keep the
-/// finished response in the wire cache. Answers too large for the requester go the general
-/// way, which truncates as RFC 1035 and 6891 require.
+/// finished response in the wire cache. Answers too large for the requester are sent
+/// truncated at a record boundary with TC set (RFC 1035 §4.2.1, RFC 6891 §7).
 async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, src: SocketAddr) {
     let p = &ctx.pipeline;
     let Some(key) = q.key() else { return };
@@ -309,12 +333,14 @@ async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, 
             let fresh = p.fresh_for(&answer);
             let code = answer.rcode;
             match encode(&q, asked, qtype, qclass, answer) {
-                Some(bytes) if bytes.len() <= usize::from(q.payload) => {
+                Some(bytes) => {
+                    // The cache keeps the whole answer; each requester gets what fits.
                     p.wire_cache().insert(&q, &bytes, fresh, Instant::now());
                     out = bytes;
+                    wire::truncate(&mut out, usize::from(q.limit));
                     (code, MetricOutcome::Allowed)
                 }
-                _ => return general(ctx.clone(), pkt, src).await,
+                None => return general(ctx.clone(), pkt, src, true).await,
             }
         }
         Err(_) => {
@@ -347,7 +373,7 @@ fn encode(
     m.authorities = a.authorities;
     if q.edns {
         let mut e = Edns::new();
-        e.set_max_payload(wire::OUR_PAYLOAD);
+        e.set_max_payload(q.advertise);
         e.set_dnssec_ok(q.dnssec_ok);
         m.edns = Some(e);
     }
@@ -357,20 +383,23 @@ fn encode(
 /// The general path: hickory parses the request and [`Handler`] answers it, exactly as
 /// for TCP. Malformed requests with a readable header get FORMERR; responses and
 /// fragments shorter than a header are dropped (no reflection).
-async fn general(ctx: Ctx, pkt: Vec<u8>, src: SocketAddr) {
+async fn general(ctx: Ctx, pkt: Vec<u8>, src: SocketAddr, charged: bool) {
     if pkt.len() < wire::HEADER || pkt[2] & 0x80 != 0 {
         return;
     }
     let id = u16::from_be_bytes([pkt[0], pkt[1]]);
-    let responder = UdpResponder {
-        sock: ctx.sock.clone(),
-        dst: src,
-    };
     match Request::from_bytes(pkt, src, Protocol::Udp) {
         Ok(request) => {
-            ctx.handler
-                .handle_request::<_, TokioTime>(&request, responder)
-                .await;
+            let ours = ctx.pipeline.state().load().config.server.edns_buffer_size;
+            let responder = UdpResponder {
+                sock: ctx.sock.clone(),
+                dst: src,
+                limit: request
+                    .edns
+                    .as_ref()
+                    .map_or(512, |e| e.max_payload().clamp(512, ours)),
+            };
+            ctx.handler.answer(&request, responder, !charged).await;
         }
         Err(_) => {
             ctx.pipeline.state().metrics().formerr.inc();
@@ -388,6 +417,8 @@ async fn general(ctx: Ctx, pkt: Vec<u8>, src: SocketAddr) {
 struct UdpResponder {
     sock: Arc<UdpSocket>,
     dst: SocketAddr,
+    /// min(requester's EDNS size or 512, ours).
+    limit: u16,
 }
 
 #[async_trait::async_trait]
@@ -403,11 +434,12 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let max = response.edns().map_or(512, |e| e.max_payload());
+        // Encode whole, then cut at a record boundary: hickory's own size limit leaves the
+        // bytes of a half-written record behind the last whole one.
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
         let info = response.destructive_emit(&mut encoder)?;
+        wire::truncate(&mut bytes, usize::from(self.limit));
         self.sock.send_to(&bytes, self.dst).await?;
         Ok(info)
     }

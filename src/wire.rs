@@ -50,9 +50,25 @@ pub struct Query {
     pub lower_name: [u8; 255],
     /// Length of `lower_name`.
     pub name_len: u8,
+    /// The EDNS payload size we advertise in our OPT record.
+    pub advertise: u16,
+    /// The largest UDP answer this requester may get: min(its size, ours); 512 without
+    /// EDNS. See [`Query::set_udp_size`].
+    pub limit: u16,
 }
 
 impl Query {
+    /// Apply our configured UDP payload size: advertise it, and never answer larger than
+    /// it or than the requester's own size (RFC 6891 §6.2.5).
+    pub fn set_udp_size(&mut self, ours: u16) {
+        self.advertise = ours;
+        self.limit = if self.edns {
+            self.payload.min(ours).max(512)
+        } else {
+            512
+        };
+    }
+
     /// The lower-cased wire name.
     pub fn wire_name(&self) -> &[u8] {
         &self.lower_name[..self.name_len as usize]
@@ -145,6 +161,8 @@ pub fn parse_query(pkt: &[u8]) -> Option<Query> {
         mac: None,
         lower_name: [0; 255],
         name_len: 0,
+        advertise: OUR_PAYLOAD,
+        limit: 512,
     };
     let mut pos = HEADER;
     let mut out = 0usize;
@@ -206,6 +224,7 @@ fn parse_opt(pkt: &[u8], pos: usize, q: &mut Query) -> Option<()> {
     }
     q.edns = true;
     q.payload = payload.max(512);
+    q.limit = q.payload.min(OUR_PAYLOAD);
     q.dnssec_ok = do_flags & 0x8000 != 0;
     let mut o = start;
     while o < start + rdlen {
@@ -228,6 +247,106 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     /// REFUSED
     pub const REFUSED: u16 = 5;
+    /// FORMERR
+    pub const FORMERR: u16 = 1;
+}
+
+/// The answer for questions no resolver should pass upstream, as unbound gives them
+/// (daemon/worker.c): zone transfers (AXFR, IXFR) are REFUSED; meta types that cannot be
+/// asked for (OPT, TSIG, TKEY, MAILA, MAILB and the 128–248 range) are FORMERR; classes other
+/// than IN (CHAOS, HESIOD, NONE, 0, …) are REFUSED. Class ANY is resolved as IN.
+pub fn unanswerable(qtype: u16, qclass: u16) -> Option<u16> {
+    match qtype {
+        251 | 252 => return Some(rcode::REFUSED),
+        41 | 128..=250 | 253 | 254 => return Some(rcode::FORMERR),
+        _ => {}
+    }
+    (qclass != 1 && qclass != 255).then_some(rcode::REFUSED)
+}
+
+/// True if a question section (as on the wire: name, type, class) uses a compression
+/// pointer or an extended label type in its name. A question has nothing earlier to point
+/// at, so such a name is malformed (FORMERR), and echoing it would send the pointer back.
+pub fn question_has_pointer(question: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(&len) = question.get(pos) {
+        if len == 0 {
+            return false;
+        }
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        pos += 1 + usize::from(len);
+    }
+    false
+}
+
+/// Cut a response to at most `max` bytes at a record boundary, as unbound does: the header,
+/// the question and as many whole answer records as fit beside the OPT record (RFC 6891
+/// §7: it stays), nothing else; TC set and the counts matching what is left. A response
+/// that cannot be walked is cut to its header and question. Returns true if it was cut.
+pub fn truncate(msg: &mut Vec<u8>, max: usize) -> bool {
+    if msg.len() <= max {
+        return false;
+    }
+    let (kept, opt) = truncation_plan(msg, max).unwrap_or(((HEADER.min(msg.len()), 0), None));
+    let opt_bytes = opt.map(|(a, b)| msg[a..b].to_vec()).unwrap_or_default();
+    let answers = u16::try_from(kept.1).unwrap_or(0);
+    msg.truncate(kept.0);
+    msg.extend_from_slice(&opt_bytes);
+    if msg.len() >= HEADER {
+        msg[2] |= 0x02;
+        if kept.0 == HEADER {
+            msg[4..6].copy_from_slice(&[0, 0]);
+        }
+        set_counts(msg, answers, 0, u16::from(!opt_bytes.is_empty()));
+    }
+    true
+}
+
+/// Where to cut: (end of what is kept, answer records kept), and the OPT record's span.
+#[allow(clippy::type_complexity)]
+fn truncation_plan(msg: &[u8], max: usize) -> Option<((usize, usize), Option<(usize, usize)>)> {
+    let (qd, an, ns, ar) = (
+        u16_at(msg, 4)?,
+        u16_at(msg, 6)?,
+        u16_at(msg, 8)?,
+        u16_at(msg, 10)?,
+    );
+    let mut pos = HEADER;
+    for _ in 0..qd {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    let question_end = pos;
+    let mut answer_ends = Vec::with_capacity(usize::from(an));
+    let mut opt = None;
+    let total = u32::from(an) + u32::from(ns) + u32::from(ar);
+    for i in 0..total {
+        let start = pos;
+        pos = skip_name(msg, pos)?;
+        let rtype = u16_at(msg, pos)?;
+        let rdlen = usize::from(u16_at(msg, pos + 8)?);
+        pos += 10 + rdlen;
+        if pos > msg.len() {
+            return None;
+        }
+        if i < u32::from(an) {
+            answer_ends.push(pos);
+        } else if rtype == 41 && i >= u32::from(an) + u32::from(ns) {
+            opt = Some((start, pos));
+        }
+    }
+    let room = max.saturating_sub(opt.map_or(0, |(a, b)| b - a));
+    if question_end > room {
+        return Some(((HEADER, 0), opt));
+    }
+    let fit = answer_ends.iter().take_while(|&&end| end <= room).count();
+    let end = if fit == 0 {
+        question_end
+    } else {
+        answer_ends[fit - 1]
+    };
+    Some(((end, fit), opt))
 }
 
 /// Start a response in `out`: header, the request's question copied as asked (case
@@ -255,11 +374,18 @@ pub fn push_opt(out: &mut Vec<u8>, q: &Query) -> u16 {
     }
     out.push(0);
     out.extend_from_slice(&41u16.to_be_bytes());
-    out.extend_from_slice(&OUR_PAYLOAD.to_be_bytes());
+    out.extend_from_slice(&q.advertise.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(if q.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     1
+}
+
+/// A rate-limited REFUSED answer that slips through: no records, TC set, so a genuine
+/// client retries over TCP while a spoofed flood's victim gets only a small packet.
+pub fn slip_response(out: &mut Vec<u8>, pkt: &[u8], q: &Query) {
+    error_response(out, pkt, q, rcode::REFUSED);
+    out[2] |= 0x02;
 }
 
 /// A header-only answer (REFUSED and the like).

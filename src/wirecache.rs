@@ -109,12 +109,13 @@ impl WireCache {
     }
 
     /// Write the cached response for `q` into `out`, ready to send; returns its response
-    /// code, or None on a miss, an expired entry, or one too large for the requester.
+    /// code, or None on a miss or an expired entry. A response larger than the requester
+    /// may get ([`Query::limit`]) is sent truncated at a record boundary with TC set.
     pub fn answer(&self, pkt: &[u8], q: &Query, now: Instant, out: &mut Vec<u8>) -> Option<u8> {
         let e = self.inner.get(&WireKeyRef::of(q))?;
         let age =
             u32::try_from(now.saturating_duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
-        if age >= e.fresh_for || e.bytes.len() > usize::from(q.payload) {
+        if age >= e.fresh_for {
             return None;
         }
         out.clear();
@@ -129,6 +130,7 @@ impl WireCache {
             let at = usize::from(at);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).max(1).to_be_bytes());
         }
+        crate::wire::truncate(out, usize::from(q.limit));
         Some(e.rcode)
     }
 

@@ -58,6 +58,31 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[audit]`
     pub audit: AuditConfig,
+    /// `[ratelimit]`
+    pub ratelimit: RateLimitConfig,
+}
+
+/// `[ratelimit]`, resolved. Rates of 0 turn that limit off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Limiting on.
+    pub enabled: bool,
+    /// Steady queries per second per client prefix.
+    pub queries_per_second: u32,
+    /// Bucket size for queries.
+    pub burst: u32,
+    /// Steady REFUSED answers per second per prefix.
+    pub refused_per_second: u32,
+    /// Bucket size for REFUSED answers.
+    pub refused_burst: u32,
+    /// Every Nth limited REFUSED answer is sent truncated (0: none).
+    pub slip: u32,
+    /// IPv4 aggregation prefix length.
+    pub ipv4_prefix: u8,
+    /// IPv6 aggregation prefix length.
+    pub ipv6_prefix: u8,
+    /// Networks never limited.
+    pub exempt: Vec<IpNet>,
 }
 
 /// `[audit]`, resolved.
@@ -161,6 +186,8 @@ pub struct ServerConfig {
     pub tcp_max_connections_per_client: usize,
     /// Upstream resolutions in flight at once for one client.
     pub max_inflight_per_client: usize,
+    /// EDNS UDP payload size advertised, and the ceiling on every UDP answer.
+    pub edns_buffer_size: u16,
 }
 
 /// `[upstream]`, resolved.

@@ -64,8 +64,10 @@ pub struct RawConfig {
     /// The audit log's key and published head.
     #[serde(default)]
     pub audit: RawAudit,
+    /// Per-client query rate limiting and REFUSED response-rate limiting.
+    #[serde(default)]
+    pub ratelimit: RawRateLimit,
 }
-
 
 /// `[audit]`
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +301,15 @@ pub struct RawServer {
     /// one device cannot take the whole `max_inflight`. Default: `max_inflight / 16`, at
     /// least 1. A relay or NAT forwarding many devices counts as one client.
     pub max_inflight_per_client: Option<usize>,
+    /// EDNS UDP payload size Chaperone advertises and the most it ever sends over UDP
+    /// (lower if the client asks for less; 512 without EDNS). Default 1232, the DNS flag
+    /// day 2020 value that avoids IP fragmentation. 512 to 4096.
+    #[serde(default = "default_edns_buffer_size")]
+    pub edns_buffer_size: u16,
+}
+
+fn default_edns_buffer_size() -> u16 {
+    1232
 }
 
 fn default_timezone() -> String {
@@ -699,4 +710,77 @@ pub struct RawToken {
     pub role: String,
     /// SHA-256 of the token, hex. Make one with `chaperone hash-token`.
     pub sha256: String,
+}
+
+/// `[ratelimit]`: per-client query rate limiting (a token bucket per client prefix) and
+/// response-rate limiting of REFUSED answers to clients in no network (RRL with slip).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Limiting on. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Queries per second each client prefix may send (steady rate). Default 1000.
+    #[serde(default = "default_rl_qps")]
+    pub queries_per_second: u32,
+    /// Queries a client prefix may send at once above the steady rate. Default 2000.
+    #[serde(default = "default_rl_burst")]
+    pub burst: u32,
+    /// REFUSED answers per second to each prefix in no network. Default 10.
+    #[serde(default = "default_rl_refused_qps")]
+    pub refused_per_second: u32,
+    /// REFUSED answers at once above that rate. Default 20.
+    #[serde(default = "default_rl_refused_burst")]
+    pub refused_burst: u32,
+    /// Every Nth REFUSED answer over the limit is sent truncated (TC=1, so a genuine
+    /// client retries over TCP) instead of dropped; 0 drops all. Default 2.
+    #[serde(default = "default_rl_slip")]
+    pub slip: u32,
+    /// IPv4 clients are counted per prefix of this length. Default 24.
+    #[serde(default = "default_rl_v4")]
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are counted per prefix of this length. Default 56.
+    #[serde(default = "default_rl_v6")]
+    pub ipv6_prefix: u8,
+    /// Networks never limited (CIDRs), e.g. the staff server VLAN. Default none.
+    #[serde(default)]
+    pub exempt: Vec<String>,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queries_per_second: default_rl_qps(),
+            burst: default_rl_burst(),
+            refused_per_second: default_rl_refused_qps(),
+            refused_burst: default_rl_refused_burst(),
+            slip: default_rl_slip(),
+            ipv4_prefix: default_rl_v4(),
+            ipv6_prefix: default_rl_v6(),
+            exempt: Vec::new(),
+        }
+    }
+}
+
+fn default_rl_qps() -> u32 {
+    1000
+}
+fn default_rl_burst() -> u32 {
+    2000
+}
+fn default_rl_refused_qps() -> u32 {
+    10
+}
+fn default_rl_refused_burst() -> u32 {
+    20
+}
+fn default_rl_slip() -> u32 {
+    2
+}
+fn default_rl_v4() -> u8 {
+    24
+}
+fn default_rl_v6() -> u8 {
+    56
 }

@@ -79,6 +79,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     check_counts(&groups, &networks, &devices, &mut p);
     let http = http(&raw.http, &mut p);
     let audit = audit(raw.audit, &storage_path, base);
+    let ratelimit = ratelimit(raw.ratelimit, &mut p);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -101,6 +102,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         identify,
         http,
         audit,
+        ratelimit,
     })
 }
 
@@ -154,6 +156,60 @@ fn audit(a: raw::RawAudit, storage_path: &Path, base: &Path) -> AuditConfig {
         head_file: a
             .head_file
             .map_or_else(|| dir.join("audit.head"), |h| base.join(h)),
+    }
+}
+
+/// Most a rate or burst may be: bucket arithmetic keeps milli-tokens in 32 bits.
+const MAX_RATE: u32 = 1_000_000;
+
+fn ratelimit(r: raw::RawRateLimit, p: &mut Problems) -> RateLimitConfig {
+    for (key, v) in [
+        ("ratelimit.queries_per_second", r.queries_per_second),
+        ("ratelimit.burst", r.burst),
+        ("ratelimit.refused_per_second", r.refused_per_second),
+        ("ratelimit.refused_burst", r.refused_burst),
+    ] {
+        if v > MAX_RATE {
+            p.add(
+                key,
+                format!("{v} is more than the most allowed, {MAX_RATE}"),
+            );
+        }
+    }
+    if r.queries_per_second > 0 && r.burst == 0 {
+        p.add(
+            "ratelimit.burst",
+            "must be at least 1 when queries_per_second is set",
+        );
+    }
+    if r.refused_per_second > 0 && r.refused_burst == 0 {
+        p.add(
+            "ratelimit.refused_burst",
+            "must be at least 1 when refused_per_second is set",
+        );
+    }
+    if r.ipv4_prefix == 0 || r.ipv4_prefix > 32 {
+        p.add("ratelimit.ipv4_prefix", "must be 1 to 32");
+    }
+    if r.ipv6_prefix == 0 || r.ipv6_prefix > 128 {
+        p.add("ratelimit.ipv6_prefix", "must be 1 to 128");
+    }
+    let exempt = r
+        .exempt
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| p.take(format!("ratelimit.exempt[{i}]"), parse_cidr(c)))
+        .collect();
+    RateLimitConfig {
+        enabled: r.enabled,
+        queries_per_second: r.queries_per_second.min(MAX_RATE),
+        burst: r.burst.min(MAX_RATE),
+        refused_per_second: r.refused_per_second.min(MAX_RATE),
+        refused_burst: r.refused_burst.min(MAX_RATE),
+        slip: r.slip,
+        ipv4_prefix: r.ipv4_prefix.clamp(1, 32),
+        ipv6_prefix: r.ipv6_prefix.clamp(1, 128),
+        exempt,
     }
 }
 
@@ -312,6 +368,9 @@ fn server(s: raw::RawServer, p: &mut Problems) -> ServerConfig {
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let max_inflight = s.max_inflight.max(1);
     let tcp_max = s.tcp_max_connections.unwrap_or(10 * workers).max(1);
+    if !(512..=4096).contains(&s.edns_buffer_size) {
+        p.add("server.edns_buffer_size", "must be 512 to 4096");
+    }
     ServerConfig {
         threads,
         listen: s.listen,
@@ -327,6 +386,7 @@ fn server(s: raw::RawServer, p: &mut Problems) -> ServerConfig {
             .max_inflight_per_client
             .unwrap_or(max_inflight / 16)
             .clamp(1, max_inflight),
+        edns_buffer_size: s.edns_buffer_size.clamp(512, 4096),
     }
 }
 

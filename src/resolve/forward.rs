@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use hickory_resolver::net::{DnsError, NetError};
 
 use super::runtime::ConnectedUdp;
 use super::{Answer, UpstreamError};
@@ -72,15 +73,68 @@ impl Forwarder {
                 answers: lookup.answers().to_vec(),
                 authorities: Vec::new(),
             }),
-            Err(e) if e.is_nx_domain() => Ok(Answer::negative(
-                ResponseCode::NXDomain,
-                e.into_soa().map(|s| s.into_record_of_rdata()),
-            )),
-            Err(e) if e.is_no_records_found() => Ok(Answer::negative(
-                ResponseCode::NoError,
-                e.into_soa().map(|s| s.into_record_of_rdata()),
-            )),
+            Err(e) if e.is_no_records_found() => {
+                let rcode = match e.is_nx_domain() {
+                    true => ResponseCode::NXDomain,
+                    false => ResponseCode::NoError,
+                };
+                let end = match &e {
+                    NetError::Dns(DnsError::NoRecordsFound(n)) => Some(n.query.name().clone()),
+                    _ => None,
+                };
+                let mut answer =
+                    Answer::negative(rcode, e.into_soa().map(|s| s.into_record_of_rdata()));
+                if let Some(end) = end
+                    && end != *name
+                {
+                    answer.answers = self.cname_chain(name, &end).await;
+                }
+                Ok(answer)
+            }
             Err(e) => Err(UpstreamError::Failed(e.to_string())),
         }
     }
+
+    /// The CNAME records from `name` to `end`, the name a negative answer was really for.
+    ///
+    /// hickory follows a CNAME to a name that does not exist (or has no records of the
+    /// type) and reports only the negative answer for the target, dropping the CNAMEs. A
+    /// client must still see them (RFC 2308 §2.1, RFC 6604): NXDOMAIN or NODATA with the
+    /// chain in the answer section. So, only for negative answers that went through a
+    /// chain, ask for each link's CNAME (cheap: the upstream has them cached, and our own
+    /// cache then keeps the whole answer).
+    async fn cname_chain(&self, name: &Name, end: &Name) -> Vec<Record> {
+        let mut chain = Vec::new();
+        let mut current = name.clone();
+        for _ in 0..MAX_CHAIN {
+            let Ok(lookup) = self
+                .resolver
+                .lookup(current.clone(), RecordType::CNAME)
+                .await
+            else {
+                break;
+            };
+            let Some(link) = lookup
+                .answers()
+                .iter()
+                .find(|r| r.name == current && matches!(r.data, RData::CNAME(_)))
+                .cloned()
+            else {
+                break;
+            };
+            let RData::CNAME(target) = &link.data else {
+                break;
+            };
+            let next = target.0.clone();
+            chain.push(link);
+            if next == *end {
+                break;
+            }
+            current = next;
+        }
+        chain
+    }
 }
+
+/// Most CNAME links rebuilt for one negative answer (unbound follows at most 8 too).
+const MAX_CHAIN: usize = 8;

@@ -10,6 +10,7 @@ mod foundation;
 mod hardening;
 mod monitoring;
 mod policy;
+mod protocol;
 mod recursive;
 mod reload;
 mod safeguarding;
