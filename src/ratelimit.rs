@@ -175,7 +175,7 @@ impl RateLimiter {
         }
         if udp && cfg.slip > 0 {
             let n = self.slipped.fetch_add(1, Ordering::Relaxed);
-            if n % u64::from(cfg.slip) == 0 {
+            if n.is_multiple_of(u64::from(cfg.slip)) {
                 self.refused_slips.inc();
                 return Verdict::Slip;
             }
