@@ -59,7 +59,10 @@ for key in ('listen = "127.0.0.1:8080"', 'listen = "127.0.0.1:8053"'):
     s = s.replace(key, key.replace('127.0.0.1:80', '127.0.0.1:180'))
 # dnsperf sends every query from one address: exempt it, as a school exempts a server
 # VLAN, so the limiter still runs its check on every query.
-s += '\n[ratelimit]\nexempt = ["127.0.0.0/8"]\n'
+if '[ratelimit]' in s:
+    s = re.sub(r'(\[ratelimit\][^\[]*?)exempt = \[[^\]]*\]', r'\1exempt = ["127.0.0.0/8"]', s, flags=re.S)
+else:
+    s += '\n[ratelimit]\nexempt = ["127.0.0.0/8"]\n'
 open(f"{work}/chaperone.toml", "w").write(s)
 PY
 fi

@@ -6,8 +6,9 @@
 //! resolved (cache, forwarder or recursor).
 //!
 //! The request pipeline, one module per stage, assembled in [`pipeline`]:
-//! - [`server`] — listen: binds the listeners ([`udp`], [`transport`]), lifecycle, reload
-//!   triggers;
+//! - [`transport`] — listen: the UDP fast path, TCP, the hickory request handler, and the
+//!   limits on what one client can make them hold;
+//! - [`server`] — lifecycle: starts the listeners, reload triggers, shutdown;
 //! - [`identify`] — client address and EDNS MAC;
 //! - [`policy`] — admit (known networks only) and decide;
 //! - [`answer`] — block / rewrite records;
@@ -27,8 +28,6 @@ pub mod config;
 pub mod identify;
 pub mod lists;
 pub mod metrics;
-#[cfg(target_os = "linux")]
-pub mod mmsg;
 pub mod pipeline;
 pub mod policy;
 pub mod ratelimit;
@@ -39,6 +38,4 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod transport;
-pub mod udp;
-pub mod wire;
 pub mod wirecache;

@@ -3,9 +3,9 @@
 //!
 //! One hostile device must not be able to take the whole resolver (issue 11: one address
 //! got 320,000 answers in 8 s), and a server that answers REFUSED to the world must not be a
-//! reflector for spoofed floods. Two limits, each a token bucket per client *prefix* (/24
-//! for IPv4, /56 for IPv6 by default, so an attacker cannot escape it by rotating through
-//! the addresses of one network):
+//! reflector for spoofed floods. Two limits, each a token bucket per client *prefix* (one
+//! IPv4 address and one IPv6 /64 by default, configurable down to /24 and /56 so an
+//! attacker cannot escape it by rotating through the addresses of one network):
 //! - **queries**: every query from a prefix takes a token; with none left the query is
 //!   dropped unanswered. Exempt networks (the staff server VLAN) are never limited.
 //! - **REFUSED answers** to clients in no network: with no token left the answer is

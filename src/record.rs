@@ -37,34 +37,7 @@ pub struct QueryEvent<'a> {
     pub rcode: ResponseCode,
 }
 
-/// An owned query log record.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LogEvent {
-    /// Unix time, microseconds.
-    pub ts_us: i64,
-    /// Client address.
-    pub client: String,
-    /// Policy group ("none" if refused).
-    pub group: String,
-    /// Nominated device, if matched.
-    pub device: Option<String>,
-    /// Client MAC, if sent.
-    pub mac: Option<String>,
-    /// Query name.
-    pub name: String,
-    /// Query type.
-    pub qtype: String,
-    /// allowed, blocked, rewritten, refused, servfail.
-    pub decision: String,
-    /// Blocking category, if blocked.
-    pub category: Option<String>,
-    /// The rule that decided (listed name, allow entry, exception id...).
-    pub rule: Option<String>,
-    /// Response code.
-    pub rcode: String,
-    /// Whether this is an illegal-category hit.
-    pub incident: bool,
-}
+pub use crate::store::querylog::LogEvent;
 
 /// Sends events to the query log and incident channels.
 #[derive(Clone)]

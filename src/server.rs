@@ -1,263 +1,27 @@
-//! Listen stage and process lifecycle: binds the UDP and TCP listeners (`crate::udp`,
-//! [`crate::transport::tcp`]) and the admin listener, reload triggers (SIGHUP, file change,
-//! admin API) and graceful shutdown (SIGTERM/SIGINT).
-//!
-//! [`Handler`] is the one hickory request handler both listeners use. It turns a hickory `Request` into a
-//! pipeline [`Question`], and the pipeline's [`Reply`] back into a response with the
-//! request's EDNS echoed (without it every UDP answer would be capped at 512 bytes).
+//! Process lifecycle: binds the transport listeners ([`crate::transport::udp`],
+//! [`crate::transport::tcp`], each handing requests to [`crate::transport::handler`]) and
+//! the admin listener, reload triggers (SIGHUP, file change, admin API) and graceful
+//! shutdown (SIGTERM/SIGINT).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
-use hickory_proto::serialize::binary::BinDecoder;
-use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use hickory_server::zone_handler::Queries;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::alerts;
-use crate::answer::Reply;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Question};
+use crate::pipeline::Pipeline;
 use crate::policy::clock::{SharedClock, SystemClock};
-use crate::ratelimit::Verdict;
 use crate::record::Recorder;
 use crate::state::{self, State};
 use crate::store::{self, querylog};
-use crate::transport::{self, tcp};
-use crate::udp;
-use crate::wire;
-
-/// The hickory request handler: glue between hickory-server and the pipeline.
-pub struct Handler {
-    pipeline: Arc<Pipeline>,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response: R,
-    ) -> ResponseInfo {
-        self.answer(request, response, true).await
-    }
-}
-
-impl Handler {
-    /// Answer one request (TCP, and UDP queries the fast path passes on). `check_limit`
-    /// is false when the UDP fast path has already counted the query against the client's
-    /// rate limit.
-    pub async fn answer<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        response: R,
-        check_limit: bool,
-    ) -> ResponseInfo {
-        let snap = self.pipeline.state().snapshot();
-        let limits = &snap.config.ratelimit;
-        let client = request.src().ip();
-        let limiter = self.pipeline.limiter();
-        if check_limit && limiter.query(client, limits) == Verdict::Drop {
-            return failed(request);
-        }
-        let edns = request
-            .edns
-            .as_ref()
-            .map(|e| response_edns(e, snap.config.server.edns_buffer_size));
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = &edns {
-            builder.edns(e);
-        }
-        if let Some(check) = precheck(request) {
-            self.pipeline.state().metrics().formerr.inc();
-            if !check.echo_question
-                && let Ok(none) = Queries::read(&mut BinDecoder::new(&[]), 0)
-            {
-                let mut bare = MessageResponseBuilder::new(&none, None);
-                if let Some(e) = &edns {
-                    bare.edns(e);
-                }
-                return send_error(response, request, check.code, bare).await;
-            }
-            return send_error(response, request, check.code, builder).await;
-        }
-        let Ok(info) = request.request_info() else {
-            self.pipeline.state().metrics().formerr.inc();
-            return send_error(response, request, ResponseCode::FormErr, builder).await;
-        };
-        if let Some(code) = wire::unanswerable(
-            u16::from(info.query.query_type()),
-            u16::from(info.query.query_class()),
-        ) {
-            return send_error(
-                response,
-                request,
-                ResponseCode::from(0, code as u8),
-                builder,
-            )
-            .await;
-        }
-        // Class ANY is answered from class IN, the only class resolved (as unbound does).
-        let qclass = match info.query.query_class() {
-            DNSClass::ANY => DNSClass::IN,
-            c => c,
-        };
-        let q = Question {
-            src: request.src(),
-            name: info.query.name(),
-            qtype: info.query.query_type(),
-            qclass,
-            edns: request.edns.as_ref(),
-        };
-        let reply = self.pipeline.handle(&q).await;
-        if reply.rcode == ResponseCode::Refused {
-            let udp = request.protocol() == Protocol::Udp;
-            match limiter.refused(client, limits, udp) {
-                Verdict::Allow => {}
-                Verdict::Drop => return failed(request),
-                Verdict::Slip => {
-                    let mut meta = Metadata::response_from_request(&request.metadata);
-                    meta.recursion_available = true;
-                    meta.response_code = ResponseCode::Refused;
-                    meta.truncation = true;
-                    return send(response, request, builder.build_no_records(meta)).await;
-                }
-            }
-        }
-        send_reply(response, request, reply, builder).await
-    }
-}
-
-/// An error answer decided before the pipeline.
-struct Precheck {
-    code: ResponseCode,
-    /// False when the question itself is malformed and must not be sent back.
-    echo_question: bool,
-}
-
-/// Requests we answer with an error before the pipeline: anything but a standard query
-/// (NOTIMP), messages that are not a single question or whose question name uses a
-/// compression pointer (FORMERR), and EDNS versions other than 0 (BADVERS with our OPT of
-/// version 0, RFC 6891 §6.1.3).
-fn precheck(request: &Request) -> Option<Precheck> {
-    let fail = |code| {
-        Some(Precheck {
-            code,
-            echo_question: true,
-        })
-    };
-    if request.metadata.message_type != MessageType::Query {
-        return fail(ResponseCode::FormErr);
-    }
-    if request.metadata.op_code != OpCode::Query {
-        return fail(ResponseCode::NotImp);
-    }
-    if request.queries.queries().len() != 1 {
-        return fail(ResponseCode::FormErr);
-    }
-    if wire::question_has_pointer(request.queries.as_bytes()) {
-        return Some(Precheck {
-            code: ResponseCode::FormErr,
-            echo_question: false,
-        });
-    }
-    if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
-        return fail(ResponseCode::BADVERS);
-    }
-    None
-}
-
-/// Our OPT record: the payload size we advertise (the configured one, whatever the client
-/// offered), version 0, DO echoed.
-fn response_edns(req: &Edns, ours: u16) -> Edns {
-    let mut e = Edns::new();
-    e.set_max_payload(ours);
-    e.set_dnssec_ok(req.flags().dnssec_ok);
-    e
-}
-
-async fn send<'a, R: ResponseHandler>(
-    mut rh: R,
-    request: &Request,
-    response: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    >,
-) -> ResponseInfo {
-    match rh.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!("could not send response: {e}");
-            failed(request)
-        }
-    }
-}
-
-async fn send_reply<R: ResponseHandler>(
-    mut rh: R,
-    request: &Request,
-    reply: Reply,
-    builder: MessageResponseBuilder<'_>,
-) -> ResponseInfo {
-    let mut meta = Metadata::response_from_request(&request.metadata);
-    meta.recursion_available = true;
-    meta.authoritative = false;
-    meta.response_code = reply.rcode;
-    let response = builder.build(meta, reply.answers.iter(), reply.authorities.iter(), [], []);
-    match rh.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!("could not send response: {e}");
-            failed(request)
-        }
-    }
-}
-
-async fn send_error<R: ResponseHandler>(
-    mut rh: R,
-    request: &Request,
-    code: ResponseCode,
-    builder: MessageResponseBuilder<'_>,
-) -> ResponseInfo {
-    // For an opcode we do not implement, no flag of the request means anything to us, so
-    // none is echoed but RD (ISC genreport's `opcodeflg` test).
-    let mut meta = request.metadata;
-    if code == ResponseCode::NotImp {
-        meta.checking_disabled = false;
-        meta.authentic_data = false;
-    }
-    let response = builder.error_msg(&meta, code);
-    match rh.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!("could not send error response: {e}");
-            failed(request)
-        }
-    }
-}
-
-fn failed(request: &Request) -> ResponseInfo {
-    let mut meta = Metadata::response_from_request(&request.metadata);
-    meta.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(hickory_proto::op::Header {
-        metadata: meta,
-        counts: Default::default(),
-    })
-}
+use crate::transport::handler::Handler;
+use crate::transport::{self, tcp, udp};
 
 /// Options for [`start`] that do not come from the config file.
 #[derive(Clone)]
@@ -380,9 +144,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
     let pipeline = Arc::new(Pipeline::new(state.clone(), opts.clock.clone(), recorder)?);
 
-    let handler = Arc::new(Handler {
-        pipeline: pipeline.clone(),
-    });
+    let handler = Arc::new(Handler::new(pipeline.clone()));
     let shutdown = CancellationToken::new();
     let loops = snap
         .config

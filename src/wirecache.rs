@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use quick_cache::Equivalent;
 
-use crate::wire::{HEADER, Query};
+use crate::transport::wire::{HEADER, Query};
 
 /// Owned key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl WireCache {
             let at = usize::from(at);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).max(1).to_be_bytes());
         }
-        crate::wire::truncate(out, usize::from(q.limit));
+        crate::transport::wire::truncate(out, usize::from(q.limit));
         Some(e.rcode)
     }
 
@@ -139,7 +139,7 @@ impl WireCache {
         if fresh_for == 0 || response.len() < q.question_end {
             return;
         }
-        let Some(ttls) = crate::wire::ttl_fields(response) else {
+        let Some(ttls) = crate::transport::wire::ttl_fields(response) else {
             return;
         };
         let entry = Entry {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chaperone::config::Config;
 use chaperone::lists::key::normalize_domain;
 use chaperone::lists::parse::{Format, MatchKind, parse_text};
-use chaperone::wire;
+use chaperone::transport::wire;
 use proptest::prelude::*;
 
 fn root() -> PathBuf {

@@ -736,10 +736,14 @@ pub struct RawRateLimit {
     /// client retries over TCP) instead of dropped; 0 drops all. Default 2.
     #[serde(default = "default_rl_slip")]
     pub slip: u32,
-    /// IPv4 clients are counted per prefix of this length. Default 24.
+    /// IPv4 clients are counted per prefix of this length. Default 32: one device, as
+    /// unbound's `ip-ratelimit`; a whole classroom behind one /24 sharing a bucket would
+    /// be cut off at the start of a lesson.
     #[serde(default = "default_rl_v4")]
     pub ipv4_prefix: u8,
-    /// IPv6 clients are counted per prefix of this length. Default 56.
+    /// IPv6 clients are counted per prefix of this length. Default 64: one device can
+    /// take any address of its /64 (SLAAC privacy addresses), so counting less would
+    /// limit nothing.
     #[serde(default = "default_rl_v6")]
     pub ipv6_prefix: u8,
     /// Networks never limited (CIDRs), e.g. the staff server VLAN. Default none.
@@ -779,8 +783,8 @@ fn default_rl_slip() -> u32 {
     2
 }
 fn default_rl_v4() -> u8 {
-    24
+    32
 }
 fn default_rl_v6() -> u8 {
-    56
+    64
 }

@@ -3,14 +3,22 @@
 //!
 //! Limits on what a client can make the listeners hold (connections, messages in flight,
 //! idle time) live here, in one place. Transport must not decide policy or resolve: it only
-//! hands requests to the hickory request handler it is given ([`crate::server::Handler`],
+//! hands requests to the hickory request handler it is given ([`crate::transport::handler::Handler`],
 //! and so the pipeline), and imports nothing from the stages, so no import cycle runs
 //! through it.
 //!
-//! So far it holds TCP ([`tcp`]) and the socket set-up shared by the listeners; the UDP
-//! listener still lives in [`crate::udp`].
+//! - [`udp`]: the UDP fast path (recvmmsg/sendmmsg batches, [`wire`] parsing and encoding,
+//!   blocks, refusals and wire-cache hits answered inside the receive loop);
+//! - [`tcp`]: DNS over TCP with connection caps and pipelining;
+//! - [`handler`]: the hickory request handler both use for everything else;
+//! - the socket set-up shared by the listeners.
 
+pub mod handler;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod tcp;
+pub mod udp;
+pub mod wire;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 

@@ -1,5 +1,5 @@
 //! DNS over TCP (RFC 7766): accept, limit, read length-prefixed messages, hand each one to
-//! the pipeline through a hickory request handler ([`crate::server::Handler`], the same path
+//! the pipeline through a hickory request handler ([`crate::transport::handler::Handler`], the same path
 //! the UDP listener's general queries take), and write the replies.
 //!
 //! Why not hickory-server's listener: it gives no control over connections, so one client

@@ -98,7 +98,7 @@ fn flags(r: &[u8]) -> (bool, u8) {
 
 /// Every record is whole and the counts match the bytes exactly (nothing trailing).
 fn well_formed(r: &[u8]) -> bool {
-    chaperone::wire::ttl_fields(r).is_some()
+    chaperone::transport::wire::ttl_fields(r).is_some()
 }
 
 /// Send `packets` from one socket at `from` at once and collect what comes back within
@@ -387,6 +387,7 @@ burst = 5
 refused_per_second = 1
 refused_burst = 2
 slip = 2
+ipv4_prefix = 24
 exempt = ["127.0.2.0/24"]
 "#;
 

@@ -7,7 +7,7 @@
 //! for allowed names (the wire cache, with id, flags, question case and TTLs patched).
 //! A cache miss is resolved in its own task and its response stored for next time.
 //! Everything else — SafeSearch rewrites, EDNS versions and shapes we do not take apart
-//! here, malformed packets — goes to the general hickory path ([`crate::server::Handler`])
+//! here, malformed packets — goes to the general hickory path ([`crate::transport::handler::Handler`])
 //! exactly as TCP does, so behaviour never depends on which path answered.
 
 use std::net::SocketAddr;
@@ -29,8 +29,8 @@ use crate::metrics::Outcome as MetricOutcome;
 use crate::pipeline::{Decided, Pipeline};
 use crate::policy::{BlockAnswer, Decision};
 use crate::ratelimit::Verdict;
-use crate::server::Handler;
-use crate::wire::{self, rcode};
+use crate::transport::handler::Handler;
+use crate::transport::wire::{self, rcode};
 
 /// Largest datagram read.
 #[cfg(not(target_os = "linux"))]
@@ -102,7 +102,7 @@ async fn receive_loop(ctx: Ctx, shutdown: CancellationToken) {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
-    use crate::mmsg::{BATCH, RecvBatch};
+    use crate::transport::mmsg::{BATCH, RecvBatch};
 
     let fd = ctx.sock.as_raw_fd();
     let mut batch = RecvBatch::new();
@@ -156,10 +156,9 @@ async fn send_batch(
         outs.iter().map(Vec::as_slice).zip(dsts.iter()).collect();
     let mut sent = 0;
     while sent < msgs.len() {
-        match ctx
-            .sock
-            .try_io(Interest::WRITABLE, || crate::mmsg::send(fd, &msgs[sent..]))
-        {
+        match ctx.sock.try_io(Interest::WRITABLE, || {
+            crate::transport::mmsg::send(fd, &msgs[sent..])
+        }) {
             Ok(k) => sent += k.max(1),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if ctx.sock.writable().await.is_err() {
