@@ -720,7 +720,10 @@ pub struct RawRateLimit {
     /// Limiting on. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Queries per second each client prefix may send (steady rate). Default 1000.
+    /// Queries per second each client prefix may send (steady rate). Default 100: a
+    /// device loading pages asks a few a second on average; the burst covers page loads.
+    /// Every answered query of a pupil is a query-log row, so this rate also bounds how
+    /// fast one device can grow the log (about 1 MB a minute at 100 q/s).
     #[serde(default = "default_rl_qps")]
     pub queries_per_second: u32,
     /// Queries a client prefix may send at once above the steady rate. Default 2000.
@@ -746,7 +749,9 @@ pub struct RawRateLimit {
     /// limit nothing.
     #[serde(default = "default_rl_v6")]
     pub ipv6_prefix: u8,
-    /// Networks never limited (CIDRs), e.g. the staff server VLAN. Default none.
+    /// Networks never limited (CIDRs), e.g. the staff server VLAN. The relays in
+    /// `[identify] edns_mac_from` are always exempt too: they forward for many devices.
+    /// Default none.
     #[serde(default)]
     pub exempt: Vec<String>,
 }
@@ -768,7 +773,7 @@ impl Default for RawRateLimit {
 }
 
 fn default_rl_qps() -> u32 {
-    1000
+    100
 }
 fn default_rl_burst() -> u32 {
     2000

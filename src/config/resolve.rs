@@ -79,7 +79,12 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     check_counts(&groups, &networks, &devices, &mut p);
     let http = http(&raw.http, &mut p);
     let audit = audit(raw.audit, &storage_path, base);
-    let ratelimit = ratelimit(raw.ratelimit, &mut p);
+    let mut ratelimit = ratelimit(raw.ratelimit, &mut p);
+    // A relay trusted to add MACs forwards a whole network's queries: never limit it as
+    // one device.
+    ratelimit
+        .exempt
+        .extend(identify.edns_mac_from.iter().copied());
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -905,6 +910,31 @@ mod tests {
         assert_eq!(parse_days(&["weekdays".into()]), Ok(0b11111));
         assert_eq!(parse_days(&["sat".into(), "Sunday".into()]), Ok(0b1100000));
         assert!(parse_days(&["funday".into()]).is_err());
+    }
+
+    #[test]
+    fn relays_trusted_with_macs_are_never_rate_limited_as_one_device() {
+        let text = r#"
+[server]
+listen = ["127.0.0.1:0"]
+[upstream]
+servers = ["192.0.2.53"]
+[[network]]
+cidrs = ["10.20.0.0/16"]
+group = "pupils"
+[group.pupils]
+[identify]
+edns_mac_from = ["10.20.0.1/32"]
+[ratelimit]
+exempt = ["10.10.0.0/16"]
+"#;
+        let c = Config::from_str(Path::new("/tmp/relay.toml"), text).unwrap();
+        let exempt: Vec<String> = c.ratelimit.exempt.iter().map(|n| n.to_string()).collect();
+        assert_eq!(exempt, ["10.10.0.0/16", "10.20.0.1/32"]);
+        assert_eq!(
+            c.ratelimit.queries_per_second, 100,
+            "one device's default rate"
+        );
     }
 
     #[test]
