@@ -10,7 +10,8 @@
 //! - a header-read timeout that also closes idle keep-alive connections, and a timeout on
 //!   reading the body and answering;
 //! - a body size limit;
-//! - on `EMFILE`/`ENFILE` (and other resource errors) the loop sleeps with backoff.
+//! - on `EMFILE`/`ENFILE` (and other resource errors) the loop backs off
+//!   ([`crate::transport::accept::next_connection`], shared with DNS over TCP).
 //!
 //! It must not know about routes: it serves whatever [`Router`] it is given.
 
@@ -28,6 +29,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::transport::accept::{BACKOFF_MIN, next_connection};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -35,7 +38,6 @@ use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 
 /// Longest sleep after a resource error on accept.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Time given to open connections to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -79,15 +81,6 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Errors on accept that mean "out of a resource": wait before trying again, or the loop
-/// spins at full CPU while the condition lasts.
-fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 /// Bind `addr` and serve `app` with `limits` until `shutdown`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
@@ -129,7 +122,8 @@ async fn accept_loop(
 ) {
     let global = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(PerClient::default());
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = BACKOFF_MIN;
+    let what = "HTTP accept (raise the open-files limit or lower http.max_connections)";
     loop {
         let permit = tokio::select! {
             p = global.clone().acquire_owned() => match p {
@@ -138,30 +132,9 @@ async fn accept_loop(
             },
             _ = shutdown.cancelled() => return,
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff = Duration::from_millis(10);
-                a
-            }
-            Err(e) if is_resource_exhaustion(&e) => {
-                tracing::warn!(
-                    "HTTP accept: {e}; pausing {backoff:?} (raise the open-files limit or lower http.max_connections)"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!("HTTP accept: {e}");
-                continue;
-            }
+        let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown, what).await
+        else {
+            return;
         };
         let ip = peer.ip().to_canonical();
         let Some(slot) = per_client.enter(ip, limits.max_connections_per_client) else {
@@ -220,18 +193,6 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fd_exhaustion_is_told_apart_from_a_dropped_client() {
-        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
-            assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(
-                code
-            )));
-        }
-        assert!(!is_resource_exhaustion(&std::io::Error::from_raw_os_error(
-            libc::ECONNABORTED
-        )));
-    }
 
     #[test]
     fn per_client_slots_are_counted_and_released() {

@@ -174,20 +174,9 @@ impl Admin {
     /// The policy group of a client address, or None if it is in no configured network.
     pub fn group_of(&self, ip: std::net::IpAddr) -> Option<String> {
         let snap = self.pipeline.state().load();
-        let key = crate::lists::key::reverse_key("chaperone.invalid");
-        let outcome = snap.policy.decide(
-            &crate::policy::Client {
-                ip: Some(ip.to_canonical()),
-                mac: None,
-            },
-            &key,
-            self.now(),
-            None,
-        );
-        outcome
-            .group
-            .and_then(|g| snap.policy.groups().get(g as usize))
-            .map(|g| g.name.clone())
+        let policy = &snap.policy;
+        let g = policy.group_of(ip)?;
+        policy.groups().get(g as usize).map(|g| g.name.clone())
     }
 }
 

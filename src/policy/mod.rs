@@ -342,6 +342,12 @@ impl Policy {
             .map(|i| i as u16)
     }
 
+    /// The group of a client address (longest matching network), or None if it is in
+    /// no configured network: the same lookup [`Policy::decide`] starts with.
+    pub fn group_of(&self, ip: IpAddr) -> Option<u16> {
+        self.networks.lookup(ip.to_canonical()).map(|(g, _)| g)
+    }
+
     /// Live exceptions.
     pub fn exceptions(&self) -> &[Exception] {
         &self.exceptions

@@ -333,3 +333,25 @@ fn the_trace_names_every_step_taken() {
     assert!(text.contains("group pupils"), "{text}");
     assert!(text.contains("rule: games lists games.test"), "{text}");
 }
+
+#[test]
+fn group_of_is_the_network_lookup_decide_starts_with() {
+    let p = policy();
+    for (from, group) in [
+        (PUPIL, "pupils"),
+        (STAFF, "staff"),
+        (KS1, "ks1"),
+        (OPEN, "open"),
+    ] {
+        assert_eq!(
+            p.group_of(from.parse().unwrap()),
+            p.group_index(group),
+            "{from}"
+        );
+    }
+    assert_eq!(
+        p.group_of("::ffff:10.0.1.5".parse().unwrap()),
+        p.group_index("pupils")
+    );
+    assert_eq!(p.group_of("192.0.2.1".parse().unwrap()), None);
+}

@@ -13,6 +13,7 @@
 //! - [`handler`]: the hickory request handler both use for everything else;
 //! - the socket set-up shared by the listeners.
 
+pub(crate) mod accept;
 pub mod handler;
 #[cfg(target_os = "linux")]
 pub mod mmsg;

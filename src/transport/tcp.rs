@@ -20,7 +20,6 @@
 //! It must not decide or resolve anything itself.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,15 +38,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept::{BACKOFF_MIN, next_connection};
+
 /// Queries answered at once on one connection; further messages wait unread.
 pub const MAX_PIPELINED: usize = 16;
 
 /// Shortest DNS message (a header).
 const HEADER: usize = 12;
-
-/// First and longest pause of the accept loop when the process is out of descriptors.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The bounds on TCP clients.
 #[derive(Debug, Clone)]
@@ -103,69 +100,15 @@ impl<H> Clone for Ctx<H> {
     }
 }
 
-/// True for the accept errors that mean "no descriptors or memory left": retrying at once
-/// fails again, so the loop must wait.
-fn out_of_resources(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
-/// Something connections are accepted from (a [`TcpListener`]; a fake in tests).
-trait Acceptor {
-    type Stream;
-    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
-}
-
-impl Acceptor for TcpListener {
-    type Stream = TcpStream;
-    fn accept(&self) -> impl Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
-        TcpListener::accept(self)
-    }
-}
-
-/// The next connection, or None at shutdown. Out of descriptors, wait (50 ms doubling to
-/// 1 s) before trying again: the error would recur at once, and the loop would spin.
-async fn next_connection<A: Acceptor>(
-    listener: &A,
-    backoff: &mut Duration,
-    shutdown: &CancellationToken,
-) -> Option<(A::Stream, SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.cancelled() => return None,
-        };
-        match accepted {
-            Ok(a) => {
-                *backoff = BACKOFF_MIN;
-                return Some(a);
-            }
-            Err(e) if out_of_resources(&e) => {
-                if *backoff == BACKOFF_MIN {
-                    tracing::warn!(
-                        "TCP DNS accept: {e}; pausing accepts (raise the open files limit or lower server.tcp_max_connections)"
-                    );
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(*backoff) => {}
-                    _ = shutdown.cancelled() => return None,
-                }
-                *backoff = (*backoff * 2).min(BACKOFF_MAX);
-            }
-            Err(e) => tracing::debug!("TCP DNS accept: {e}"),
-        }
-    }
-}
-
 async fn accept_loop<H: RequestHandler>(
     listener: TcpListener,
     ctx: Ctx<H>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
-    while let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown).await {
+    let what = "TCP DNS accept (raise the open files limit or lower server.tcp_max_connections)";
+    while let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown, what).await
+    {
         let Some(conn) = ctx.registry.admit(peer.ip(), &shutdown) else {
             tracing::debug!(client = %peer.ip(), "TCP DNS connection refused: limit reached, none idle");
             continue;
@@ -464,40 +407,6 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Always out of descriptors; stops the loop after a second or 10,000 calls.
-    struct OutOfFiles {
-        calls: AtomicUsize,
-        started: Instant,
-        stop: CancellationToken,
-    }
-
-    impl Acceptor for OutOfFiles {
-        type Stream = ();
-        fn accept(&self) -> impl Future<Output = std::io::Result<((), SocketAddr)>> + Send {
-            let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= 10_000 || self.started.elapsed() >= Duration::from_secs(1) {
-                self.stop.cancel();
-            }
-            std::future::ready(Err(std::io::Error::from_raw_os_error(libc::EMFILE)))
-        }
-    }
-
-    #[tokio::test]
-    async fn out_of_descriptors_the_accept_loop_backs_off() {
-        let stop = CancellationToken::new();
-        let fake = OutOfFiles {
-            calls: AtomicUsize::new(0),
-            started: Instant::now(),
-            stop: stop.clone(),
-        };
-        let mut backoff = BACKOFF_MIN;
-        assert!(next_connection(&fake, &mut backoff, &stop).await.is_none());
-        let calls = fake.calls.load(Ordering::Relaxed);
-        // 50 + 100 + 200 + 400 + 800 ms: about six tries in the first second, not a spin.
-        assert!(calls <= 10, "{calls} accepts in about a second");
-        assert_eq!(backoff, BACKOFF_MAX);
-    }
 
     #[test]
     fn a_full_registry_closes_the_oldest_idle_connection_of_the_client_first() {
