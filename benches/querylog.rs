@@ -64,6 +64,7 @@ fn synthetic_events(n: usize) -> Vec<LogEvent> {
                 group: "pupils".to_owned(),
                 device: None,
                 mac: None,
+                hostname: None,
                 name: format!("www.site{}.example.org", i % 20_000),
                 qtype: if i % 3 == 0 { "AAAA" } else { "A" }.to_owned(),
                 decision: if blocked { "blocked" } else { "allowed" }.to_owned(),

@@ -47,8 +47,10 @@ pub struct IncidentAlert {
     pub group: String,
     /// Nominated device or MAC, when known.
     pub device: Option<String>,
-    /// MAC address from the relay, when known.
+    /// MAC address from a trusted relay or the device's DHCP lease, when known.
     pub mac: Option<String>,
+    /// Device name from the DHCP lease of the client, when one names it.
+    pub hostname: Option<String>,
     /// Always "illegal-category-hit".
     pub kind: &'static str,
 }
@@ -107,6 +109,7 @@ pub fn start(
                     group: event.group.clone(),
                     device: event.device.clone(),
                     mac: event.mac.clone(),
+                    hostname: event.hostname.clone(),
                     kind: "illegal-category-hit",
                 };
                 let Ok(permit) = in_flight.clone().try_acquire_owned() else {
@@ -140,8 +143,8 @@ pub fn start(
 fn insert_incident(conn: &Mutex<Connection>, e: &LogEvent) -> rusqlite::Result<i64> {
     let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
     conn.execute(
-        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule],
+        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule, e.hostname],
     )?;
     Ok(conn.last_insert_rowid())
 }

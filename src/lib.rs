@@ -9,7 +9,7 @@
 //! - [`transport`] — listen: the UDP fast path, TCP, the hickory request handler, and the
 //!   limits on what one client can make them hold;
 //! - [`server`] — lifecycle: starts the listeners, reload triggers, shutdown;
-//! - [`identify`] — client address and EDNS MAC;
+//! - [`identify`] — client address, EDNS MAC and the device's DHCP lease ([`leases`]);
 //! - [`policy`] — admit (known networks only) and decide;
 //! - [`answer`] — block / rewrite records;
 //! - [`cache`] and [`resolve`] — answers for allowed names;
@@ -26,6 +26,7 @@ pub mod cache;
 pub mod cli_admin;
 pub mod config;
 pub mod identify;
+pub mod leases;
 pub mod lists;
 pub mod metrics;
 pub mod pipeline;

@@ -260,11 +260,20 @@ fn explain(
     let key = ReversedName::from_labels(normalized.split('.').map(str::as_bytes))
         .context("name too long")?;
     let mut trace = Vec::new();
+    let leases = chaperone::leases::Leases::default();
+    for (path, r) in leases.refresh(&loaded.config.identify.leases, true) {
+        if let chaperone::leases::FileResult::Failed(e) = r {
+            trace.push(format!("leases: {} not read: {e}", path.display()));
+        }
+    }
     let who = chaperone::identify::client(
         std::net::SocketAddr::new(ip, 0),
         mac,
         &loaded.config.identify,
+        &leases.load(),
+        now,
     );
+    trace.extend(chaperone::identify::describe_lease(who.lease.as_deref()));
     if who.mac_ignored {
         trace.push(format!(
             "identify: MAC ignored: {ip} is not a trusted relay ([identify] edns_mac_from)"

@@ -353,6 +353,12 @@ impl Metrics {
         metrics
     }
 
+    /// The registry, for modules that keep their own metric families
+    /// ([`crate::leases::LeaseMetrics`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.derive();

@@ -44,6 +44,8 @@ pub struct Decided {
     pub snap: Arc<Snapshot>,
     /// Who asked.
     pub client: Client,
+    /// The device's DHCP lease, if one names it (for the query log and incidents).
+    pub lease: Option<Arc<crate::leases::Lease>>,
     /// The decision.
     pub outcome: Outcome,
     /// Policy time.
@@ -175,16 +177,19 @@ impl Pipeline {
     pub fn decide(&self, src: SocketAddr, mac: Option<[u8; 6]>, key: &[u8]) -> Decided {
         let started = Instant::now();
         let snap = self.state.snapshot();
-        let who = identify::client(src, mac, &snap.config.identify);
+        let now = self.clock.now();
+        let leases = self.state.leases().load();
+        let who = identify::client(src, mac, &snap.config.identify, &leases, now);
+        drop(leases);
         if who.mac_ignored {
             self.state.metrics().edns_mac_ignored.inc();
         }
         let client = who.client;
-        let now = self.clock.now();
         let outcome = snap.policy.decide(&client, key, now, None);
         Decided {
             snap,
             client,
+            lease: who.lease,
             outcome,
             now,
             started,
@@ -218,6 +223,7 @@ impl Pipeline {
         self.recorder.record(QueryEvent {
             at: d.now,
             client: &d.client,
+            lease: d.lease.as_deref(),
             snapshot: &d.snap,
             outcome: &d.outcome,
             key,

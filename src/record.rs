@@ -25,6 +25,8 @@ pub struct QueryEvent<'a> {
     pub at: jiff::Timestamp,
     /// Who.
     pub client: &'a crate::policy::Client,
+    /// The device's DHCP lease, if one names it.
+    pub lease: Option<&'a crate::leases::Lease>,
     /// The snapshot it was decided in.
     pub snapshot: &'a Snapshot,
     /// The decision.
@@ -107,6 +109,10 @@ fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
             .map_or_else(|| "none".to_owned(), |g| g.name.clone()),
         device: e.outcome.device.map(|d| policy.device_name(d).to_owned()),
         mac: e.client.mac.map(format_mac),
+        hostname: e
+            .lease
+            .and_then(|l| l.hostname.as_deref())
+            .map(str::to_owned),
         name: unreverse_key(e.key),
         qtype: e.qtype.to_string(),
         decision: decision.to_owned(),

@@ -219,21 +219,22 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
     ])
 }
 
-/// For the safeguarding lead: blocked attempts per device (address or pseudonym, and
-/// nominated device name), with what was asked and when.
+/// For the safeguarding lead: blocked attempts per device (address or pseudonym,
+/// nominated device name, MAC and the device name from DHCP leases), with what was asked
+/// and when.
 pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec<Table>> {
     let s = micros(since);
     let rows = query(
         conn,
-        "SELECT client, COALESCE(device, ''), COALESCE(mac, ''), grp, name, category, COUNT(*),
+        "SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), grp, name, category, COUNT(*),
                 datetime(MIN(ts_us) / 1000000, 'unixepoch'), datetime(MAX(ts_us) / 1000000, 'unixepoch')
          FROM queries WHERE ts_us >= ?1 AND decision = 'blocked'
-         GROUP BY client, device, mac, grp, name, category ORDER BY client, 7 DESC",
+         GROUP BY client, device, mac, hostname, grp, name, category ORDER BY client, 8 DESC",
         s,
     )?;
     let incidents = query(
         conn,
-        "SELECT datetime(ts_us / 1000000, 'unixepoch'), client, COALESCE(device, ''), grp, name, category, alert_status
+        "SELECT datetime(ts_us / 1000000, 'unixepoch'), client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE(mac, ''), grp, name, category, alert_status
          FROM incidents WHERE ts_us >= ?1 ORDER BY ts_us",
         s,
     )?;
@@ -244,6 +245,7 @@ pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec
                 "client",
                 "device",
                 "mac",
+                "device name (DHCP)",
                 "group",
                 "name",
                 "category",
@@ -261,6 +263,8 @@ pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec
                 "time (UTC)",
                 "client",
                 "device",
+                "device name (DHCP)",
+                "mac",
                 "group",
                 "name",
                 "category",

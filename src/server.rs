@@ -127,6 +127,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     }
     let state = State::new(config_path, loaded, metrics.clone());
     let snap = state.snapshot();
+    crate::leases::watch::initial(state.leases(), snap.config.identify.leases.clone()).await;
     let db = snap.config.storage_path.clone();
     // The writer also runs retention, so it starts even with logging off: records kept
     // from when it was on still expire.
@@ -203,6 +204,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         None => None,
     };
     spawn_exception_refresher(admin, shutdown.clone());
+    spawn_lease_watcher(&state, shutdown.clone());
     if opts.watch_files {
         spawn_file_watcher(
             pipeline.clone(),
@@ -228,6 +230,22 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         shutdown,
         task,
     })
+}
+
+/// Keep the DHCP lease map current: the lease files and poll interval come from the live
+/// config, so a reload that changes `[[identify.leases]]` applies without a restart. Runs
+/// whether or not config files are watched: lease files have no other trigger.
+fn spawn_lease_watcher(state: &Arc<State>, shutdown: CancellationToken) {
+    let live = Arc::downgrade(state);
+    let config = move || match live.upgrade() {
+        Some(s) => {
+            let snap = s.load();
+            let i = &snap.config.identify;
+            (i.leases.clone(), i.leases_poll)
+        }
+        None => (Vec::new(), crate::config::DEFAULT_LEASES_POLL),
+    };
+    crate::leases::watch::spawn(state.leases().clone(), Arc::new(config), shutdown);
 }
 
 /// Drop expired exceptions from the live policy (their expiry already stops them applying;

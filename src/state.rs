@@ -296,19 +296,30 @@ pub struct State {
     metrics: Arc<Metrics>,
     generation: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
+    /// DHCP leases: swapped on their own (files change far more often than the config).
+    leases: Arc<crate::leases::Leases>,
 }
 
 impl State {
     /// Start from a loaded config.
     pub fn new(config_path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Arc<State> {
         let snap = make_snapshot(loaded, 1, &metrics);
+        let lease_metrics = crate::leases::LeaseMetrics::register(metrics.registry())
+            .map_err(|e| tracing::error!("lease metrics not registered: {e}"))
+            .ok();
         Arc::new(State {
             current: ArcSwap::from_pointee(snap),
             config_path: config_path.to_owned(),
             metrics,
             generation: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
+            leases: Arc::new(crate::leases::Leases::new(lease_metrics)),
         })
+    }
+
+    /// The DHCP lease map (device names and MACs by address).
+    pub fn leases(&self) -> &Arc<crate::leases::Leases> {
+        &self.leases
     }
 
     /// The snapshot in force. Hold the guard only for one query.

@@ -33,7 +33,7 @@ use sha2::Sha256;
 use super::Admin;
 use super::routes::{NewReportBody, NewRequestBody, Submitter, new_report, new_request};
 use crate::lists::key::{ReversedName, normalize_domain};
-use crate::policy::{Client, Decision};
+use crate::policy::Decision;
 
 /// How long a form's CSRF token is accepted, seconds.
 const CSRF_LIFETIME: i64 = 2 * 3600;
@@ -256,15 +256,10 @@ fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
     let Some(key) = ReversedName::from_labels(domain.split('.').map(str::as_bytes)) else {
         return View::Generic;
     };
-    let outcome = snap.policy.decide(
-        &Client {
-            ip: Some(client.ip().to_canonical()),
-            mac: None,
-        },
-        key.as_bytes(),
-        a.now(),
-        None,
-    );
+    let who = identify(a, client);
+    let outcome = snap
+        .policy
+        .decide(&who.client, key.as_bytes(), a.now(), None);
     match outcome.decision {
         Decision::Block { incident: true, .. } => return View::Illegal,
         Decision::Block { .. } => {}
@@ -293,6 +288,28 @@ fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
         category_name,
         rule: rule.unwrap_or_default(),
     }
+}
+
+/// The browser's address and its DHCP lease, as the DNS path identifies it (so a
+/// nominated device matched by its leased MAC sees the page its queries got).
+fn identify(a: &Admin, client: SocketAddr) -> crate::identify::Identified {
+    let state = a.pipeline.state();
+    crate::identify::client(
+        client,
+        None,
+        &state.load().config.identify,
+        &state.leases().load(),
+        a.now(),
+    )
+}
+
+/// The device name the DHCP leases give the browser's own address: shown only to that
+/// browser (it already knows its own name), and put with a request it sends so staff
+/// reviewing the request know which device asked.
+fn own_device_name(a: &Admin, client: SocketAddr) -> Option<String> {
+    identify(a, client)
+        .lease
+        .and_then(|l| l.hostname.as_deref().map(str::to_owned))
 }
 
 /// The fixed page for names in illegal categories: the same for every such name, with no
@@ -348,10 +365,13 @@ async fn page(
         .to_zoned(a.pipeline.state().load().config.server.timezone.clone());
     let time = now.strftime("%A %-d %B %Y, %H:%M %Z").to_string();
     let heading = "This site is blocked";
+    let device = own_device_name(&a, client)
+        .map(|n| format!("<dt>Device</dt><dd>{}</dd>", esc(&n)))
+        .unwrap_or_default();
     let reason = format!(
         "<p>The school's web filter has blocked <strong>{d}</strong> for your network.</p>\
          <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched rule</dt><dd>{r}</dd>\
-         <dt>Policy group</dt><dd>{g}</dd><dt>Time</dt><dd>{t}</dd></dl>",
+         <dt>Policy group</dt><dd>{g}</dd>{device}<dt>Time</dt><dd>{t}</dd></dl>",
         d = esc(&domain),
         c = esc(&category),
         r = esc(&rule),
@@ -418,8 +438,12 @@ async fn submit_request(
         groups: Vec::new(),
         category,
     };
+    let actor = match own_device_name(&a, client) {
+        Some(name) => format!("block page ({}, device {name})", client.ip().to_canonical()),
+        None => format!("block page ({})", client.ip().to_canonical()),
+    };
     let who = Submitter::Anonymous {
-        actor: format!("block page ({})", client.ip().to_canonical()),
+        actor,
         client: client.ip().to_canonical(),
     };
     match new_request(&a, &body, &who).await {

@@ -20,7 +20,6 @@ use super::limits::{self, MAX_CATEGORY, MAX_NAME, MAX_TEXT, MAX_URL, one_line};
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::lists::parse::Format;
-use crate::policy::Client;
 use crate::store::{StoreError, audit, safeguarding as sg};
 
 type Result<T> = std::result::Result<T, Response>;
@@ -175,18 +174,23 @@ pub async fn explain(
         .ok_or_else(|| bad("name too long"))?;
     let snap = a.pipeline.state().load();
     let mut trace = Vec::new();
-    let outcome = snap.policy.decide(
-        &Client {
-            ip: Some(q.client),
-            mac: None,
-        },
-        key.as_bytes(),
+    let who = crate::identify::client(
+        std::net::SocketAddr::new(q.client, 0),
+        None,
+        &snap.config.identify,
+        &a.pipeline.state().leases().load(),
         now,
-        Some(&mut trace),
     );
+    trace.extend(crate::identify::describe_lease(who.lease.as_deref()));
+    let outcome = snap
+        .policy
+        .decide(&who.client, key.as_bytes(), now, Some(&mut trace));
     let (decision, category, rule, incident) =
         crate::record::describe(&snap.policy, outcome.decision, key.as_bytes());
-    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident })).into_response())
+    let device = who.lease.as_ref().map(|l| {
+        json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source })
+    });
+    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident })).into_response())
 }
 
 #[derive(Deserialize)]

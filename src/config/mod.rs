@@ -112,10 +112,27 @@ pub struct HttpConfig {
 }
 
 /// `[identify]`, resolved.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IdentifyConfig {
     /// Relays whose EDNS0 MAC option is believed.
     pub edns_mac_from: Vec<IpNet>,
+    /// DHCP lease files naming devices.
+    pub leases: Vec<crate::leases::LeaseFileConfig>,
+    /// Re-read interval of the lease files, as a safety net under the watcher.
+    pub leases_poll: Duration,
+}
+
+/// Default of `identify.leases_poll_secs`.
+pub const DEFAULT_LEASES_POLL: Duration = Duration::from_secs(60);
+
+impl Default for IdentifyConfig {
+    fn default() -> Self {
+        Self {
+            edns_mac_from: Vec::new(),
+            leases: Vec::new(),
+            leases_poll: DEFAULT_LEASES_POLL,
+        }
+    }
 }
 
 impl IdentifyConfig {

@@ -91,6 +91,22 @@ pub struct RawIdentify {
     /// device's allowances. Default: none, so MACs are never believed.
     #[serde(default)]
     pub edns_mac_from: Vec<String>,
+    /// DHCP lease files naming devices (`[[identify.leases]]`).
+    #[serde(default)]
+    pub leases: Vec<RawLeaseFile>,
+    /// Seconds between re-reads of the lease files when no change was noticed (a safety
+    /// net under the file watcher). Default 60.
+    pub leases_poll_secs: Option<u64>,
+}
+
+/// `[[identify.leases]]`: one DHCP server's lease file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLeaseFile {
+    /// The lease file (relative to the config file's folder).
+    pub path: PathBuf,
+    /// "isc", "kea", "dnsmasq" or "windows-csv".
+    pub format: String,
 }
 
 /// `[http]`: limits of the block page and admin API listeners, each applied per listener.

@@ -75,7 +75,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     };
     let querylog = querylog(raw.querylog, &groups, base, &mut p);
     let alerts = raw.alerts.map(|a| alerts(a, &mut p));
-    let identify = identify(raw.identify, &mut p);
+    let identify = identify(raw.identify, base, &mut p);
     check_counts(&groups, &networks, &devices, &mut p);
     let http = http(&raw.http, &mut p);
     let audit = audit(raw.audit, &storage_path, base);
@@ -111,14 +111,61 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     })
 }
 
-fn identify(i: raw::RawIdentify, p: &mut Problems) -> IdentifyConfig {
+fn identify(i: raw::RawIdentify, base: &Path, p: &mut Problems) -> IdentifyConfig {
     let edns_mac_from = i
         .edns_mac_from
         .iter()
         .enumerate()
         .filter_map(|(j, c)| p.take(format!("identify.edns_mac_from[{j}]"), parse_cidr(c)))
         .collect();
-    IdentifyConfig { edns_mac_from }
+    let leases = i
+        .leases
+        .into_iter()
+        .enumerate()
+        .filter_map(|(j, l)| lease_file(j, l, base, p))
+        .collect();
+    let leases_poll = match i.leases_poll_secs {
+        Some(0) => {
+            p.add("identify.leases_poll_secs", "must be at least 1");
+            DEFAULT_LEASES_POLL
+        }
+        Some(s) => Duration::from_secs(s),
+        None => DEFAULT_LEASES_POLL,
+    };
+    IdentifyConfig {
+        edns_mac_from,
+        leases,
+        leases_poll,
+    }
+}
+
+/// `identify.leases[j]`: the format must be known and the path a file, not a folder. A
+/// file that does not exist yet is fine (a DHCP server not yet started): it is read once
+/// it appears.
+fn lease_file(
+    j: usize,
+    l: raw::RawLeaseFile,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<crate::leases::LeaseFileConfig> {
+    use crate::leases::LeaseFormat;
+    let key = format!("identify.leases[{j}]");
+    let Some(format) = LeaseFormat::from_name(&l.format) else {
+        p.add(
+            format!("{key}.format"),
+            format!("{:?} is not a lease format: use {}", l.format, LeaseFormat::NAMES),
+        );
+        return None;
+    };
+    let path = base.join(&l.path);
+    if path.is_dir() {
+        p.add(
+            format!("{key}.path"),
+            format!("{} is a folder, not a lease file", path.display()),
+        );
+        return None;
+    }
+    Some(crate::leases::LeaseFileConfig { path, format })
 }
 
 /// Groups, networks and devices are indexed by fixed-width integers in the policy; more

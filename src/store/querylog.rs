@@ -56,8 +56,10 @@ pub struct LogEvent {
     pub group: String,
     /// Nominated device, if matched.
     pub device: Option<String>,
-    /// Client MAC, if sent.
+    /// Client MAC: sent by a trusted relay, or from the device's DHCP lease.
     pub mac: Option<String>,
+    /// Device name from the DHCP lease of the client, if one names it.
+    pub hostname: Option<String>,
     /// Query name.
     pub name: String,
     /// Query type.
@@ -599,6 +601,10 @@ impl Writer {
                     if let Some(mac) = &e.mac {
                         e.mac = Some(self.pseudonyms.get(&self.key, mac));
                     }
+                    // A device name identifies a pupil as well as the address does.
+                    if let Some(name) = &e.hostname {
+                        e.hostname = Some(self.pseudonyms.get(&self.key, name));
+                    }
                 }
             }
         }
@@ -741,13 +747,13 @@ fn insert_batch(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<(
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(
-            "INSERT INTO queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode, hostname)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for e in batch {
             stmt.execute(params![
                 e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.decision,
-                e.category, e.rule, e.rcode
+                e.category, e.rule, e.rcode, e.hostname
             ])?;
         }
     }

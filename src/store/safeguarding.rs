@@ -432,6 +432,8 @@ pub struct IncidentRow {
     pub device: Option<String>,
     /// MAC.
     pub mac: Option<String>,
+    /// Device name from the DHCP lease of the client.
+    pub hostname: Option<String>,
     /// Name queried.
     pub name: String,
     /// Type.
@@ -458,7 +460,7 @@ pub fn list_incidents(
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error
+            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname
              FROM incidents WHERE ts_us >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )
         .map_err(sql_err)?;
@@ -481,6 +483,7 @@ pub fn list_incidents(
                     alert_status: r.get(10)?,
                     alert_attempts: r.get(11)?,
                     alert_last_error: r.get(12)?,
+                    hostname: r.get(13)?,
                 })
             },
         )
