@@ -187,9 +187,9 @@ pub async fn explain(
         .decide(&who.client, key.as_bytes(), now, Some(&mut trace));
     let (decision, category, rule, incident) =
         crate::record::describe(&snap.policy, outcome.decision, key.as_bytes());
-    let device = who.lease.as_ref().map(|l| {
-        json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source })
-    });
+    let device = who.lease.as_ref().map(
+        |l| json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source }),
+    );
     Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident })).into_response())
 }
 

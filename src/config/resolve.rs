@@ -153,7 +153,11 @@ fn lease_file(
     let Some(format) = LeaseFormat::from_name(&l.format) else {
         p.add(
             format!("{key}.format"),
-            format!("{:?} is not a lease format: use {}", l.format, LeaseFormat::NAMES),
+            format!(
+                "{:?} is not a lease format: use {}",
+                l.format,
+                LeaseFormat::NAMES
+            ),
         );
         return None;
     };

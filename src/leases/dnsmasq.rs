@@ -72,6 +72,9 @@ mod tests {
         let none = &p.leases[&"10.20.1.15".parse::<IpAddr>().unwrap()];
         assert_eq!((none.hostname.as_deref(), none.expires), (None, None));
         let v6 = &p.leases[&"fd00::14".parse::<IpAddr>().unwrap()];
-        assert_eq!((v6.hostname.as_deref(), v6.mac), (Some("ks2-laptop-14"), None));
+        assert_eq!(
+            (v6.hostname.as_deref(), v6.mac),
+            (Some("ks2-laptop-14"), None)
+        );
     }
 }

@@ -236,7 +236,12 @@ fn ends(w: &[&str]) -> Option<i64> {
         [_weekday, date, time] => {
             let dt = jiff::civil::DateTime::strptime("%Y/%m/%d %H:%M:%S", format!("{date} {time}"))
                 .ok()?;
-            Some(dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp().as_second())
+            Some(
+                dt.to_zoned(jiff::tz::TimeZone::UTC)
+                    .ok()?
+                    .timestamp()
+                    .as_second(),
+            )
         }
         _ => None,
     }

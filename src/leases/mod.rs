@@ -517,10 +517,7 @@ impl Leases {
             Ok(parsed) => {
                 let (entries, bad) = (parsed.leases.len(), parsed.bad);
                 if bad > 0 {
-                    tracing::warn!(
-                        "lease file {}: {bad} bad lines skipped",
-                        c.path.display()
-                    );
+                    tracing::warn!("lease file {}: {bad} bad lines skipped", c.path.display());
                 }
                 self.count(&label, "success");
                 if let Some(m) = &self.metrics {
@@ -593,7 +590,10 @@ mod tests {
 
     #[test]
     fn hostnames_are_cleaned_and_bounded() {
-        assert_eq!(clean_hostname("  ks2-laptop-14. ").as_deref(), Some("ks2-laptop-14"));
+        assert_eq!(
+            clean_hostname("  ks2-laptop-14. ").as_deref(),
+            Some("ks2-laptop-14")
+        );
         assert_eq!(clean_hostname("*"), None);
         assert_eq!(clean_hostname(""), None);
         assert_eq!(clean_hostname("a\u{1b}[31mb").as_deref(), Some("a?[31mb"));

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(l.mac, Some([2, 0, 0x5e, 0x10, 0, 0x0e]));
         assert!(l.expires.is_some());
         let printer = get("10.20.1.15").unwrap();
-        assert_eq!((printer.hostname.as_deref(), printer.expires), (Some("printer-1"), None));
+        assert_eq!(
+            (printer.hostname.as_deref(), printer.expires),
+            (Some("printer-1"), None)
+        );
         assert!(get("10.20.1.16").is_none());
         assert!(get("10.20.1.17").unwrap().expires.is_some());
     }

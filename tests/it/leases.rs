@@ -59,7 +59,10 @@ fn every_lease_format_is_read_from_a_realistic_file() {
         assert_eq!(parsed.bad, 0, "{file}: no bad lines");
         let ended = parsed.leases.get(&"10.20.1.16".parse::<IpAddr>().unwrap());
         if format != LeaseFormat::Dnsmasq {
-            assert!(ended.is_none(), "{file}: freed, deleted or declined: no name");
+            assert!(
+                ended.is_none(),
+                "{file}: freed, deleted or declined: no name"
+            );
         } else {
             assert_eq!(ended.and_then(|l| l.hostname.clone()), None, "{file}: `*`");
         }
@@ -85,7 +88,11 @@ fn every_lease_format_is_read_from_a_realistic_file() {
     );
     // dnsmasq's IPv6 leases name the device but carry no MAC.
     assert_eq!(
-        named(&fixture("dnsmasq.leases"), LeaseFormat::Dnsmasq, "fd00:20::14"),
+        named(
+            &fixture("dnsmasq.leases"),
+            LeaseFormat::Dnsmasq,
+            "fd00:20::14"
+        ),
         Some((Some("ks2-laptop-14".to_owned()), None))
     );
 }
@@ -116,6 +123,10 @@ path = "illegal.txt"
 
 [category.illegal]
 verdict = "illegal"
+
+[block_page]
+ipv4 = "192.0.2.200"
+listen = "127.0.0.1:0"
 
 [[network]]
 cidrs = ["127.0.0.41/32", "127.0.0.42/32", "127.0.0.44/32"]
@@ -213,14 +224,25 @@ fn logged(h: &Harness, client: &str) -> Vec<(Option<String>, Option<String>, Str
 
 /// The device `explain` (admin API) reports for `client`.
 async fn explained_device(h: &Harness, client: &str) -> Value {
-    get(h, &format!("/explain?client={client}&name=www.example.test")).await["device"].clone()
+    get(
+        h,
+        &format!("/explain?client={client}&name=www.example.test"),
+    )
+    .await["device"]
+        .clone()
 }
 
 #[tokio::test]
 async fn a_leased_device_is_named_in_the_log_incidents_and_explain() {
     let (up, h) = setup().await;
-    assert_eq!(ask(&h, "127.0.0.41", "www.example.test.").await, ResponseCode::NoError);
-    assert_eq!(ask(&h, "127.0.0.41", "abuse.listed.test.").await, ResponseCode::NXDomain);
+    assert_eq!(
+        ask(&h, "127.0.0.41", "www.example.test.").await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        ask(&h, "127.0.0.41", "abuse.listed.test.").await,
+        ResponseCode::NXDomain
+    );
 
     let rows = logged(&h, "127.0.0.41");
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -242,8 +264,14 @@ async fn a_leased_device_is_named_in_the_log_incidents_and_explain() {
     assert_eq!(incident["mac"], "02:00:5e:10:00:0e", "{incident}");
 
     let explained = get(&h, "/explain?client=127.0.0.41&name=social.listed.test").await;
-    assert_eq!(explained["device"]["hostname"], "ks2-laptop-14", "{explained}");
-    assert_eq!(explained["device"]["source"], "dnsmasq.leases", "{explained}");
+    assert_eq!(
+        explained["device"]["hostname"], "ks2-laptop-14",
+        "{explained}"
+    );
+    assert_eq!(
+        explained["device"]["source"], "dnsmasq.leases",
+        "{explained}"
+    );
     let trace = explained["trace"].to_string();
     assert!(
         trace.contains("device: ks2-laptop-14 (02:00:5e:10:00:0e), from dnsmasq.leases"),
@@ -266,7 +294,11 @@ async fn a_leased_device_is_named_in_the_log_incidents_and_explain() {
 
     let file = leases_path(&h).to_string_lossy().into_owned();
     assert_eq!(
-        metric(h.admin(), &format!("chaperone_leases_entries{{file=\"{file}\"}}")).await,
+        metric(
+            h.admin(),
+            &format!("chaperone_leases_entries{{file=\"{file}\"}}")
+        )
+        .await,
         3.0
     );
     h.stop().await;
@@ -277,8 +309,14 @@ async fn a_leased_device_is_named_in_the_log_incidents_and_explain() {
 async fn a_device_nominated_by_mac_is_matched_by_its_leased_mac() {
     let (up, h) = setup().await;
     // No relay, no EDNS MAC: the lease says .42 is the library iPad.
-    assert_eq!(ask(&h, "127.0.0.42", "social.listed.test.").await, ResponseCode::NoError);
-    assert_eq!(ask(&h, "127.0.0.41", "social.listed.test.").await, ResponseCode::NXDomain);
+    assert_eq!(
+        ask(&h, "127.0.0.42", "social.listed.test.").await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        ask(&h, "127.0.0.41", "social.listed.test.").await,
+        ResponseCode::NXDomain
+    );
     // A pupil claiming the iPad's MAC is still not believed (issue 18).
     let ipad_mac = EdnsOption::Unknown(
         u16::from(EdnsCode::Unknown(chaperone::identify::EDNS_MAC_OPTION)),
@@ -302,9 +340,47 @@ async fn a_device_nominated_by_mac_is_matched_by_its_leased_mac() {
 }
 
 #[tokio::test]
+async fn the_block_page_names_a_device_to_itself_only() {
+    let (up, h) = setup().await;
+    let page = h.running.as_ref().unwrap().block_page_addr.unwrap();
+    let view = |from: &'static str| async move {
+        let (_, _, body) = http_from(
+            from,
+            page,
+            "GET",
+            "/",
+            &[("Host", "social.listed.test")],
+            None,
+        )
+        .await;
+        body
+    };
+    let own = view("127.0.0.41").await;
+    assert!(own.contains("This site is blocked"), "{own}");
+    assert!(
+        own.contains("<dt>Device</dt><dd>ks2-laptop-14</dd>"),
+        "{own}"
+    );
+    let other = view("127.0.0.44").await;
+    assert!(other.contains("This site is blocked"), "{other}");
+    assert!(
+        !other.contains("ks2-laptop") && !other.contains("<dt>Device</dt>"),
+        "{other}"
+    );
+    // The library iPad, nominated by its leased MAC, is not blocked: no details.
+    let ipad = view("127.0.0.42").await;
+    assert!(!ipad.contains("This site is blocked"), "{ipad}");
+    h.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
 async fn a_pseudonymised_group_stores_no_plain_device_name() {
     let (up, h) = setup().await;
-    assert_eq!(ask(&h, "127.0.0.43", "www.example.test.").await, ResponseCode::NoError);
+    assert_eq!(
+        ask(&h, "127.0.0.43", "www.example.test.").await,
+        ResponseCode::NoError
+    );
     if let Some(log) = h.running.as_ref().unwrap().pipeline.recorder().query_log() {
         log.flush();
     }
@@ -336,7 +412,10 @@ async fn a_pseudonymised_group_stores_no_plain_device_name() {
 #[tokio::test]
 async fn a_rewritten_lease_file_is_used_without_restart_and_a_corrupt_one_is_not() {
     let (up, h) = setup().await;
-    assert_eq!(explained_device(&h, "127.0.0.41").await["hostname"], "ks2-laptop-14");
+    assert_eq!(
+        explained_device(&h, "127.0.0.41").await["hostname"],
+        "ks2-laptop-14"
+    );
 
     // dnsmasq rewrites its file whenever a lease changes.
     std::fs::write(
@@ -349,10 +428,17 @@ async fn a_rewritten_lease_file_is_used_without_restart_and_a_corrupt_one_is_not
         assert!(Instant::now() < deadline, "the new name was never used");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(ask(&h, "127.0.0.41", "www.example.test.").await, ResponseCode::NoError);
+    assert_eq!(
+        ask(&h, "127.0.0.41", "www.example.test.").await,
+        ResponseCode::NoError
+    );
     let rows = logged(&h, "127.0.0.41");
     assert_eq!(rows.last().unwrap().0.as_deref(), Some("ks2-laptop-99"));
-    assert_eq!(explained_device(&h, "127.0.0.42").await, Value::Null, "gone");
+    assert_eq!(
+        explained_device(&h, "127.0.0.42").await,
+        Value::Null,
+        "gone"
+    );
 
     // A corrupt file keeps the names last read.
     let file = leases_path(&h).to_string_lossy().into_owned();
@@ -364,7 +450,10 @@ async fn a_rewritten_lease_file_is_used_without_restart_and_a_corrupt_one_is_not
         assert!(Instant::now() < deadline, "the corrupt file was never read");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(explained_device(&h, "127.0.0.41").await["hostname"], "ks2-laptop-99");
+    assert_eq!(
+        explained_device(&h, "127.0.0.41").await["hostname"],
+        "ks2-laptop-99"
+    );
     h.stop().await;
     up.stop().await;
 }
@@ -409,7 +498,9 @@ fn a_lease_file_with_an_unknown_format_names_the_key() {
     );
     let text = config().replace("format = \"dnsmasq\"", "format = \"infoblox\"");
     std::fs::write(&path, text).unwrap();
-    let e = chaperone::config::Config::load(&path).unwrap_err().to_string();
+    let e = chaperone::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("identify.leases[0].format"), "{e}");
     assert!(e.contains("windows-csv"), "{e}");
 }
