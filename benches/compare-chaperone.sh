@@ -7,7 +7,8 @@
 # it: config/example.toml with its groups, schedules, SafeSearch, bypass prevention, every
 # sample category plus the benchmark's blocked names as one more category blocked for
 # pupils, and the query log on (SQLite, pseudonymised groups), with dnsperf's 127.0.0.1
-# placed in the pupils' network. CHAPERONE_QUERYLOG=false turns the log off in it.
+# placed in the pupils' network. CHAPERONE_QUERYLOG=false turns the log off in it;
+# CHAPERONE_LEASES=FILE uses that dnsmasq lease file instead of the example's sample.
 # CHAPERONE_PROFILE=minimal is one group, one category, log off unless CHAPERONE_QUERYLOG=true:
 # the configuration the first-wave figures were measured with.
 set -euo pipefail
@@ -40,7 +41,7 @@ enabled = ${CHAPERONE_QUERYLOG:-false}
 TOML
 else
   python3 - "$ROOT" "$WORK" "$threads" "${CHAPERONE_QUERYLOG:-true}" <<'PY'
-import re, sys
+import os, re, sys
 root, work, threads, log = sys.argv[1:5]
 s = open(f"{root}/config/example.toml").read()
 s = s.replace('listen = ["127.0.0.1:5353"]', 'listen = ["127.0.0.1:15355"]\n' + threads)
@@ -49,6 +50,10 @@ s = s.replace('max_entries = 100000', 'max_entries = 400000')
 s = s.replace('"../lists/', f'"{root}/lists/')
 s = s.replace('bundle = "../target/example-lists.fstb"', f'bundle = "{work}/school.fstb"')
 s = s.replace('path = "../target/example.db"', f'path = "{work}/chaperone.db"')
+# The example's sample DHCP leases, or (CHAPERONE_LEASES) a dnsmasq lease file that names
+# dnsperf's 127.0.0.1, so every query looks up and logs a device name.
+leases = os.environ.get("CHAPERONE_LEASES") or f"{root}/config/example-dnsmasq.leases"
+s = s.replace('path = "example-dnsmasq.leases"', f'path = "{leases}"')
 s = s.replace('[[lists.source]]', f'[[lists.source]]\ncategory = "blocked"\npath = "{work}/blocked.txt"\nformat = "domains"\n\n[[lists.source]]', 1)
 s = s.replace('cidrs = ["127.0.0.1/32", "10.10.0.0/16"]', 'cidrs = ["10.10.0.0/16"]')
 s = s.replace('cidrs = ["127.0.0.2/32", "10.20.0.0/16"', 'cidrs = ["127.0.0.0/8", "10.20.0.0/16"')

@@ -415,6 +415,8 @@ struct FileState {
     /// Size and modification time when last read; an unchanged file is not read again.
     stamp: Option<(u64, SystemTime)>,
     leases: Arc<HashMap<IpAddr, Arc<Lease>>>,
+    /// The last read failed with this message (logged once, not at every poll).
+    failing: Option<String>,
 }
 
 /// The live lease map and the files behind it.
@@ -509,6 +511,7 @@ impl Leases {
                     config: c.clone(),
                     stamp,
                     leases: p.leases.clone(),
+                    failing: None,
                 },
                 FileResult::Unchanged,
             );
@@ -534,6 +537,7 @@ impl Leases {
                         config: c.clone(),
                         stamp,
                         leases: Arc::new(leases),
+                        failing: None,
                     },
                     FileResult::Read { entries, bad },
                 )
@@ -541,14 +545,23 @@ impl Leases {
             Err(e) => {
                 self.count(&label, "failure");
                 let kept = prev.as_ref().map_or(0, |p| p.leases.len());
-                tracing::error!(
-                    "lease file not read, keeping the {kept} addresses last read from it: {e}"
-                );
+                let message = e.to_string();
+                let again = prev
+                    .as_ref()
+                    .is_some_and(|p| p.failing.as_deref() == Some(message.as_str()));
+                if again {
+                    tracing::debug!("lease file still not read: {message}");
+                } else {
+                    tracing::error!(
+                        "lease file not read, keeping the {kept} addresses last read from it: {message}"
+                    );
+                }
                 let state = FileState {
                     config: c.clone(),
                     // Read again next time, even if it looks the same.
                     stamp: None,
                     leases: prev.map(|p| p.leases).unwrap_or_default(),
+                    failing: Some(message),
                 };
                 (state, FileResult::Failed(e))
             }
