@@ -178,8 +178,12 @@ impl Pipeline {
         let started = Instant::now();
         let snap = self.state.snapshot();
         let now = self.clock.now();
-        let leases = self.state.leases().load();
-        let who = identify::client(src, mac, &snap.config.identify, &leases, now);
+        // Without lease files configured, not even the lease map's load is paid.
+        let leases = (!snap.config.identify.leases.is_empty()).then(|| self.state.leases().load());
+        let map = leases
+            .as_ref()
+            .map_or(crate::leases::LeaseMap::empty(), |g| g.as_ref());
+        let who = identify::client(src, mac, &snap.config.identify, map, now);
         drop(leases);
         if who.mac_ignored {
             self.state.metrics().edns_mac_ignored.inc();

@@ -327,6 +327,13 @@ impl LeaseMap {
         m
     }
 
+    /// A shared empty map, for when no lease files are configured (the query path then
+    /// skips loading the live map altogether).
+    pub fn empty() -> &'static LeaseMap {
+        static EMPTY: std::sync::LazyLock<LeaseMap> = std::sync::LazyLock::new(LeaseMap::default);
+        &EMPTY
+    }
+
     /// The live lease of `ip` at `now` (Unix seconds), if any. One hash lookup, no
     /// allocation: safe on the query path.
     pub fn lookup(&self, ip: IpAddr, now: i64) -> Option<&Arc<Lease>> {
