@@ -6,6 +6,7 @@ mod audit;
 mod blockpage;
 mod config;
 mod differential;
+mod ede;
 mod foundation;
 mod hardening;
 mod monitoring;
