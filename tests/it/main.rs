@@ -10,6 +10,7 @@ mod ede;
 mod foundation;
 mod hardening;
 mod monitoring;
+mod packaging;
 mod policy;
 mod protocol;
 mod recursive;
