@@ -125,7 +125,7 @@ pub fn describe(
 ) -> (&'static str, Option<String>, Option<String>, bool) {
     match d {
         Decision::Refuse => ("refused", None, None, false),
-        Decision::Allow(reason) => ("allowed", None, Some(format!("{reason:?}")), false),
+        Decision::Allow(reason) => ("allowed", None, Some(reason.to_string()), false),
         Decision::Rewrite { engine, target } => (
             "rewritten",
             Some(format!("safesearch:{}", engine.name())),
