@@ -101,6 +101,12 @@ enum Command {
         /// Bearer token.
         #[arg(long, env = "CHAPERONE_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Print the API's JSON (for scripts) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Config whose server.timezone times are shown in (else the system's zone).
+        #[arg(long, short, default_value = "/etc/chaperone/chaperone.toml")]
+        config: PathBuf,
         #[command(subcommand)]
         command: chaperone::cli_admin::AdminCommand,
     },
@@ -160,8 +166,10 @@ fn main() -> ExitCode {
         Command::Admin {
             url,
             token,
+            json,
+            config,
             command,
-        } => admin(&url, token.as_deref(), command),
+        } => admin(&url, token.as_deref(), command, json, &config),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -182,9 +190,15 @@ fn init_logging() {
             "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn,hickory_resolver::recursor=error",
         )
     });
+    // Colour only on a terminal: journald and log files get plain text (and NO_COLOR,
+    // https://no-color.org, turns it off everywhere).
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 
@@ -253,8 +267,9 @@ fn explain(
         .context("--mac")?;
     let tz = cfg.server.timezone.clone();
     let now = match at {
-        Some(t) => chaperone::policy::when::parse(t, &tz, jiff::Timestamp::now())
-            .context("--at")?,
+        Some(t) => {
+            chaperone::policy::when::parse(t, &tz, jiff::Timestamp::now()).context("--at")?
+        }
         None => jiff::Timestamp::now(),
     };
     // The exceptions in force at that time, read from the database as the server reads
@@ -315,17 +330,17 @@ fn allow_words(
     tz: &jiff::tz::TimeZone,
 ) -> String {
     match reason {
-        chaperone::policy::AllowReason::Exception(i) => {
-            match policy.exceptions().get(i as usize) {
-                Some(e) => format!(
-                    "by exception #{} for {} until {}",
-                    e.id,
-                    e.domain,
-                    e.expires.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z")
-                ),
-                None => "by exception".to_owned(),
-            }
-        }
+        chaperone::policy::AllowReason::Exception(i) => match policy.exceptions().get(i as usize) {
+            Some(e) => format!(
+                "by exception #{} for {} until {}",
+                e.id,
+                e.domain,
+                e.expires
+                    .to_zoned(tz.clone())
+                    .strftime("%a %Y-%m-%d %H:%M %Z")
+            ),
+            None => "by exception".to_owned(),
+        },
         other => other.to_string(),
     }
 }
@@ -334,12 +349,18 @@ fn admin(
     url: &str,
     token: Option<&str>,
     command: chaperone::cli_admin::AdminCommand,
+    json: bool,
+    config: &Path,
 ) -> Result<bool> {
+    let timezone = chaperone::config::Config::load(config)
+        .map(|c| c.server.timezone)
+        .unwrap_or_else(|_| jiff::tz::TimeZone::system());
+    let output = chaperone::cli_admin::Output { json, timezone };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(chaperone::cli_admin::run(url, token, command))
+    rt.block_on(chaperone::cli_admin::run(url, token, command, &output))
 }
 
 fn open_store(config: &Path) -> Result<rusqlite::Connection> {

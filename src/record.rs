@@ -84,7 +84,10 @@ impl Recorder {
             && let Some(tx) = &self.incidents
             && tx.try_send(owned.clone()).is_err()
         {
-            tracing::error!(category = ?owned.category, "incident channel full: incident alert dropped");
+            tracing::error!(
+                "incident channel full: incident alert dropped (category {})",
+                owned.category.as_deref().unwrap_or("unknown")
+            );
         }
         if let Some(log) = &self.log
             && !log.offer(owned)

@@ -50,9 +50,7 @@ impl<'a> Ede<'a> {
                 PROHIBITED,
                 ["Chaperone answers school networks only", "", ""],
             ),
-            Decision::Block {
-                incident: true, ..
-            } => (BLOCKED, [ILLEGAL_TEXT, "", ""]),
+            Decision::Block { incident: true, .. } => (BLOCKED, [ILLEGAL_TEXT, "", ""]),
             Decision::Block {
                 reason: BlockReason::Category(c),
                 ..
@@ -145,7 +143,10 @@ mod tests {
         };
         assert_eq!(code, OPTION_CODE);
         assert_eq!(&out[..2], &OPTION_CODE.to_be_bytes());
-        assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])), data.len());
+        assert_eq!(
+            usize::from(u16::from_be_bytes([out[2], out[3]])),
+            data.len()
+        );
         assert_eq!(&out[4..], &data[..]);
         assert_eq!(
             parse(&data),

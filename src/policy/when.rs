@@ -53,7 +53,12 @@ fn in_school(dt: DateTime, tz: &TimeZone) -> Option<Timestamp> {
 }
 
 /// The first instant at or after `now` that is `weekday` at `time` in school.
-fn next_weekday_at(weekday: Weekday, time: Time, tz: &TimeZone, now: Timestamp) -> Option<Timestamp> {
+fn next_weekday_at(
+    weekday: Weekday,
+    time: Time,
+    tz: &TimeZone,
+    now: Timestamp,
+) -> Option<Timestamp> {
     let today: Date = now.to_zoned(tz.clone()).date();
     (0..=7i64)
         .filter_map(|d| today.checked_add(d.days()).ok())
@@ -113,9 +118,18 @@ mod tests {
 
     #[test]
     fn a_bad_time_lists_the_accepted_forms() {
-        for s in ["tomorrow", "mon", "funday 12:30", "2026-13-01 12:30", "mon 25:00"] {
+        for s in [
+            "tomorrow",
+            "mon",
+            "funday 12:30",
+            "2026-13-01 12:30",
+            "mon 25:00",
+        ] {
             let e = parse(s, &london(), now()).unwrap_err().to_string();
-            assert!(e.contains("RFC 3339") && e.contains("mon 12:30"), "{s}: {e}");
+            assert!(
+                e.contains("RFC 3339") && e.contains("mon 12:30"),
+                "{s}: {e}"
+            );
         }
     }
 }

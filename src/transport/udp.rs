@@ -263,7 +263,11 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
             {
                 Verdict::Allow => {
                     wire::error_response(out, pkt, &q, rcode::REFUSED);
-                    wire::push_ede(out, &q, Ede::for_decision(&d.snap.policy, &d.outcome.decision));
+                    wire::push_ede(
+                        out,
+                        &q,
+                        Ede::for_decision(&d.snap.policy, &d.outcome.decision),
+                    );
                 }
                 Verdict::Slip => wire::slip_response(out, pkt, &q),
                 Verdict::Drop => return Fast::Drop,
@@ -297,7 +301,11 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
                     ResponseCode::NoError
                 }
             };
-            wire::push_ede(out, &q, Ede::for_decision(&d.snap.policy, &d.outcome.decision));
+            wire::push_ede(
+                out,
+                &q,
+                Ede::for_decision(&d.snap.policy, &d.outcome.decision),
+            );
             (code, MetricOutcome::Blocked)
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {

@@ -34,7 +34,12 @@ async fn blocked_and_refused_answers_carry_an_extended_dns_error() {
             "blocked by Chaperone: games",
         ),
         // Illegal categories: a fixed text naming nothing, as the block page.
-        ("127.0.0.2", "abuse.listed.test.", 15, "blocked by school policy"),
+        (
+            "127.0.0.2",
+            "abuse.listed.test.",
+            15,
+            "blocked by school policy",
+        ),
         (
             "127.0.0.4",
             "www.example.test.",
@@ -65,8 +70,14 @@ async fn blocked_and_refused_answers_carry_an_extended_dns_error() {
     }
     // Allowed names carry none, and a client without EDNS gets no OPT record at all.
     let pupil = h.client("127.0.0.2");
-    assert_eq!(ede(&pupil.udp("www.example.test.", RecordType::A).await), None);
-    assert_eq!(ede(&pupil.tcp("www.example.test.", RecordType::A).await), None);
+    assert_eq!(
+        ede(&pupil.udp("www.example.test.", RecordType::A).await),
+        None
+    );
+    assert_eq!(
+        ede(&pupil.tcp("www.example.test.", RecordType::A).await),
+        None
+    );
     let mut plain = Client::message("games.listed.test.", RecordType::A);
     plain.edns = None;
     let r = pupil.send_udp(&plain).await.expect("an answer");

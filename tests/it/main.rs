@@ -3,8 +3,8 @@
 mod support;
 
 mod audit;
-mod cli;
 mod blockpage;
+mod cli;
 mod config;
 mod differential;
 mod ede;

@@ -144,7 +144,9 @@ fn maintainer_scripts_are_valid_shell_and_leave_systemd_to_cargo_deb() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("#DEBHELPER#"), "{name}");
         assert!(
-            !text.lines().any(|l| l.trim_start().starts_with("systemctl")),
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("systemctl")),
             "{name}: systemctl unguarded (no systemd in containers and CI)"
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
