@@ -202,7 +202,8 @@ async fn deliver(
             Err(e) => tracing::warn!(
                 incident = id,
                 attempts,
-                "incident alert failed, retrying in {backoff:?}: {e}"
+                "incident alert failed, retrying in {} s: {e}",
+                backoff.as_secs_f64()
             ),
         }
         tokio::time::sleep(backoff).await;

@@ -5,9 +5,12 @@
 //! give A/AAAA of the block page and NODATA for other types, never a made-up address for a
 //! type that cannot hold one.
 
+pub mod ede;
+
 use std::sync::LazyLock;
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -27,6 +30,8 @@ pub struct Reply {
     pub answers: Vec<Record>,
     /// Authority section.
     pub authorities: Vec<Record>,
+    /// An Extended DNS Error option (RFC 8914) saying why, sent if the client sent EDNS.
+    pub ede: Option<EdnsOption>,
 }
 
 impl Reply {
@@ -36,7 +41,14 @@ impl Reply {
             rcode,
             answers: Vec::new(),
             authorities: Vec::new(),
+            ede: None,
         }
+    }
+
+    /// The same reply carrying `ede` (see [`ede`]).
+    pub fn with_ede(mut self, ede: Option<ede::Ede<'_>>) -> Self {
+        self.ede = ede.map(|e| e.to_option());
+        self
     }
 
     /// A resolved answer as a reply.
@@ -45,6 +57,7 @@ impl Reply {
             rcode: a.rcode,
             answers: a.answers,
             authorities: a.authorities,
+            ede: None,
         }
     }
 }
@@ -83,6 +96,7 @@ pub fn blocked(
         rcode,
         answers: Vec::new(),
         authorities: vec![block_soa(zone, ttl)],
+        ede: None,
     };
     match answer {
         BlockAnswer::NxDomain => negative(ResponseCode::NXDomain),
@@ -102,6 +116,7 @@ pub fn blocked(
                     rcode: ResponseCode::NoError,
                     answers: vec![Record::from_rdata(qname.clone(), ttl, r)],
                     authorities: Vec::new(),
+                    ede: None,
                 },
                 None => negative(ResponseCode::NoError),
             }
@@ -130,5 +145,6 @@ pub fn rewritten(qname: &Name, target: &Name, resolved: Answer) -> Reply {
         rcode: resolved.rcode,
         answers,
         authorities: resolved.authorities,
+        ede: None,
     }
 }

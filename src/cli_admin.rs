@@ -1,8 +1,21 @@
 //! `chaperone admin ...`: the technician's command line over the admin HTTP API, so every
 //! change goes through the same checks and the same audit log as any other client.
 
+mod render;
+
 use clap::Subcommand;
 use serde_json::{Value, json};
+
+pub use render::render;
+
+/// How answers are printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The API's JSON as it came (for scripts), instead of tables.
+    pub json: bool,
+    /// The school's time zone, for times shown to people.
+    pub timezone: jiff::tz::TimeZone,
+}
 
 /// Admin API commands.
 #[derive(Debug, Subcommand)]
@@ -107,8 +120,14 @@ pub enum AdminCommand {
     VerifyAudit,
 }
 
-/// Run one command; prints the JSON answer. Ok(false) on an HTTP error status.
-pub async fn run(base: &str, token: Option<&str>, cmd: AdminCommand) -> anyhow::Result<bool> {
+/// Run one command; prints the answer (a table, or the JSON with `--json`). Ok(false) on
+/// an HTTP error status.
+pub async fn run(
+    base: &str,
+    token: Option<&str>,
+    cmd: AdminCommand,
+    output: &Output,
+) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
     let base = base.trim_end_matches('/');
     let (method, path, body): (&str, String, Option<Value>) = match cmd {
@@ -191,7 +210,8 @@ pub async fn run(base: &str, token: Option<&str>, cmd: AdminCommand) -> anyhow::
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     match serde_json::from_str::<Value>(&text) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),
+        Ok(v) if output.json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),
+        Ok(v) => print!("{}", render(&v, &output.timezone, jiff::Timestamp::now())),
         Err(_) => println!("{text}"),
     }
     if !status.is_success() {

@@ -47,7 +47,9 @@ enum Command {
         /// Client MAC (as a relay would send in the EDNS0 MAC option).
         #[arg(long)]
         mac: Option<String>,
-        /// Decide at this time (RFC 3339, e.g. 2026-11-23T12:30:00Z) instead of now.
+        /// Decide at this time instead of now: RFC 3339 (2026-11-23T12:30:00Z), school
+        /// time ("2026-12-01 12:30", 2026-12-01T12:30), "mon 12:30" (the next Monday at
+        /// 12:30 school time, today if still to come) or 12:30 (today).
         #[arg(long)]
         at: Option<String>,
         /// The name queried.
@@ -99,6 +101,12 @@ enum Command {
         /// Bearer token.
         #[arg(long, env = "CHAPERONE_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Print the API's JSON (for scripts) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Config whose server.timezone times are shown in (else the system's zone).
+        #[arg(long, short, default_value = "/etc/chaperone/chaperone.toml")]
+        config: PathBuf,
         #[command(subcommand)]
         command: chaperone::cli_admin::AdminCommand,
     },
@@ -158,8 +166,10 @@ fn main() -> ExitCode {
         Command::Admin {
             url,
             token,
+            json,
+            config,
             command,
-        } => admin(&url, token.as_deref(), command),
+        } => admin(&url, token.as_deref(), command, json, &config),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -180,9 +190,15 @@ fn init_logging() {
             "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn,hickory_resolver=warn,hickory_resolver::recursor=error",
         )
     });
+    // Colour only on a terminal: journald and log files get plain text (and NO_COLOR,
+    // https://no-color.org, turns it off everywhere).
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 
@@ -243,18 +259,24 @@ fn explain(
     at: Option<&str>,
     name: &str,
 ) -> Result<bool> {
-    let loaded = state::load(config, Vec::new())?;
+    let cfg = chaperone::config::Config::load(config)?;
     let mac = mac
         .map(parse_mac)
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--mac")?;
+    let tz = cfg.server.timezone.clone();
     let now = match at {
-        Some(t) => t
-            .parse::<jiff::Timestamp>()
-            .with_context(|| format!("--at {t:?}"))?,
+        Some(t) => {
+            chaperone::policy::when::parse(t, &tz, jiff::Timestamp::now()).context("--at")?
+        }
         None => jiff::Timestamp::now(),
     };
+    // The exceptions in force at that time, read from the database as the server reads
+    // them at start and on every refresh.
+    let live = chaperone::store::safeguarding::live_exceptions_at(&cfg.storage_path, now)
+        .context("reading live exceptions")?;
+    let loaded = state::load(config, live)?;
     let normalized =
         normalize_domain(name).with_context(|| format!("{name:?} is not a domain name"))?;
     let key = ReversedName::from_labels(normalized.split('.').map(str::as_bytes))
@@ -283,13 +305,19 @@ fn explain(
     let outcome = loaded
         .policy
         .decide(&client, key.as_bytes(), now, Some(&mut trace));
-    println!("query: {normalized} from {ip} at {now}");
+    println!(
+        "query: {normalized} from {ip} at {} ({now})",
+        now.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z")
+    );
     for line in &trace {
         println!("  {line}");
     }
     let (decision, category, rule, incident) =
         chaperone::record::describe(&loaded.policy, outcome.decision, key.as_bytes());
     print!("decision: {decision}");
+    if let chaperone::policy::Decision::Allow(reason) = outcome.decision {
+        print!(" ({})", allow_words(&loaded.policy, reason, &tz));
+    }
     if let Some(c) = category {
         print!(" (category {c}");
         if let Some(r) = rule {
@@ -304,16 +332,44 @@ fn explain(
     Ok(true)
 }
 
+/// Why a name is allowed, in words; an exception says which, and until when.
+fn allow_words(
+    policy: &chaperone::policy::Policy,
+    reason: chaperone::policy::AllowReason,
+    tz: &jiff::tz::TimeZone,
+) -> String {
+    match reason {
+        chaperone::policy::AllowReason::Exception(i) => match policy.exceptions().get(i as usize) {
+            Some(e) => format!(
+                "by exception #{} for {} until {}",
+                e.id,
+                e.domain,
+                e.expires
+                    .to_zoned(tz.clone())
+                    .strftime("%a %Y-%m-%d %H:%M %Z")
+            ),
+            None => "by exception".to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
 fn admin(
     url: &str,
     token: Option<&str>,
     command: chaperone::cli_admin::AdminCommand,
+    json: bool,
+    config: &Path,
 ) -> Result<bool> {
+    let timezone = chaperone::config::Config::load(config)
+        .map(|c| c.server.timezone)
+        .unwrap_or_else(|_| jiff::tz::TimeZone::system());
+    let output = chaperone::cli_admin::Output { json, timezone };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(chaperone::cli_admin::run(url, token, command))
+    rt.block_on(chaperone::cli_admin::run(url, token, command, &output))
 }
 
 fn open_store(config: &Path) -> Result<rusqlite::Connection> {

@@ -25,6 +25,7 @@ use hickory_proto::op::{Edns, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 use tokio::sync::Semaphore;
 
+use crate::answer::ede::Ede;
 use crate::answer::{self, Reply};
 use crate::cache::{AnswerCache, CacheKey, Cached};
 use crate::config::UpstreamConfig;
@@ -248,7 +249,11 @@ impl Pipeline {
         };
         let d = self.decide(q.src, identify::mac(q.edns), key);
         let (reply, metric) = match d.outcome.decision {
-            Decision::Refuse => (Reply::rcode(ResponseCode::Refused), MetricOutcome::Refused),
+            Decision::Refuse => (
+                Reply::rcode(ResponseCode::Refused)
+                    .with_ede(Ede::for_decision(&d.snap.policy, &d.outcome.decision)),
+                MetricOutcome::Refused,
+            ),
             Decision::Block {
                 answer,
                 rule_labels,
@@ -257,7 +262,8 @@ impl Pipeline {
                 let zone = zone_of(q.name, key, rule_labels);
                 let page = d.snap.config.block_page.as_ref();
                 (
-                    answer::blocked(q.name, q.qtype, answer, &zone, page),
+                    answer::blocked(q.name, q.qtype, answer, &zone, page)
+                        .with_ede(Ede::for_decision(&d.snap.policy, &d.outcome.decision)),
                     MetricOutcome::Blocked,
                 )
             }

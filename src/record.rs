@@ -86,7 +86,10 @@ impl Recorder {
             && let Some(tx) = &self.incidents
             && tx.try_send(owned.clone()).is_err()
         {
-            tracing::error!(category = ?owned.category, "incident channel full: incident alert dropped");
+            tracing::error!(
+                "incident channel full: incident alert dropped (category {})",
+                owned.category.as_deref().unwrap_or("unknown")
+            );
         }
         if let Some(log) = &self.log
             && !log.offer(owned)
@@ -131,7 +134,7 @@ pub fn describe(
 ) -> (&'static str, Option<String>, Option<String>, bool) {
     match d {
         Decision::Refuse => ("refused", None, None, false),
-        Decision::Allow(reason) => ("allowed", None, Some(format!("{reason:?}")), false),
+        Decision::Allow(reason) => ("allowed", None, Some(reason.to_string()), false),
         Decision::Rewrite { engine, target } => (
             "rewritten",
             Some(format!("safesearch:{}", engine.name())),

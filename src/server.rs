@@ -213,7 +213,12 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         );
     }
     drop(snap);
-    tracing::info!(addrs = ?dns_addrs, admin = ?admin_addr, block_page = ?block_page_addr, "Chaperone is answering");
+    tracing::info!(
+        "Chaperone is answering DNS on {}; admin API {}; block page {}",
+        list_addrs(&dns_addrs),
+        admin_addr.map_or("off".to_owned(), |a| a.to_string()),
+        block_page_addr.map_or("off".to_owned(), |a| a.to_string())
+    );
     let task = tokio::spawn(run(
         tcp_tasks,
         udp_tasks,
@@ -440,4 +445,13 @@ pub fn log_compile_report(r: &crate::lists::compile::CompileReport) {
             r.errors.len() - 20
         );
     }
+}
+
+/// "127.0.0.1:53, [::1]:53" for a log line.
+fn list_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -35,7 +35,11 @@ impl Caller {
             )),
             Some((_, have)) if *have < role => Err(error(
                 StatusCode::FORBIDDEN,
-                &format!("role {have:?} may not do this; {role:?} is required"),
+                &format!(
+                    "role {} may not do this; {} is required",
+                    super::role_name(*have),
+                    super::role_name(role)
+                ),
             )),
             Some(who) => Ok(who.clone()),
         }

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod network;
 pub mod safesearch;
 mod schedule;
+pub mod when;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -85,6 +86,20 @@ pub enum AllowReason {
     ListPass,
     /// Approved for an allow-only group.
     Approved,
+}
+
+/// In words, for the query log, `explain` and the admin API (not the Rust variant name).
+impl std::fmt::Display for AllowReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowReason::Unlisted => f.write_str("on no list"),
+            AllowReason::NotBlockedHere => f.write_str("listed, not blocked for this group now"),
+            AllowReason::GroupAllow => f.write_str("on the group's allow list"),
+            AllowReason::Exception(_) => f.write_str("temporary exception"),
+            AllowReason::ListPass => f.write_str("passed by a list rule"),
+            AllowReason::Approved => f.write_str("approved for an allow-only group"),
+        }
+    }
 }
 
 /// The policy's answer for one query.

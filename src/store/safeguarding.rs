@@ -176,6 +176,29 @@ pub fn live_exceptions(
         .collect())
 }
 
+/// [`live_exceptions`] from the database at `path`, opened read-only, for tools beside a
+/// running server (`chaperone explain`): the same rows the server loads, never a write, and
+/// none if the server has not created the database yet.
+pub fn live_exceptions_at(
+    path: &std::path::Path,
+    now: jiff::Timestamp,
+) -> Result<Vec<Exception>, StoreError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    live_exceptions(&conn, now)
+}
+
 /// An unblock request.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RequestRow {

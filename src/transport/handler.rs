@@ -124,7 +124,16 @@ impl Handler {
                 }
             }
         }
-        send_reply(response, request, reply, builder).await
+        // The Extended DNS Error goes in our OPT record, so only to a client that sent one.
+        let with_ede = match (&edns, &reply.ede) {
+            (Some(e), Some(option)) => {
+                let mut e = e.clone();
+                e.options_mut().insert(option.clone());
+                Some(e)
+            }
+            _ => None,
+        };
+        send_reply(response, request, reply, builder, with_ede.as_ref()).await
     }
 }
 
@@ -197,12 +206,16 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
-async fn send_reply<R: ResponseHandler>(
+async fn send_reply<'a, R: ResponseHandler>(
     rh: R,
     request: &Request,
     reply: Reply,
-    builder: MessageResponseBuilder<'_>,
+    mut builder: MessageResponseBuilder<'a>,
+    edns: Option<&'a Edns>,
 ) -> ResponseInfo {
+    if let Some(e) = edns {
+        builder.edns(e);
+    }
     let mut meta = Metadata::response_from_request(&request.metadata);
     meta.recursion_available = true;
     meta.authoritative = false;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::answer::DEFAULT_BLOCK_TTL;
+use crate::answer::ede::Ede;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::pipeline::{Decided, Pipeline};
 use crate::policy::{BlockAnswer, Decision};
@@ -260,7 +261,14 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
                 .limiter()
                 .refused(src.ip(), &d.snap.config.ratelimit, true)
             {
-                Verdict::Allow => wire::error_response(out, pkt, &q, rcode::REFUSED),
+                Verdict::Allow => {
+                    wire::error_response(out, pkt, &q, rcode::REFUSED);
+                    wire::push_ede(
+                        out,
+                        &q,
+                        Ede::for_decision(&d.snap.policy, &d.outcome.decision),
+                    );
+                }
                 Verdict::Slip => wire::slip_response(out, pkt, &q),
                 Verdict::Drop => return Fast::Drop,
             }
@@ -293,6 +301,11 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
                     ResponseCode::NoError
                 }
             };
+            wire::push_ede(
+                out,
+                &q,
+                Ede::for_decision(&d.snap.policy, &d.outcome.decision),
+            );
             (code, MetricOutcome::Blocked)
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {

@@ -10,6 +10,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::answer::ede::Ede;
 use crate::lists::key::ReversedName;
 
 /// Header length.
@@ -379,6 +380,22 @@ pub fn push_opt(out: &mut Vec<u8>, q: &Query) -> u16 {
     out.extend_from_slice(&(if q.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     1
+}
+
+/// Add an Extended DNS Error (RFC 8914) to the response just written by
+/// [`error_response`], [`negative_response`] or [`address_response`]: their OPT record
+/// (present only if the request had one) is the last thing in `out`, with empty RDATA, so
+/// the option goes at the end and the OPT's RDLEN (the last two bytes) is set to its size.
+pub fn push_ede(out: &mut Vec<u8>, q: &Query, ede: Option<Ede<'_>>) {
+    let Some(ede) = ede else { return };
+    if !q.edns || out.len() < HEADER + 11 {
+        return;
+    }
+    let rdlen_at = out.len() - 2;
+    let start = out.len();
+    ede.write(out);
+    let len = u16::try_from(out.len() - start).unwrap_or(0);
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&len.to_be_bytes());
 }
 
 /// A rate-limited REFUSED answer that slips through: no records, TC set, so a genuine

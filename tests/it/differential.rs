@@ -189,10 +189,11 @@ fn shape(m: &Message) -> (String, Vec<u32>) {
     let h = &m.metadata;
     let edns = m.edns.as_ref().map(|e| {
         format!(
-            "OPT v{} do={} size={}",
+            "OPT v{} do={} size={} options={:?}",
             e.version(),
             e.flags().dnssec_ok,
-            e.max_payload()
+            e.max_payload(),
+            e.options().options
         )
     });
     let mut text = format!(

@@ -4,12 +4,15 @@ mod support;
 
 mod audit;
 mod blockpage;
+mod cli;
 mod config;
 mod differential;
+mod ede;
 mod foundation;
 mod hardening;
 mod leases;
 mod monitoring;
+mod packaging;
 mod policy;
 mod protocol;
 mod recursive;

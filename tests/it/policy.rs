@@ -103,7 +103,7 @@ groups = ["pupils"]
 edns_mac_from = ["127.0.0.6/32"]
 "#;
 
-const FILES: &[(&str, &str)] = &[
+pub const FILES: &[(&str, &str)] = &[
     ("games.txt", "games.listed.test\n"),
     ("social.txt", "social.listed.test\n"),
     ("illegal.txt", "abuse.listed.test\n"),
@@ -111,7 +111,7 @@ const FILES: &[(&str, &str)] = &[
     ("doh.txt", "dns.doh.listed.test\n"),
 ];
 
-const SAFE_ZONES: &[(&str, &str)] = &[
+pub const SAFE_ZONES: &[(&str, &str)] = &[
     (
         "google.com.",
         "$TTL 300\n@ IN SOA ns.google.com. h.google.com. 1 3600 600 86400 60\nwww IN A 192.0.2.1\nforcesafesearch IN A 216.239.38.120\nforcesafesearch IN AAAA 2001:4860:4802:32::78\n",
@@ -130,7 +130,7 @@ const SAFE_ZONES: &[(&str, &str)] = &[
     ),
 ];
 
-async fn setup(at: jiff::Timestamp) -> (Authority, Harness) {
+pub async fn setup(at: jiff::Timestamp) -> (Authority, Harness) {
     let mut zones = vec![
         ("example.test.", EXAMPLE_ZONE),
         ("listed.test.", LISTED_ZONE),
