@@ -27,6 +27,8 @@ pub struct Reply {
     pub answers: Vec<Record>,
     /// Authority section.
     pub authorities: Vec<Record>,
+    /// AA: answered from Chaperone's own data (local records and zones), not resolved.
+    pub authoritative: bool,
 }
 
 impl Reply {
@@ -36,6 +38,7 @@ impl Reply {
             rcode,
             answers: Vec::new(),
             authorities: Vec::new(),
+            authoritative: false,
         }
     }
 
@@ -45,6 +48,7 @@ impl Reply {
             rcode: a.rcode,
             answers: a.answers,
             authorities: a.authorities,
+            authoritative: false,
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn blocked(
         rcode,
         answers: Vec::new(),
         authorities: vec![block_soa(zone, ttl)],
+        authoritative: false,
     };
     match answer {
         BlockAnswer::NxDomain => negative(ResponseCode::NXDomain),
@@ -102,6 +107,7 @@ pub fn blocked(
                     rcode: ResponseCode::NoError,
                     answers: vec![Record::from_rdata(qname.clone(), ttl, r)],
                     authorities: Vec::new(),
+                    authoritative: false,
                 },
                 None => negative(ResponseCode::NoError),
             }
@@ -130,5 +136,6 @@ pub fn rewritten(qname: &Name, target: &Name, resolved: Answer) -> Reply {
         rcode: resolved.rcode,
         answers,
         authorities: resolved.authorities,
+        authoritative: false,
     }
 }

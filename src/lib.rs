@@ -11,7 +11,8 @@
 //! - [`server`] — lifecycle: starts the listeners, reload triggers, shutdown;
 //! - [`identify`] — client address and EDNS MAC;
 //! - [`policy`] — admit (known networks only) and decide;
-//! - [`answer`] — block / rewrite records;
+//! - [`answer`] — block / rewrite records; [`local`] — local records, local and reserved
+//!   zones (answered authoritatively);
 //! - [`cache`] and [`resolve`] — answers for allowed names;
 //! - [`record`] — metrics, query log, incidents, never blocking the answer.
 //!
@@ -27,6 +28,7 @@ pub mod cli_admin;
 pub mod config;
 pub mod identify;
 pub mod lists;
+pub mod local;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -37,5 +39,6 @@ pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod suffix;
 pub mod transport;
 pub mod wirecache;

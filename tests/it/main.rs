@@ -14,3 +14,4 @@ mod protocol;
 mod recursive;
 mod reload;
 mod safeguarding;
+mod zones;
