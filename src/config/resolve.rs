@@ -87,7 +87,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         .extend(identify.edns_mac_from.iter().copied());
 
     let zones = super::zones::zones(raw.zone, &upstream, &mut p.0);
-    let local = super::zones::local(raw.local, &mut p.0);
+    let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
 
     if !p.0.is_empty() {

@@ -7,6 +7,7 @@
 //! only reads and checks; answering from the records is `crate::local`, forwarding is
 //! `crate::resolve`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
@@ -44,6 +45,11 @@ pub struct RawLocal {
     /// record go on to forwarding as usual. Default none.
     #[serde(default)]
     pub zones: Vec<String>,
+    /// Zone files (RFC 1035 master file syntax, with `$ORIGIN`), relative to the config
+    /// file. Their records are served like `records`; a file with an SOA is a zone
+    /// answered completely, like a `zones` entry. Default none.
+    #[serde(default)]
+    pub zone_files: Vec<std::path::PathBuf>,
     /// Answer PTR queries for the addresses of local A/AAAA records. Default true.
     #[serde(default = "yes")]
     pub auto_ptr: bool,
@@ -62,6 +68,7 @@ impl Default for RawLocal {
         Self {
             records: Vec::new(),
             zones: Vec::new(),
+            zone_files: Vec::new(),
             auto_ptr: true,
             serve_rfc6303: true,
             ttl: default_local_ttl(),
@@ -242,8 +249,8 @@ pub(super) fn zones(
     out
 }
 
-/// Check `[local]`.
-pub(super) fn local(raw: RawLocal, problems: &mut Vec<Problem>) -> LocalConfig {
+/// Check `[local]`; zone files are read relative to `base`.
+pub(super) fn local(raw: RawLocal, base: &Path, problems: &mut Vec<Problem>) -> LocalConfig {
     if raw.records.len() > MAX_LOCAL_RECORDS {
         problems.push(Problem::new(
             "local.records",
@@ -267,6 +274,31 @@ pub(super) fn local(raw: RawLocal, problems: &mut Vec<Problem>) -> LocalConfig {
             Ok(n) => zones.push(n),
             Err(e) => problems.push(Problem::new(format!("local.zones[{i}]"), e)),
         }
+    }
+    for (i, rel) in raw.zone_files.iter().enumerate() {
+        let path = base.join(rel);
+        match zone_file(&path, raw.ttl) {
+            Ok(z) => {
+                if z.has_soa && !zones.contains(&z.origin) {
+                    zones.push(z.origin);
+                }
+                let source = rel.display().to_string();
+                records.extend(z.records.into_iter().map(|record| LocalRecord {
+                    record,
+                    source: source.clone(),
+                }));
+            }
+            Err(e) => problems.push(Problem::new(format!("local.zone_files[{i}]"), e)),
+        }
+    }
+    if records.len() > MAX_LOCAL_RECORDS {
+        problems.push(Problem::new(
+            "local",
+            format!(
+                "{} records in all, but at most {MAX_LOCAL_RECORDS} are supported",
+                records.len()
+            ),
+        ));
     }
     LocalConfig {
         records,
@@ -323,6 +355,78 @@ pub fn parse_record(line: &str, default_ttl: u32) -> Result<Record, String> {
     Ok(record)
 }
 
+/// What a zone file holds.
+#[derive(Debug)]
+struct ZoneFile {
+    origin: Name,
+    has_soa: bool,
+    records: Vec<Record>,
+}
+
+/// Most lines of a zone file searched for the line of a parse error.
+const MAX_ERROR_SEARCH_LINES: usize = 5_000;
+
+/// Read a zone file. SOA and NS records describe the zone and are not served as data;
+/// every other record must be one of the [`LOCAL_TYPES`]. Errors say `file:line` where
+/// the line can be found.
+fn zone_file(path: &Path, default_ttl: u32) -> Result<ZoneFile, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let parse = |t: &str| {
+        let t = format!("$TTL {default_ttl}\n{t}\n");
+        hickory_proto::serialize::txt::Parser::new(t, Some(path.to_owned()), None).parse()
+    };
+    let (origin, sets) = match parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match error_line(&text, parse) {
+                Some(line) => format!("{shown}:{line}: {e}"),
+                None => format!("{shown}: {e}"),
+            });
+        }
+    };
+    let mut out = ZoneFile {
+        origin: zone_name(&origin.to_ascii())?,
+        has_soa: false,
+        records: Vec::new(),
+    };
+    for set in sets.into_values() {
+        for r in set.records_without_rrsigs() {
+            match r.record_type() {
+                RecordType::SOA => out.has_soa = true,
+                RecordType::NS => {}
+                t if LOCAL_TYPES.contains(&t) => {
+                    let mut r = r.clone();
+                    r.name = zone_name(&r.name.to_ascii())?;
+                    out.records.push(r);
+                }
+                t => {
+                    return Err(format!(
+                        "{shown}: {} {t}: type {t} is not served locally (use A, AAAA, CNAME, PTR, SRV, TXT or MX)",
+                        r.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first line at which the file stops parsing: the shortest prefix, ending outside
+/// parentheses, that fails (hickory's parser reports no line numbers).
+fn error_line<T, E>(text: &str, parse: impl Fn(&str) -> Result<T, E>) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut depth = 0i32;
+    for (i, line) in lines.iter().enumerate().take(MAX_ERROR_SEARCH_LINES) {
+        let code = line.split(';').next().unwrap_or("");
+        depth += code.matches('(').count() as i32 - code.matches(')').count() as i32;
+        if depth <= 0 && parse(&lines[..=i].join("\n")).is_err() {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +452,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.record_type(), RecordType::MX);
+    }
+
+    #[test]
+    fn zone_files_are_read_and_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("school.zone");
+        std::fs::write(
+            &good,
+            "$ORIGIN example-school.internal.\n@ IN SOA ns hostmaster ( 1 3600\n 600 86400 60 )\n@ IN NS ns\nmis IN A 10.10.0.20\nprinter 60 IN A 10.10.0.31\n",
+        )
+        .unwrap();
+        let z = zone_file(&good, 300).unwrap();
+        assert!(z.has_soa);
+        assert_eq!(z.origin.to_ascii(), "example-school.internal.");
+        assert_eq!(z.records.len(), 2);
+        let bad = dir.path().join("bad.zone");
+        std::fs::write(
+            &bad,
+            "$ORIGIN example-school.internal.\n; comment\nmis IN A 10.10.0.20\nprinter IN A 10.10.0\nx IN A 10.0.0.1\n",
+        )
+        .unwrap();
+        let e = zone_file(&bad, 300).unwrap_err();
+        assert!(e.contains("bad.zone:4:"), "{e}");
+        let ns = dir.path().join("ns.zone");
+        std::fs::write(&ns, "$ORIGIN x.internal.\nmail IN HINFO a b\n").unwrap();
+        assert!(zone_file(&ns, 300).unwrap_err().contains("HINFO"));
     }
 
     #[test]

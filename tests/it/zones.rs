@@ -719,3 +719,49 @@ fn explain_says_who_answers_a_name() {
         "{www}"
     );
 }
+
+#[tokio::test]
+async fn a_zone_file_is_served_authoritatively() {
+    let internet = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("example.test.", INTERNET)],
+    )
+    .await;
+    let config =
+        format!("{EXAMPLE_BASE}\n[local]\nzone_files = [\"school.zone\"]\nauto_ptr = false\n");
+    let zone = "$ORIGIN example-school.internal.\n$TTL 120\n@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nmis IN A 10.10.0.20\n_ldap._tcp IN SRV 0 100 389 dc1\n";
+    let h = start(
+        &config,
+        internet.addr,
+        &[("adult.txt", ADULT), ("school.zone", zone)],
+        school_morning(),
+    )
+    .await;
+    let staff = h.client("127.0.0.1");
+    let a = staff
+        .udp("mis.example-school.internal.", RecordType::A)
+        .await;
+    assert!(a.metadata.authoritative);
+    assert_eq!(ips(&a), ["10.10.0.20".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(a.answers[0].ttl, 120, "the file's $TTL");
+    let srv = staff
+        .tcp("_ldap._tcp.example-school.internal.", RecordType::SRV)
+        .await;
+    assert_eq!(srv.answers.len(), 1);
+    let nx = staff
+        .udp("nobody.example-school.internal.", RecordType::A)
+        .await;
+    assert_eq!(
+        rcode(&nx),
+        ResponseCode::NXDomain,
+        "the file's SOA makes it a zone"
+    );
+    assert!(nx.metadata.authoritative);
+    assert!(
+        internet
+            .seen()
+            .iter()
+            .all(|q| !q.contains("example-school"))
+    );
+    h.stop().await;
+}
