@@ -32,6 +32,8 @@ pub struct Reply {
     pub authorities: Vec<Record>,
     /// An Extended DNS Error option (RFC 8914) saying why, sent if the client sent EDNS.
     pub ede: Option<EdnsOption>,
+    /// AA: answered from Chaperone's own data (local records and zones), not resolved.
+    pub authoritative: bool,
 }
 
 impl Reply {
@@ -42,6 +44,7 @@ impl Reply {
             answers: Vec::new(),
             authorities: Vec::new(),
             ede: None,
+            authoritative: false,
         }
     }
 
@@ -58,6 +61,7 @@ impl Reply {
             answers: a.answers,
             authorities: a.authorities,
             ede: None,
+            authoritative: false,
         }
     }
 }
@@ -97,6 +101,7 @@ pub fn blocked(
         answers: Vec::new(),
         authorities: vec![block_soa(zone, ttl)],
         ede: None,
+        authoritative: false,
     };
     match answer {
         BlockAnswer::NxDomain => negative(ResponseCode::NXDomain),
@@ -117,6 +122,7 @@ pub fn blocked(
                     answers: vec![Record::from_rdata(qname.clone(), ttl, r)],
                     authorities: Vec::new(),
                     ede: None,
+                    authoritative: false,
                 },
                 None => negative(ResponseCode::NoError),
             }
@@ -146,5 +152,6 @@ pub fn rewritten(qname: &Name, target: &Name, resolved: Answer) -> Reply {
         answers,
         authorities: resolved.authorities,
         ede: None,
+        authoritative: false,
     }
 }

@@ -11,7 +11,8 @@
 //! - [`server`] — lifecycle: starts the listeners, reload triggers, shutdown;
 //! - [`identify`] — client address, EDNS MAC and the device's DHCP lease ([`leases`]);
 //! - [`policy`] — admit (known networks only) and decide;
-//! - [`answer`] — block / rewrite records;
+//! - [`answer`] — block / rewrite records; [`local`] — local records, local and reserved
+//!   zones (answered authoritatively);
 //! - [`cache`] and [`resolve`] — answers for allowed names;
 //! - [`record`] — metrics, query log, incidents, never blocking the answer.
 //!
@@ -28,6 +29,7 @@ pub mod config;
 pub mod identify;
 pub mod leases;
 pub mod lists;
+pub mod local;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -38,5 +40,6 @@ pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod suffix;
 pub mod transport;
 pub mod wirecache;

@@ -329,6 +329,10 @@ fn explain(
         print!(" — INCIDENT: illegal category");
     }
     println!();
+    if matches!(outcome.decision, chaperone::policy::Decision::Allow(_)) {
+        let local = chaperone::local::LocalZones::new(&loaded.config);
+        println!("answer: {}", local.route(&loaded.config, &normalized));
+    }
     Ok(true)
 }
 

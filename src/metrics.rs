@@ -115,6 +115,9 @@ pub struct Metrics {
     pub audit_records: IntGauge,
     /// chaperone_ratelimited_total{limit="query|refused",action="drop|slip"}
     pub ratelimited: IntCounterVec,
+    /// chaperone_rebinding_blocked_total: upstream answers for public names whose
+    /// internal addresses were dropped (DNS rebinding protection).
+    pub rebinding_blocked: IntCounter,
 }
 
 /// Label values of `chaperone_http_rejected_total`.
@@ -322,6 +325,11 @@ impl Metrics {
                 "chaperone_ratelimited_total",
                 "Queries over a rate limit: dropped, or answered truncated (slip) so a real client retries over TCP.",
                 &["limit", "action"],
+            ),
+            rebinding_blocked: counter(
+                &r,
+                "chaperone_rebinding_blocked_total",
+                "Upstream answers for public names from which private, loopback or link-local addresses were dropped (DNS rebinding protection).",
             ),
             upstream_latency,
             answer_latency,

@@ -3,6 +3,11 @@
 //! ```text
 //! identify → decide (policy) → answer: block | rewrite | allow → cache → resolve → record
 //! ```
+//! An allowed name is answered, in this order ([`Pipeline::answer_locally`], then
+//! [`Pipeline::resolve`]): local records → (lease PTR, [`Pipeline::lease_ptr`]) → zone
+//! forwarding (`[[zone]]`, longest zone wins) → local zones and reserved names
+//! (RFC 6303 NXDOMAIN) → the main upstream. Local answers carry AA and never reach the
+//! cache; forwarded and upstream answers are cached, after rebinding protection.
 //! - Policy runs before the cache, and the cache holds only upstream answers, so an unblock,
 //!   a schedule change or a reload applies to the very next query, cached or not.
 //! - A blocked name never reaches `resolve`: nothing about it leaves the school.
@@ -28,13 +33,15 @@ use tokio::sync::Semaphore;
 use crate::answer::ede::Ede;
 use crate::answer::{self, Reply};
 use crate::cache::{AnswerCache, CacheKey, Cached};
-use crate::config::UpstreamConfig;
+use crate::config::{RebindingConfig, UpstreamConfig, ZoneConfig};
 use crate::identify;
 use crate::lists::key::ReversedName;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::policy::clock::SharedClock;
 use crate::policy::{BlockReason, Client, Decision, Outcome, Policy};
 use crate::record::{QueryEvent, Recorder};
+use crate::resolve::rebinding::Rebinding;
+use crate::resolve::zones::Zones;
 use crate::resolve::{Answer, Upstream, UpstreamError};
 use crate::state::{Snapshot, State};
 use crate::wirecache::WireCache;
@@ -72,6 +79,26 @@ pub struct Question<'a> {
 struct UpstreamSlot {
     config: UpstreamConfig,
     upstream: Arc<Upstream>,
+    /// `[[zone]]` and `[rebinding]` as the slot was built from them.
+    zone_configs: (Vec<ZoneConfig>, RebindingConfig),
+    zones: Zones,
+    rebinding: Rebinding,
+}
+
+impl UpstreamSlot {
+    fn build(c: &crate::config::Config) -> Result<Self, UpstreamError> {
+        Ok(Self {
+            config: c.upstream.clone(),
+            upstream: Arc::new(Upstream::from_config(&c.upstream)?),
+            zone_configs: (c.zones.clone(), c.rebinding.clone()),
+            zones: Zones::new(&c.zones)?,
+            rebinding: Rebinding::new(&c.rebinding, &c.zones),
+        })
+    }
+
+    fn same_settings(&self, c: &crate::config::Config) -> bool {
+        self.config == c.upstream && self.zone_configs == (c.zones.clone(), c.rebinding.clone())
+    }
 }
 
 /// The assembled pipeline.
@@ -107,14 +134,13 @@ impl Pipeline {
         recorder: Recorder,
     ) -> Result<Self, UpstreamError> {
         let snap = state.load();
-        let config = snap.config.upstream.clone();
-        let upstream = Arc::new(Upstream::from_config(&config)?);
+        let slot = UpstreamSlot::build(&snap.config)?;
         Ok(Self {
             cache: AnswerCache::new(&snap.config.cache),
             inflight: Semaphore::new(inflight_budget(snap.config.server.max_inflight)),
             shares: Shares::new(snap.config.server.max_inflight_per_client),
             flights: Mutex::new(HashMap::new()),
-            upstream: ArcSwap::from_pointee(UpstreamSlot { config, upstream }),
+            upstream: ArcSwap::from_pointee(slot),
             wire_cache: WireCache::new(snap.config.cache.max_entries),
             cache_counters: CacheCounters {
                 hit: state.metrics().cache.with_label_values(&["hit"]),
@@ -153,14 +179,11 @@ impl Pipeline {
     pub async fn reload_with(&self, force: bool) -> Result<u64, Arc<crate::state::LoadError>> {
         let generation = self.state.reload_with(force).await?;
         self.cache.set_config(&self.state.load().config.cache);
-        let new = self.state.load().config.upstream.clone();
-        if new != self.upstream.load().config {
-            match Upstream::from_config(&new) {
-                Ok(u) => {
-                    self.upstream.store(Arc::new(UpstreamSlot {
-                        config: new,
-                        upstream: Arc::new(u),
-                    }));
+        let snap = self.state.snapshot();
+        if !self.upstream.load().same_settings(&snap.config) {
+            match UpstreamSlot::build(&snap.config) {
+                Ok(slot) => {
+                    self.upstream.store(Arc::new(slot));
                     self.cache.clear();
                     self.wire_cache.clear();
                     tracing::info!("upstream settings changed: new upstream in use, cache cleared");
@@ -287,19 +310,48 @@ impl Pipeline {
                     MetricOutcome::Servfail,
                 ),
             },
-            Decision::Allow(_) => match self
-                .resolve(&d.snap, q.src.ip(), q.name, q.qtype, q.qclass, dnssec_ok(q))
-                .await
-            {
-                Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
-                Err(_) => (
-                    Reply::rcode(ResponseCode::ServFail),
-                    MetricOutcome::Servfail,
-                ),
+            Decision::Allow(_) => match self.answer_locally(&d.snap, key, q) {
+                Some(r) => (r, MetricOutcome::Allowed),
+                None => match self
+                    .resolve(&d.snap, q.src.ip(), q.name, q.qtype, q.qclass, dnssec_ok(q))
+                    .await
+                {
+                    Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
+                    Err(_) => (
+                        Reply::rcode(ResponseCode::ServFail),
+                        MetricOutcome::Servfail,
+                    ),
+                },
             },
         };
         self.finish(&d, key, q.qtype, reply.rcode, metric);
         reply
+    }
+
+    /// The answers Chaperone gives itself for an allowed name, in order: local records,
+    /// then a PTR from DHCP leases, then — unless a `[[zone]]` forwards the name — local
+    /// zones and reserved names (RFC 6303, `home.arpa`, `local`, single labels...). None:
+    /// resolve it (zone forwarder or main upstream). Class IN only.
+    pub fn answer_locally(&self, snap: &Snapshot, key: &[u8], q: &Question<'_>) -> Option<Reply> {
+        if q.qclass != DNSClass::IN {
+            return None;
+        }
+        let name: &Name = q.name;
+        if let Some(r) = snap.local.records(key, name, q.qtype) {
+            return Some(r);
+        }
+        if let Some(r) = self.lease_ptr(snap, name, q.qtype) {
+            return Some(r);
+        }
+        snap.local.after_forwarding(key, name, q.qtype)
+    }
+
+    /// Hook for PTR answers from DHCP leases (issue 12 §3): between local records and
+    /// zone forwarding, so a leased address's name is answered here even when its
+    /// reverse zone is forwarded or reserved. Returns None until the lease map is wired in;
+    /// it must answer only PTR queries for leased addresses, with AA set.
+    fn lease_ptr(&self, _snap: &Snapshot, _name: &Name, _qtype: RecordType) -> Option<Reply> {
+        None
     }
 
     /// Cache lookup counters.
@@ -359,7 +411,13 @@ impl Pipeline {
                 .fetch(snap, client, name, qtype, dnssec_ok, stale.is_some())
                 .await?;
             Ok::<_, UpstreamError>(match r {
-                Ok(a) => {
+                Ok(mut a) => {
+                    if self.upstream.load().rebinding.filter(name, &mut a) {
+                        self.state.metrics().rebinding_blocked.inc();
+                        tracing::debug!(
+                            "rebinding protection: internal addresses dropped for {name}"
+                        );
+                    }
                     // Everyone in the flight gets the answer as the cache will serve it.
                     let served = self.cache.insert(key.clone(), &a, Instant::now());
                     self.state
@@ -451,19 +509,27 @@ impl Pipeline {
         };
         let slot = self.upstream.load_full();
         let started = Instant::now();
-        let deadline = upstream_deadline(&snap.config.upstream);
+        let zone = slot.zones.route(name);
+        let deadline = upstream_deadline(zone.map_or(&snap.config.upstream, |z| &z.config));
         let deadline = if has_stale {
             deadline.min(Duration::from_millis(1800))
         } else {
             deadline
         };
-        let r = match tokio::time::timeout(deadline, slot.upstream.resolve(name, qtype, dnssec_ok))
-            .await
-        {
+        let asked = async {
+            match zone {
+                Some(z) => z.forwarder.resolve(name, qtype).await,
+                None => slot.upstream.resolve(name, qtype, dnssec_ok).await,
+            }
+        };
+        let r = match tokio::time::timeout(deadline, asked).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Failed("timed out".to_owned())),
         };
-        let mode = slot.upstream.mode_name();
+        let mode = match zone {
+            Some(_) => "zone",
+            None => slot.upstream.mode_name(),
+        };
         self.state
             .metrics()
             .upstream_latency

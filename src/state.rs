@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub counters: GroupCounters,
     /// Entries per list file and per category, to catch a list that shrank on reload.
     pub list_counts: ListCounts,
+    /// Local records and zones (`[local]`, reserved names), built from `config`.
+    pub local: Arc<crate::local::LocalZones>,
 }
 
 /// How many entries each list file and each category held when a snapshot was built.
@@ -406,6 +408,7 @@ impl State {
             policy,
             counters,
             list_counts,
+            local,
             ..
         } = make_snapshot(loaded, generation, &self.metrics);
         let mut counters = Some(counters);
@@ -422,6 +425,7 @@ impl State {
                 generation,
                 counters,
                 list_counts: list_counts.clone(),
+                local: local.clone(),
             }
         });
         self.metrics
@@ -442,6 +446,7 @@ impl State {
                 policy,
                 generation: cur.generation,
                 list_counts: cur.list_counts.clone(),
+                local: cur.local.clone(),
             }
         });
         self.metrics.exceptions_active.set(exceptions.len() as i64);
@@ -468,11 +473,13 @@ fn make_snapshot(loaded: Loaded, generation: u64, metrics: &Metrics) -> Snapshot
             .with_label_values(&[cat])
             .set(*n as i64);
     }
+    let local = Arc::new(crate::local::LocalZones::new(&config));
     Snapshot {
         config: Arc::new(config),
         policy,
         generation,
         counters,
         list_counts: counts,
+        local,
     }
 }

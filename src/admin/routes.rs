@@ -190,7 +190,11 @@ pub async fn explain(
     let device = who.lease.as_ref().map(
         |l| json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source }),
     );
-    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident })).into_response())
+    // Who answers an allowed name: a local record, a [[zone]]'s servers, a reserved
+    // zone, or the main upstream.
+    let answer = matches!(outcome.decision, crate::policy::Decision::Allow(_))
+        .then(|| snap.local.route(&snap.config, &name));
+    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer })).into_response())
 }
 
 #[derive(Deserialize)]

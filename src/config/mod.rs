@@ -8,6 +8,7 @@
 
 pub mod raw;
 mod resolve;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,9 @@ use ipnet::IpNet;
 use crate::lists::parse::{Format, MatchKind};
 pub use raw::{BlockAnswerKind, QueryLogFormat, UpstreamMode, Verdict, YoutubeMode};
 pub use resolve::{default_root_hints, parse_cidr, parse_mac, parse_upstream};
+pub use zones::{
+    LOCAL_TYPES, LocalConfig, LocalRecord, RebindingConfig, ZoneConfig, parse_record, zone_name,
+};
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
@@ -60,6 +64,12 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[ratelimit]`
     pub ratelimit: RateLimitConfig,
+    /// `[[zone]]`: conditionally forwarded zones.
+    pub zones: Vec<ZoneConfig>,
+    /// `[local]`
+    pub local: LocalConfig,
+    /// `[rebinding]`
+    pub rebinding: RebindingConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -67,6 +67,16 @@ pub struct RawConfig {
     /// Per-client query rate limiting and REFUSED response-rate limiting.
     #[serde(default)]
     pub ratelimit: RawRateLimit,
+    /// Conditional forwarding: zones (the AD domain, private reverse zones) answered by
+    /// their own servers.
+    #[serde(default)]
+    pub zone: Vec<super::zones::RawZone>,
+    /// Local records and zones, answered from memory.
+    #[serde(default)]
+    pub local: super::zones::RawLocal,
+    /// DNS rebinding protection.
+    #[serde(default)]
+    pub rebinding: super::zones::RawRebinding,
 }
 
 /// `[audit]`

@@ -86,6 +86,10 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         .exempt
         .extend(identify.edns_mac_from.iter().copied());
 
+    let zones = super::zones::zones(raw.zone, &upstream, &mut p.0);
+    let local = super::zones::local(raw.local, base, &mut p.0);
+    let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
+
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -108,6 +112,9 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         http,
         audit,
         ratelimit,
+        zones,
+        local,
+        rebinding,
     })
 }
 

@@ -6,8 +6,10 @@
 //! cache and one policy.
 
 mod forward;
+pub mod rebinding;
 mod recursive;
 mod runtime;
+pub mod zones;
 
 use std::time::Instant;
 

@@ -218,7 +218,7 @@ async fn send_reply<'a, R: ResponseHandler>(
     }
     let mut meta = Metadata::response_from_request(&request.metadata);
     meta.recursion_available = true;
-    meta.authoritative = false;
+    meta.authoritative = reply.authoritative;
     meta.response_code = reply.rcode;
     let response = builder.build(meta, reply.answers.iter(), reply.authorities.iter(), [], []);
     send(rh, request, response).await

@@ -6,8 +6,8 @@
 //! REFUSED for unknown clients, the block answer for blocked names, or the cached response
 //! for allowed names (the wire cache, with id, flags, question case and TTLs patched).
 //! A cache miss is resolved in its own task and its response stored for next time.
-//! Everything else — SafeSearch rewrites, EDNS versions and shapes we do not take apart
-//! here, malformed packets — goes to the general hickory path ([`crate::transport::handler::Handler`])
+//! Everything else — SafeSearch rewrites, local answers (`crate::local`), EDNS versions
+//! and shapes we do not take apart here, malformed packets — goes to the general hickory path ([`crate::transport::handler::Handler`])
 //! exactly as TCP does, so behaviour never depends on which path answered.
 
 use std::net::SocketAddr;
@@ -307,6 +307,11 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
                 Ede::for_decision(&d.snap.policy, &d.outcome.decision),
             );
             (code, MetricOutcome::Blocked)
+        }
+        // Local records and local or reserved zones are answered (with AA) on the general
+        // path; the check costs one top-label comparison for ordinary names.
+        Decision::Allow(_) if d.snap.local.covers(key.as_bytes()) => {
+            return Fast::General { charged: true };
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
             match p.wire_cache().answer(pkt, &q, Instant::now(), out) {

@@ -18,3 +18,4 @@ mod protocol;
 mod recursive;
 mod reload;
 mod safeguarding;
+mod zones;
