@@ -346,12 +346,15 @@ impl Pipeline {
         snap.local.after_forwarding(key, name, q.qtype)
     }
 
-    /// Hook for PTR answers from DHCP leases (issue 12 §3): between local records and
-    /// zone forwarding, so a leased address's name is answered here even when its
-    /// reverse zone is forwarded or reserved. Returns None until the lease map is wired in;
-    /// it must answer only PTR queries for leased addresses, with AA set.
-    fn lease_ptr(&self, _snap: &Snapshot, _name: &Name, _qtype: RecordType) -> Option<Reply> {
-        None
+    /// PTR answers from DHCP leases (issue 12 §3): between local records and zone
+    /// forwarding, so a leased address's name is answered here even when its reverse zone
+    /// is forwarded or reserved. Only PTR queries for live leases with a host name.
+    fn lease_ptr(&self, snap: &Snapshot, name: &Name, qtype: RecordType) -> Option<Reply> {
+        if qtype != RecordType::PTR || snap.config.identify.leases.is_empty() {
+            return None;
+        }
+        let leases = self.state.leases().load();
+        crate::local::leases::ptr(&leases, name, self.clock.now().as_second())
     }
 
     /// Cache lookup counters.

@@ -15,6 +15,7 @@
 //! reversed key with a few short slices and looks for a `.` — no hashing, no allocation
 //! — so the UDP fast path keeps its speed for everything outside local and reserved zones.
 
+pub mod leases;
 pub mod records;
 pub mod rfc6303;
 

@@ -313,6 +313,13 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
         Decision::Allow(_) if d.snap.local.covers(key.as_bytes()) => {
             return Fast::General { charged: true };
         }
+        // PTR names of leased addresses are answered from the leases (general path).
+        Decision::Allow(_)
+            if q.qtype == u16::from(RecordType::PTR)
+                && !d.snap.config.identify.leases.is_empty() =>
+        {
+            return Fast::General { charged: true };
+        }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
             match p.wire_cache().answer(pkt, &q, Instant::now(), out) {
                 Some(rc) => {

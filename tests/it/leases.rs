@@ -504,3 +504,36 @@ fn a_lease_file_with_an_unknown_format_names_the_key() {
     assert!(e.contains("identify.leases[0].format"), "{e}");
     assert!(e.contains("windows-csv"), "{e}");
 }
+
+/// A leased address's reverse name is answered from the lease (AA, the host name) over
+/// UDP and TCP without asking upstream; an address with no lease is not.
+#[tokio::test]
+async fn a_leased_address_has_a_ptr_from_its_lease() {
+    let (up, h) = setup().await;
+    let c = h.client("127.0.0.43");
+    for reply in [
+        c.udp("41.0.0.127.in-addr.arpa.", RecordType::PTR).await,
+        c.tcp("41.0.0.127.in-addr.arpa.", RecordType::PTR).await,
+    ] {
+        assert_eq!(rcode(&reply), ResponseCode::NoError);
+        assert!(reply.metadata.authoritative, "answered from the lease, with AA");
+        let names: Vec<String> = reply
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::PTR(p) => Some(p.0.to_ascii()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["ks2-laptop-14."], "{reply:?}");
+    }
+    let unleased = c.udp("99.0.0.127.in-addr.arpa.", RecordType::PTR).await;
+    assert!(unleased.answers.is_empty(), "{unleased:?}");
+    assert!(
+        up.seen().iter().all(|q| !q.contains("in-addr.arpa")),
+        "reverse names stayed on site: {:?}",
+        up.seen()
+    );
+    h.stop().await;
+    up.stop().await;
+}
