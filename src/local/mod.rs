@@ -113,7 +113,7 @@ impl LocalZones {
     /// path, where [`LocalZones::records`] and [`LocalZones::after_forwarding`] answer.
     #[inline]
     pub fn covers(&self, key: &[u8]) -> bool {
-        (self.single_label && !key.contains(&b'.'))
+        (self.single_label && is_single_label(key))
             || self.zones.longest(key).is_some()
             || self.records.get(key).is_some()
     }
@@ -175,7 +175,7 @@ impl LocalZones {
                 }
                 Some(self.zone_answer(zone, key, qname, qtype))
             }
-            None if self.single_label && !key.contains(&b'.') && forwarded.is_none() => {
+            None if self.single_label && is_single_label(key) && forwarded.is_none() => {
                 // Top-level infrastructure types stay resolvable (a validating stub asks
                 // for a TLD's DS and DNSKEY); names like `printer` never leave the site.
                 match qtype {
@@ -302,6 +302,12 @@ impl LocalZones {
     pub fn record_names(&self) -> usize {
         self.records.len()
     }
+}
+
+/// A name of one label (`printer`); not the root, which has none (its key is empty).
+#[inline]
+fn is_single_label(key: &[u8]) -> bool {
+    !key.is_empty() && !key.contains(&b'.')
 }
 
 /// `mis.example-school.internal A 10.10.0.20`

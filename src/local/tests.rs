@@ -149,6 +149,9 @@ fn ordinary_names_are_not_covered() {
     let key = reverse_key("mis.example-school.internal");
     assert!(z.covers(&key));
     assert!(z.covers(b"printer"));
+    assert!(!z.covers(b""), "the root is resolved like any name");
+    let root = Name::root();
+    assert!(z.after_forwarding(b"", &root, RecordType::A).is_none());
 }
 
 #[test]
