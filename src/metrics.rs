@@ -353,6 +353,11 @@ impl Metrics {
         metrics
     }
 
+    /// The registry, for families owned by their own module (`lists::fetch`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.derive();

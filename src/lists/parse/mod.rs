@@ -201,7 +201,16 @@ pub fn parse_text(path: &Path, text: &str, format: Format, default_kind: MatchKi
 /// file and the line of the first bad byte: guessing an encoding could turn a name into a
 /// different, valid one.
 pub fn parse_file(path: &Path, format: Format, default_kind: MatchKind) -> std::io::Result<Parsed> {
-    let bytes = std::fs::read(path)?;
+    parse_bytes(path, std::fs::read(path)?, format, default_kind)
+}
+
+/// [`parse_file`] on bytes already read (or unpacked) from `path`.
+pub fn parse_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    format: Format,
+    default_kind: MatchKind,
+) -> std::io::Result<Parsed> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid]
@@ -257,9 +266,12 @@ mod testing {
     /// always beside it in the workplace and in CI). A missing file fails the test: a test
     /// that passes because its fixture vanished proves nothing.
     pub(super) fn real(rel: &str) -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/lists-real")
-            .join(rel);
+        // LISTS_REAL points elsewhere (a worktree that has no shared/ beside it).
+        let root = std::env::var_os("LISTS_REAL").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lists-real"),
+            PathBuf::from,
+        );
+        let path = root.join(rel);
         assert!(
             path.exists(),
             "fixture {} is missing: these tests need shared/lists-real beside the repository",
