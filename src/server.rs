@@ -400,7 +400,9 @@ impl refresh::Host for RefreshHost {
 
     async fn reload(&self) {
         if let Err(e) = self.0.reload().await {
-            tracing::error!("reload after a list download failed (the old lists keep serving): {e}");
+            tracing::error!(
+                "reload after a list download failed (the old lists keep serving): {e}"
+            );
         }
     }
 }

@@ -125,7 +125,11 @@ fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
                 "{url:?} is plain http, which anyone on the path can alter: use https, or set allow_http = true on this source (and a sha256 pin if the file never changes)"
             ));
         }
-        other => return Err(format!("{url:?}: scheme {other:?} is not supported (https)")),
+        other => {
+            return Err(format!(
+                "{url:?}: scheme {other:?} is not supported (https)"
+            ));
+        }
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
@@ -157,8 +161,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         // Days ("2 days", "1d") are calendar units to a SignedDuration; here a day is 24h.
         Err(_) => {
             let span: jiff::Span = text.trim().parse().map_err(|e| bad(&e))?;
-            span.total((jiff::Unit::Second, jiff::SpanRelativeTo::days_are_24_hours()))
-                .map_err(|e| bad(&e))? as i64
+            span.total((
+                jiff::Unit::Second,
+                jiff::SpanRelativeTo::days_are_24_hours(),
+            ))
+            .map_err(|e| bad(&e))? as i64
         }
     };
     if !(1..=366 * 86_400).contains(&secs) {
@@ -181,8 +188,14 @@ mod tests {
     #[test]
     fn durations_are_humane_and_bounded() {
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration("2 days").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(
+            parse_duration("1h 30m").unwrap(),
+            Duration::from_secs(5_400)
+        );
+        assert_eq!(
+            parse_duration("2 days").unwrap(),
+            Duration::from_secs(172_800)
+        );
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());

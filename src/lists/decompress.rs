@@ -72,7 +72,9 @@ impl<R: Read> Limited<R> {
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Ask for one byte more than allowed so an over-long stream is noticed.
-        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n as u64 > self.left {
             return Err(too_large(self.limit));
@@ -105,7 +107,12 @@ pub fn read_file(path: &std::path::Path, limit: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Unpack `from` into `to`, at most `limit` bytes; returns the bytes written.
-pub fn unpack_to(packing: Packing, from: impl Read, to: &mut impl Write, limit: u64) -> io::Result<u64> {
+pub fn unpack_to(
+    packing: Packing,
+    from: impl Read,
+    to: &mut impl Write,
+    limit: u64,
+) -> io::Result<u64> {
     io::copy(&mut Limited::new(packing.reader(from)?, limit), to)
 }
 

@@ -8,6 +8,7 @@ mod config;
 mod differential;
 mod foundation;
 mod hardening;
+mod listfetch;
 mod monitoring;
 mod policy;
 mod protocol;

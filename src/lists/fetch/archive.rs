@@ -106,7 +106,9 @@ pub fn unpack_ut1(raw: &Path, to: &Path, limit: u64) -> io::Result<Vec<String>> 
 
 /// `…/<category>/domains` → the category, if it is a plain, safe folder name.
 fn category_of(path: &Path) -> Option<String> {
-    if path.file_name()? != "domains" || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+    if path.file_name()? != "domains"
+        || !path.components().all(|c| matches!(c, Component::Normal(_)))
+    {
         return None;
     }
     let category = path.parent()?.file_name()?.to_string_lossy().into_owned();
@@ -141,7 +143,10 @@ mod tests {
     /// entries.
     fn archive(dir: &Path) -> std::path::PathBuf {
         let path = dir.join("blacklists.tar.gz");
-        let gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
         let mut tar = tar::Builder::new(gz);
         let mut add = |name: &str, body: &[u8]| {
             let mut h = tar::Header::new_gnu();
@@ -177,12 +182,18 @@ mod tests {
         assert!(!out.join("gambling/urls").exists());
         // Too small a limit is an error, not a partial folder that compiles.
         let err = unpack_ut1(&raw, &tmp.path().join("small"), 20).unwrap_err();
-        assert!(decompress::is_too_large(&err) || err.to_string().contains("bytes"), "{err}");
+        assert!(
+            decompress::is_too_large(&err) || err.to_string().contains("bytes"),
+            "{err}"
+        );
     }
 
     #[test]
     fn entries_cannot_escape_or_pose_as_categories() {
-        assert_eq!(category_of(Path::new("a/b/ads/domains")).as_deref(), Some("ads"));
+        assert_eq!(
+            category_of(Path::new("a/b/ads/domains")).as_deref(),
+            Some("ads")
+        );
         assert_eq!(category_of(Path::new("../ads/domains")), None);
         assert_eq!(category_of(Path::new("/ads/domains")), None);
         assert_eq!(category_of(Path::new("ads/urls")), None);

@@ -72,7 +72,9 @@ pub async fn download(src: &UrlSource, have: &Validators, into: &Path) -> Result
         etag: header(reqwest::header::ETAG),
         last_modified: header(reqwest::header::LAST_MODIFIED),
     };
-    let mut file = tokio::fs::File::create(into).await.map_err(FetchError::Io)?;
+    let mut file = tokio::fs::File::create(into)
+        .await
+        .map_err(FetchError::Io)?;
     let mut hash = Sha256::new();
     let mut total: u64 = 0;
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {

@@ -132,7 +132,10 @@ mod tests {
         let b = copy_path(dir, "https://l.example/y/list.txt?k=1", false);
         assert_ne!(a, b);
         let name = a.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("list-txt-") && name.ends_with(".list"), "{name}");
+        assert!(
+            name.starts_with("list-txt-") && name.ends_with(".list"),
+            "{name}"
+        );
         assert!(
             copy_path(dir, "https://l.example/blacklists.tar.gz", true)
                 .to_string_lossy()

@@ -26,9 +26,9 @@ use std::path::Path;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::config::{ListsConfig, SourceConfig, UrlSource};
+use crate::lists::compile::ListCounts;
 use crate::lists::decompress;
 use crate::lists::parse::{self, Format, Parsed};
-use crate::lists::compile::ListCounts;
 
 /// Why a download was not taken as the new copy. Each is one `result` label.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,9 @@ pub enum FetchError {
     #[error("cannot unpack: {0}")]
     BadArchive(String),
     /// Too many rejected lines (an error page, or a list in another format).
-    #[error("{bad} of {lines} lines rejected (more than lists.max_bad_fraction = {max}); first: {first}")]
+    #[error(
+        "{bad} of {lines} lines rejected (more than lists.max_bad_fraction = {max}); first: {first}"
+    )]
     BadLines {
         /// Rejected lines.
         bad: usize,
@@ -207,13 +209,18 @@ impl FetchMetrics {
 
 /// Download `src` (a URL source) and, if the download is good and differs from the copy in
 /// hand, make it the new last good copy.
-pub async fn refresh_source(src: &SourceConfig, lists: &ListsConfig) -> Result<Refreshed, FetchError> {
+pub async fn refresh_source(
+    src: &SourceConfig,
+    lists: &ListsConfig,
+) -> Result<Refreshed, FetchError> {
     let Some(url) = &src.url else {
         return Ok(Refreshed::NotModified);
     };
     let copy = src.path.clone();
     if let Some(dir) = copy.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(FetchError::Io)?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(FetchError::Io)?;
     }
     lastgood::recover(&copy);
     let meta = lastgood::read_meta(&copy);
@@ -279,11 +286,10 @@ async fn take_body(
     let old_counts = meta.map(|m| m.counts).unwrap_or_default();
     let (max_bad, max_shrink) = (lists.max_bad_fraction, lists.max_shrink);
     // Unpacking and parsing a large list is CPU work: off the async threads.
-    let staged = tokio::task::spawn_blocking(move || {
-        stage(&src2, &raw2, &old_counts, max_bad, max_shrink)
-    })
-    .await
-    .map_err(|e| FetchError::Io(std::io::Error::other(e.to_string())))?;
+    let staged =
+        tokio::task::spawn_blocking(move || stage(&src2, &raw2, &old_counts, max_bad, max_shrink))
+            .await
+            .map_err(|e| FetchError::Io(std::io::Error::other(e.to_string())))?;
     let (staged_path, counts) = staged?;
     let new_meta = lastgood::Meta {
         url: url.url.clone(),
@@ -315,7 +321,10 @@ fn stage(
     max_bad: f64,
     max_shrink: f64,
 ) -> Result<(std::path::PathBuf, BTreeMap<String, u64>), FetchError> {
-    let limit = src.url.as_ref().map_or(decompress::DEFAULT_LIMIT, |u| u.max_bytes);
+    let limit = src
+        .url
+        .as_ref()
+        .map_or(decompress::DEFAULT_LIMIT, |u| u.max_bytes);
     let staged = lastgood::sibling(&src.path, "new");
     remove(&staged);
     let unpacked = if src.format == Format::Ut1 {

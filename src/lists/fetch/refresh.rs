@@ -68,7 +68,10 @@ async fn refresh_due(
 ) -> bool {
     let urls: Vec<&SourceConfig> = lists.sources.iter().filter(|s| s.url.is_some()).collect();
     // Bounded by the config: forget sources no longer configured.
-    due.retain(|k, _| urls.iter().any(|s| s.url.as_ref().is_some_and(|u| &u.url == k)));
+    due.retain(|k, _| {
+        urls.iter()
+            .any(|s| s.url.as_ref().is_some_and(|u| &u.url == k))
+    });
     let mut changed = false;
     for src in urls {
         let Some(url) = &src.url else { continue };

@@ -115,7 +115,9 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("gambling"), dir.path().join("jeux")).unwrap();
 
         // A damaged compressed list is an error naming it, never a silent gap.
-        let err = parse_ut1_dir(dir.path(), &[], Subtree).unwrap_err().to_string();
+        let err = parse_ut1_dir(dir.path(), &[], Subtree)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken/domains.gz"), "{err}");
         std::fs::remove_dir_all(dir.path().join("broken")).unwrap();
         let cats = parse_ut1_dir(dir.path(), &[], Subtree).unwrap();
