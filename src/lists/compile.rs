@@ -120,17 +120,24 @@ impl CompileReport {
     }
 }
 
-/// A source parsed into (category, entries).
-fn read_source(src: &SourceConfig) -> Result<Vec<(String, Parsed)>, CompileError> {
-    let read_err = |source| CompileError::Read {
-        path: src.path.clone(),
-        source,
-    };
+/// Parse the source `src` as read from `path` (its own path, or a staged download),
+/// handing `each(category, piece)` the entries a piece at a time (see
+/// [`parse::parse_text_chunked`]), so a list of millions of names is never held parsed all
+/// at once.
+pub fn for_each_piece(
+    src: &SourceConfig,
+    path: &Path,
+    mut each: impl FnMut(&str, Parsed),
+) -> std::io::Result<()> {
     if src.format == Format::Ut1 {
-        return parse::parse_ut1_dir(&src.path, &src.only, src.default_kind).map_err(read_err);
+        return parse::for_each_ut1_piece(path, &src.only, src.default_kind, each);
     }
-    let parsed = parse::parse_file(&src.path, src.format, src.default_kind).map_err(read_err)?;
-    Ok(vec![(src.category.clone().unwrap_or_default(), parsed)])
+    let text = parse::to_text(path, std::fs::read(path)?)?;
+    let category = src.category.clone().unwrap_or_default();
+    parse::parse_text_chunked(path, &text, src.format, src.default_kind, |p| {
+        each(&category, p)
+    });
+    Ok(())
 }
 
 /// Compile sources into bundle bytes.
@@ -138,19 +145,38 @@ pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileRepo
     let mut builder = BundleBuilder::new();
     let mut report = CompileReport::default();
     for src in sources {
-        for (category, parsed) in read_source(src)? {
-            let id = builder.category(&category)?;
+        let mut failed: Option<BundleError> = None;
+        for_each_piece(src, &src.path, |category, parsed| {
+            let id = match builder.category(category) {
+                Ok(id) => id,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            };
             for e in &parsed.entries {
                 builder.add(id, &e.name, e.kind, e.action);
             }
-            report.per_source.push(SourceCount {
-                path: src.path.clone(),
-                category: category.clone(),
-                entries: parsed.entries.len() as u64,
-            });
+            match report.per_source.last_mut() {
+                Some(last) if last.path == src.path && last.category == category => {
+                    last.entries += parsed.entries.len() as u64;
+                }
+                _ => report.per_source.push(SourceCount {
+                    path: src.path.clone(),
+                    category: category.to_owned(),
+                    entries: parsed.entries.len() as u64,
+                }),
+            }
             report.errors.extend(parsed.errors);
             report.comments += parsed.comments;
             report.unsupported += parsed.unsupported;
+        })
+        .map_err(|source| CompileError::Read {
+            path: src.path.clone(),
+            source,
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
         }
     }
     let (bytes, stats) = builder.finish()?;

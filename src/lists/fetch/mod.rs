@@ -26,9 +26,9 @@ use std::path::Path;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::config::{ListsConfig, SourceConfig, UrlSource};
-use crate::lists::compile::ListCounts;
+use crate::lists::compile::{self, ListCounts};
 use crate::lists::decompress;
-use crate::lists::parse::{self, Format, Parsed};
+use crate::lists::parse::Format;
 
 /// Why a download was not taken as the new copy. Each is one `result` label.
 #[derive(Debug, thiserror::Error)]
@@ -356,37 +356,33 @@ fn check(
     max_bad: f64,
     max_shrink: f64,
 ) -> Result<BTreeMap<String, u64>, FetchError> {
-    let parsed: Vec<(String, Parsed)> = if src.format == Format::Ut1 {
-        parse::parse_ut1_dir(staged, &src.only, src.default_kind)
-    } else {
-        parse::parse_file(staged, src.format, src.default_kind)
-            .map(|p| vec![(src.category.clone().unwrap_or_default(), p)])
-    }
+    let (mut bad, mut good) = (0usize, 0usize);
+    let mut first: Option<String> = None;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    // Only counts are kept: the entries of each piece are dropped as soon as counted.
+    compile::for_each_piece(src, staged, |category, p| {
+        bad += p.errors.len();
+        good += p.entries.len();
+        if first.is_none()
+            && let Some(e) = p.errors.first()
+        {
+            first = Some(format!("line {}: {}: {}", e.line, e.reason, e.text));
+        }
+        *counts.entry(category.to_owned()).or_default() += p.entries.len() as u64;
+    })
     .map_err(|e| FetchError::BadArchive(e.to_string()))?;
-    let bad: usize = parsed.iter().map(|(_, p)| p.errors.len()).sum();
-    let good: usize = parsed.iter().map(|(_, p)| p.entries.len()).sum();
     let lines = bad + good;
     if lines > 0 && bad as f64 / lines as f64 > max_bad {
-        let first = parsed
-            .iter()
-            .find_map(|(_, p)| p.errors.first())
-            .map(|e| format!("line {}: {}: {}", e.line, e.reason, e.text))
-            .unwrap_or_default();
         return Err(FetchError::BadLines {
             bad,
             lines,
             max: max_bad,
-            first,
+            first: first.unwrap_or_default(),
         });
     }
     if good == 0 {
         return Err(FetchError::Empty);
     }
-    let counts: BTreeMap<String, u64> = parsed
-        .iter()
-        .map(|(c, p)| (c.clone(), p.entries.len() as u64))
-        .collect();
-    drop(parsed);
     // The same guard a reload applies, per category of this source.
     let keyed = |m: &BTreeMap<String, u64>| ListCounts {
         per_source: m

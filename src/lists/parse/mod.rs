@@ -37,7 +37,7 @@ mod sniff;
 mod ut1;
 
 pub use sniff::sniff;
-pub use ut1::parse_ut1_dir;
+pub use ut1::{for_each_ut1_piece, parse_ut1_dir};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -211,7 +211,18 @@ pub fn parse_bytes(
     format: Format,
     default_kind: MatchKind,
 ) -> std::io::Result<Parsed> {
-    let text = String::from_utf8(bytes).map_err(|e| {
+    Ok(parse_text(
+        path,
+        &to_text(path, bytes)?,
+        format,
+        default_kind,
+    ))
+}
+
+/// The bytes of `path` as text; not UTF-8 is an `InvalidData` error naming the file and
+/// the line of the first bad byte.
+pub fn to_text(path: &Path, bytes: Vec<u8>) -> std::io::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid]
             .iter()
@@ -221,8 +232,54 @@ pub fn parse_bytes(
             std::io::ErrorKind::InvalidData,
             format!("{}:{line}: not UTF-8 text", path.display()),
         )
-    })?;
-    Ok(parse_text(path, &text, format, default_kind))
+    })
+}
+
+/// Lines per piece when a list is parsed piecewise.
+const CHUNK_LINES: usize = 65_536;
+
+/// [`parse_text`] in pieces of at most 65,536 lines, each piece's result handed to `each`
+/// in file order, so the entries of a list of millions of names never sit in memory all at
+/// once (the compiler and the download check consume them as they come). The format is
+/// sniffed once on the whole text and line numbers are those of the whole file. RPZ
+/// (multi-line records, `$ORIGIN` state) is parsed in one piece.
+pub fn parse_text_chunked(
+    path: &Path,
+    text: &str,
+    format: Format,
+    default_kind: MatchKind,
+    mut each: impl FnMut(Parsed),
+) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let format = match format {
+        Format::Auto => sniff(text),
+        other => other,
+    };
+    if format == Format::Rpz {
+        each(parse_text(path, text, format, default_kind));
+        return;
+    }
+    if text.is_empty() {
+        // An empty list still names its category.
+        each(Parsed::default());
+        return;
+    }
+    let mut offset = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest
+            .match_indices('\n')
+            .nth(CHUNK_LINES - 1)
+            .map_or(rest.len(), |(i, _)| i + 1);
+        let (piece, tail) = rest.split_at(end);
+        let mut parsed = parse_text(path, piece, format, default_kind);
+        for e in &mut parsed.errors {
+            e.line += offset;
+        }
+        offset += CHUNK_LINES;
+        each(parsed);
+        rest = tail;
+    }
 }
 
 /// Strip an inline `#` comment (hosts and domain lists) and surrounding whitespace.
@@ -286,6 +343,40 @@ mod tests {
     use super::testing::*;
     #[allow(unused_imports)]
     use MatchKind::{Below, Exact, Subtree};
+
+    #[test]
+    fn chunked_parsing_matches_whole_parsing() {
+        let mut text = String::from("\u{feff}# header\r\n");
+        for i in 0..150_000 {
+            match i % 1000 {
+                7 => text.push_str("bad name\r\n"),
+                _ => text.push_str(&format!("n{i}.example\r\n")),
+            }
+        }
+        let whole = p(&text, Format::Auto);
+        let (mut entries, mut errors, mut comments, mut pieces) = (Vec::new(), Vec::new(), 0, 0);
+        parse_text_chunked(
+            Path::new("list.txt"),
+            &text,
+            Format::Auto,
+            MatchKind::Subtree,
+            |piece| {
+                pieces += 1;
+                entries.extend(piece.entries);
+                errors.extend(piece.errors);
+                comments += piece.comments;
+            },
+        );
+        assert_eq!(pieces, 3);
+        assert_eq!(entries, whole.entries);
+        assert_eq!(errors, whole.errors);
+        assert_eq!(comments, whole.comments);
+        let mut empty = 0;
+        parse_text_chunked(Path::new("e"), "", Format::Auto, MatchKind::Subtree, |_| {
+            empty += 1
+        });
+        assert_eq!(empty, 1, "an empty list still names its category");
+    }
 
     #[test]
     fn error_text_is_trimmed_and_capped() {

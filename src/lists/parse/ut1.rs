@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Format, MatchKind, Parsed, parse_bytes};
+use super::{Format, MatchKind, Parsed, parse_text, parse_text_chunked, to_text};
 use crate::lists::decompress;
 
 /// The names a category's list may have, in order of preference. Mirrors and snapshots
@@ -30,6 +30,35 @@ pub fn parse_ut1_dir(
     only: &[String],
     default_kind: MatchKind,
 ) -> std::io::Result<Vec<(String, Parsed)>> {
+    categories(dir, only)?
+        .into_iter()
+        .map(|(c, p)| {
+            let text = read_category(&p)?;
+            Ok((c, parse_text(&p, &text, Format::Domains, default_kind)))
+        })
+        .collect()
+}
+
+/// [`parse_ut1_dir`] one category at a time and each in pieces ([`super::parse_text_chunked`]):
+/// `each(category, piece)` in category order, so a folder of millions of names is never
+/// held parsed all at once.
+pub fn for_each_ut1_piece(
+    dir: &Path,
+    only: &[String],
+    default_kind: MatchKind,
+    mut each: impl FnMut(&str, Parsed),
+) -> std::io::Result<()> {
+    for (c, p) in categories(dir, only)? {
+        let text = read_category(&p)?;
+        parse_text_chunked(&p, &text, Format::Domains, default_kind, |parsed| {
+            each(&c, parsed)
+        });
+    }
+    Ok(())
+}
+
+/// The categories of a UT1 folder and their domains files, sorted; see [`parse_ut1_dir`].
+fn categories(dir: &Path, only: &[String]) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -63,16 +92,16 @@ pub fn parse_ut1_dir(
             ));
         }
     }
-    found
-        .into_iter()
-        .map(|(c, p)| {
-            // The caller names `dir`; say which file inside it failed.
-            let bytes = decompress::read_file(&p, decompress::DEFAULT_LIMIT)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-            // Not UTF-8: the error already names the file and line.
-            Ok((c, parse_bytes(&p, bytes, Format::Domains, default_kind)?))
-        })
-        .collect()
+    Ok(found)
+}
+
+/// A category's domains file as text, unpacked if compressed.
+fn read_category(p: &Path) -> std::io::Result<String> {
+    // The caller names `dir`; say which file inside it failed.
+    let bytes = decompress::read_file(p, decompress::DEFAULT_LIMIT)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+    // Not UTF-8: the error already names the file and line.
+    to_text(p, bytes)
 }
 
 #[cfg(test)]
