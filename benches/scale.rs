@@ -52,6 +52,7 @@ fn run(dir: &Path, n: usize) {
         format: Format::Domains,
         default_kind: MatchKind::Subtree,
         only: Vec::new(),
+        url: None,
     };
     let started = Instant::now();
     let (bytes, report) = compile_sources(std::slice::from_ref(&src)).expect("compile");

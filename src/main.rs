@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use chaperone::config::parse_mac;
 use chaperone::lists::bundle;
 use chaperone::lists::compile;
+use chaperone::lists::fetch;
 use chaperone::lists::key::{ReversedName, normalize_domain};
 use chaperone::server::{self, StartOptions};
 use chaperone::state;
@@ -221,7 +222,33 @@ fn serve(config: &Path) -> Result<bool> {
     })
 }
 
+/// `check`, `compile` and `explain` with URL sources: use each source's last good copy as
+/// it is (saying so, and how old it is), and download only the sources that have none yet.
+/// They never replace a copy the server is using; the server's refresher does that.
+fn prepare_url_sources(config: &Path) -> Result<bool> {
+    let Ok(cfg) = chaperone::config::Config::load(config) else {
+        // The load that follows reports the config's problems.
+        return Ok(true);
+    };
+    if cfg.lists.sources.iter().all(|s| s.url.is_none()) {
+        return Ok(true);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut ok = true;
+    for (url, status) in rt.block_on(fetch::ensure_copies(&cfg.lists, None)) {
+        ok &= !matches!(status, fetch::CopyStatus::Failed(_));
+        eprintln!("{}", fetch::describe(&url, &status));
+    }
+    Ok(ok)
+}
+
 fn check(config: &Path) -> Result<bool> {
+    if !prepare_url_sources(config)? {
+        return Ok(false);
+    }
     match state::load(config, Vec::new()) {
         Ok(loaded) => {
             if let Some(r) = &loaded.report {
@@ -259,6 +286,7 @@ fn explain(
     at: Option<&str>,
     name: &str,
 ) -> Result<bool> {
+    prepare_url_sources(config)?;
     let cfg = chaperone::config::Config::load(config)?;
     let mac = mac
         .map(parse_mac)
@@ -492,6 +520,9 @@ fn audit(command: AuditCommand) -> Result<bool> {
 fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) -> Result<bool> {
     let (sources, default_out) = match &config {
         Some(c) => {
+            if !prepare_url_sources(c)? {
+                anyhow::bail!("a URL source has no copy to compile from");
+            }
             let cfg = chaperone::config::Config::load(c)?;
             (cfg.lists.sources.clone(), Some(cfg.lists.bundle.clone()))
         }

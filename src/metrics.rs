@@ -361,8 +361,8 @@ impl Metrics {
         metrics
     }
 
-    /// The registry, for modules that keep their own metric families
-    /// ([`crate::leases::LeaseMetrics`]).
+    /// The registry, for families owned by their own module ([`crate::leases`],
+    /// `lists::fetch`).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

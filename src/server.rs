@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::alerts;
+use crate::lists::fetch::{self, FetchMetrics, refresh};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::policy::clock::{SharedClock, SystemClock};
@@ -105,11 +106,16 @@ pub enum StartError {
     /// Storage (query log, exceptions, audit).
     #[error("storage: {0}")]
     Store(String),
+    /// A URL list source has no last good copy and could not be downloaded.
+    #[error("{0}")]
+    Lists(String),
 }
 
 /// Load the config, bind every listener and start serving.
 pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
+    let fetch_metrics = Arc::new(FetchMetrics::new(metrics.registry()));
+    prepare_url_sources(config_path, &fetch_metrics).await?;
     let path = config_path.to_owned();
     let clock = opts.clock.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<state::Loaded, StartError> {
@@ -205,6 +211,14 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     };
     spawn_exception_refresher(admin, shutdown.clone());
     spawn_lease_watcher(&state, shutdown.clone());
+    if snap.config.lists.sources.iter().any(|s| s.url.is_some()) {
+        fetch_metrics.init(&snap.config.lists.sources);
+        refresh::spawn(
+            Arc::new(RefreshHost(pipeline.clone())),
+            fetch_metrics,
+            shutdown.clone(),
+        );
+    }
     if opts.watch_files {
         spawn_file_watcher(
             pipeline.clone(),
@@ -361,8 +375,59 @@ fn watched_paths(c: &crate::config::Config) -> Vec<PathBuf> {
     if c.lists.sources.is_empty() {
         v.push(c.lists.bundle.clone());
     }
-    v.extend(c.lists.sources.iter().map(|s| s.path.clone()));
+    // URL sources' copies are replaced by the refresher, which reloads by itself.
+    v.extend(
+        c.lists
+            .sources
+            .iter()
+            .filter(|s| s.url.is_none())
+            .map(|s| s.path.clone()),
+    );
     v
+}
+
+/// Before the first load: every URL source needs a last good copy. Those that have one are
+/// used as they are (the server filters from the first packet with no network, and the
+/// refresher downloads in the background); those that have none are downloaded now, and
+/// one that cannot be is a start-up error naming it: starting without a configured list
+/// would let through what it blocks.
+async fn prepare_url_sources(config_path: &Path, metrics: &FetchMetrics) -> Result<(), StartError> {
+    let path = config_path.to_owned();
+    let config = tokio::task::spawn_blocking(move || crate::config::Config::load(&path))
+        .await
+        .map_err(|e| StartError::Store(format!("start-up task failed: {e}")))?
+        .map_err(state::LoadError::from)?;
+    let mut failed = Vec::new();
+    for (url, status) in fetch::ensure_copies(&config.lists, Some(metrics)).await {
+        let line = fetch::describe(&url, &status);
+        match status {
+            fetch::CopyStatus::Failed(_) => failed.push(line),
+            _ => tracing::info!("{line}"),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Lists(failed.join("\n")))
+    }
+}
+
+/// The server side of the list refresher: the lists in force, and the normal reload.
+struct RefreshHost(Arc<Pipeline>);
+
+#[async_trait::async_trait]
+impl refresh::Host for RefreshHost {
+    fn lists(&self) -> crate::config::ListsConfig {
+        self.0.state().load().config.lists.clone()
+    }
+
+    async fn reload(&self) {
+        if let Err(e) = self.0.reload().await {
+            tracing::error!(
+                "reload after a list download failed (the old lists keep serving): {e}"
+            );
+        }
+    }
 }
 
 /// Reload when any watched file changes. Watches the parent folders (editors and

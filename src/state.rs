@@ -43,49 +43,7 @@ pub struct Snapshot {
     pub local: Arc<crate::local::LocalZones>,
 }
 
-/// How many entries each list file and each category held when a snapshot was built.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListCounts {
-    /// Entries per (source file or folder, category); empty for a prebuilt bundle.
-    pub per_source: BTreeMap<(PathBuf, String), u64>,
-    /// Names per category in the bundle.
-    pub per_category: BTreeMap<String, u64>,
-}
-
-impl ListCounts {
-    /// Lines describing every file or category that shrank by more than `max_shrink`
-    /// (a fraction) from `old` to `self`. Files or categories no longer configured are a
-    /// deliberate change and are not compared.
-    pub fn shrunk_from(&self, old: &ListCounts, max_shrink: f64) -> Vec<String> {
-        let mut out = Vec::new();
-        let too_small = |before: u64, after: u64| {
-            before > 0 && after < before && (before - after) as f64 / before as f64 > max_shrink
-        };
-        let pct = |before: u64, after: u64| 100.0 * (before - after) as f64 / before as f64;
-        for ((path, cat), &before) in &old.per_source {
-            if let Some(&after) = self.per_source.get(&(path.clone(), cat.clone()))
-                && too_small(before, after)
-            {
-                out.push(format!(
-                    "list file {} (category {cat}) shrank from {before} to {after} entries (-{:.0}%)",
-                    path.display(),
-                    pct(before, after)
-                ));
-            }
-        }
-        for (cat, &before) in &old.per_category {
-            if let Some(&after) = self.per_category.get(cat)
-                && too_small(before, after)
-            {
-                out.push(format!(
-                    "category {cat} shrank from {before} to {after} names (-{:.0}%)",
-                    pct(before, after)
-                ));
-            }
-        }
-        out
-    }
-}
+pub use crate::lists::compile::ListCounts;
 
 /// What a reload checks the new config and lists against.
 pub struct ReloadCheck {

@@ -9,6 +9,7 @@
 pub mod raw;
 mod resolve;
 mod zones;
+pub mod urlsource;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -290,6 +291,10 @@ pub struct ListsConfig {
     pub sources: Vec<SourceConfig>,
     /// Largest fraction of a list's entries a reload may lose without being forced.
     pub max_shrink: f64,
+    /// Where last good copies of URL sources are kept.
+    pub cache_dir: PathBuf,
+    /// Largest fraction of rejected lines a downloaded list may have.
+    pub max_bad_fraction: f64,
 }
 
 /// One `[[lists.source]]`, resolved.
@@ -305,6 +310,29 @@ pub struct SourceConfig {
     pub default_kind: MatchKind,
     /// ut1: only these categories.
     pub only: Vec<String>,
+    /// Set when the list is downloaded: `path` is then its last good copy.
+    pub url: Option<UrlSource>,
+}
+
+/// How a `[[lists.source]]` with a `url` is downloaded (see `lists::fetch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlSource {
+    /// The URL (`https://`, or `http://` when allowed).
+    pub url: String,
+    /// The `source` label of its metrics.
+    pub name: String,
+    /// The config key, e.g. `lists.source[2]`, for messages.
+    pub key: String,
+    /// Interval between downloads (before jitter).
+    pub refresh: std::time::Duration,
+    /// Pinned SHA-256 of the downloaded bytes.
+    pub sha256: Option<[u8; 32]>,
+    /// Most bytes accepted, downloaded and decompressed.
+    pub max_bytes: u64,
+    /// Connect timeout.
+    pub connect_timeout: std::time::Duration,
+    /// Timeout of the whole download.
+    pub timeout: std::time::Duration,
 }
 
 /// `[category.NAME]`, resolved.

@@ -474,6 +474,17 @@ pub struct RawLists {
     /// Default 0.5.
     #[serde(default = "default_max_shrink")]
     pub max_shrink: f64,
+    /// Where the last good copy of every list downloaded by URL is kept. Default: the
+    /// `lists-cache` folder beside the bundle.
+    pub cache_dir: Option<PathBuf>,
+    /// A download is refused (the last good copy kept) when more than this fraction of its
+    /// lines are rejected: an error page or a list in another format. Default 0.2.
+    #[serde(default = "default_max_bad_fraction")]
+    pub max_bad_fraction: f64,
+}
+
+fn default_max_bad_fraction() -> f64 {
+    0.2
 }
 
 fn default_max_shrink() -> f64 {
@@ -486,6 +497,8 @@ impl Default for RawLists {
             bundle: None,
             source: Vec::new(),
             max_shrink: default_max_shrink(),
+            cache_dir: None,
+            max_bad_fraction: default_max_bad_fraction(),
         }
     }
 }
@@ -497,8 +510,29 @@ pub struct RawSource {
     /// Category the entries belong to. Required except for `format = "ut1"`, where the
     /// folder names are the categories.
     pub category: Option<String>,
-    /// File (or folder for ut1), relative to the config file.
-    pub path: PathBuf,
+    /// File (or folder for ut1), relative to the config file. Exactly one of `path` and
+    /// `url` is given.
+    pub path: Option<PathBuf>,
+    /// Download the list from here (`https://`; a ut1 source is a `.tar.gz` archive) and
+    /// keep the last good copy in `lists.cache_dir`.
+    pub url: Option<String>,
+    /// URL sources: how often to download again, e.g. "24h", "6h 30m" (jittered by 10%).
+    /// Default "24h".
+    pub refresh: Option<String>,
+    /// URL sources: accept a plain `http://` URL (no integrity in transit).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// URL sources: the SHA-256 (hex) the downloaded bytes must have.
+    pub sha256: Option<String>,
+    /// URL sources: the most bytes accepted, downloaded and after decompression.
+    /// Default 268435456 (256 MiB).
+    pub max_bytes: Option<u64>,
+    /// URL sources: connect timeout, e.g. "10s". Default "10s".
+    pub connect_timeout: Option<String>,
+    /// URL sources: timeout of the whole download, e.g. "5m". Default "5m".
+    pub timeout: Option<String>,
+    /// URL sources: the `source` label of the refresh metrics. Default: host and path.
+    pub name: Option<String>,
     /// List format. Default "auto" (sniffed per file).
     #[serde(default = "default_format")]
     pub format: Format,

@@ -573,6 +573,12 @@ fn lists(l: raw::RawLists, config_path: &Path, base: &Path, p: &mut Problems) ->
         Some(b) => base.join(b),
         None => default_bundle_path(config_path),
     };
+    let cache_dir = match &l.cache_dir {
+        Some(d) => base.join(d),
+        None => bundle
+            .parent()
+            .map_or_else(|| PathBuf::from("lists-cache"), |d| d.join("lists-cache")),
+    };
     let sources = l
         .source
         .into_iter()
@@ -590,15 +596,27 @@ fn lists(l: raw::RawLists, config_path: &Path, base: &Path, p: &mut Problems) ->
                     "only applies to format = \"ut1\"",
                 );
             }
+            let is_dir = s.format == Format::Ut1;
+            let (url, path) = match super::urlsource::resolve(i, &s, &cache_dir, is_dir) {
+                Ok(Some((url, copy))) => (Some(url), copy),
+                Ok(None) => (None, base.join(s.path.clone().unwrap_or_default())),
+                Err(problems) => {
+                    for (key, msg) in problems {
+                        p.add(key, msg);
+                    }
+                    (None, base.join(s.path.clone().unwrap_or_default()))
+                }
+            };
             SourceConfig {
                 category: s.category,
-                path: base.join(&s.path),
+                path,
                 format: s.format,
                 default_kind: match s.match_kind {
                     SourceMatch::Subtree => MatchKind::Subtree,
                     SourceMatch::Exact => MatchKind::Exact,
                 },
                 only: s.only,
+                url,
             }
         })
         .collect();
@@ -608,10 +626,18 @@ fn lists(l: raw::RawLists, config_path: &Path, base: &Path, p: &mut Problems) ->
             format!("{} is not a fraction between 0 and 1", l.max_shrink),
         );
     }
+    if !(0.0..=1.0).contains(&l.max_bad_fraction) {
+        p.add(
+            "lists.max_bad_fraction",
+            format!("{} is not a fraction between 0 and 1", l.max_bad_fraction),
+        );
+    }
     ListsConfig {
         bundle,
         sources,
         max_shrink: l.max_shrink.clamp(0.0, 1.0),
+        cache_dir,
+        max_bad_fraction: l.max_bad_fraction.clamp(0.0, 1.0),
     }
 }
 

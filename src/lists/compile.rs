@@ -2,11 +2,56 @@
 //! build the bundle bytes. Used by `chaperone compile`, `check`, and by `serve` when the
 //! config names sources.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::bundle::{BuildStats, BundleBuilder, BundleError};
 use super::parse::{self, Format, LineError, Parsed};
 use crate::config::SourceConfig;
+
+/// How many entries each list file and each category held when a snapshot was built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListCounts {
+    /// Entries per (source file or folder, category); empty for a prebuilt bundle.
+    pub per_source: BTreeMap<(PathBuf, String), u64>,
+    /// Names per category in the bundle.
+    pub per_category: BTreeMap<String, u64>,
+}
+
+impl ListCounts {
+    /// Lines describing every file or category that shrank by more than `max_shrink`
+    /// (a fraction) from `old` to `self`. Files or categories no longer configured are a
+    /// deliberate change and are not compared.
+    pub fn shrunk_from(&self, old: &ListCounts, max_shrink: f64) -> Vec<String> {
+        let mut out = Vec::new();
+        let too_small = |before: u64, after: u64| {
+            before > 0 && after < before && (before - after) as f64 / before as f64 > max_shrink
+        };
+        let pct = |before: u64, after: u64| 100.0 * (before - after) as f64 / before as f64;
+        for ((path, cat), &before) in &old.per_source {
+            if let Some(&after) = self.per_source.get(&(path.clone(), cat.clone()))
+                && too_small(before, after)
+            {
+                out.push(format!(
+                    "list file {} (category {cat}) shrank from {before} to {after} entries (-{:.0}%)",
+                    path.display(),
+                    pct(before, after)
+                ));
+            }
+        }
+        for (cat, &before) in &old.per_category {
+            if let Some(&after) = self.per_category.get(cat)
+                && too_small(before, after)
+            {
+                out.push(format!(
+                    "category {cat} shrank from {before} to {after} names (-{:.0}%)",
+                    pct(before, after)
+                ));
+            }
+        }
+        out
+    }
+}
 
 /// Why compiling failed outright (bad lines are not failures; see [`CompileReport`]).
 #[derive(Debug, thiserror::Error)]
@@ -75,17 +120,24 @@ impl CompileReport {
     }
 }
 
-/// A source parsed into (category, entries).
-fn read_source(src: &SourceConfig) -> Result<Vec<(String, Parsed)>, CompileError> {
-    let read_err = |source| CompileError::Read {
-        path: src.path.clone(),
-        source,
-    };
+/// Parse the source `src` as read from `path` (its own path, or a staged download),
+/// handing `each(category, piece)` the entries a piece at a time (see
+/// [`parse::parse_text_chunked`]), so a list of millions of names is never held parsed all
+/// at once.
+pub fn for_each_piece(
+    src: &SourceConfig,
+    path: &Path,
+    mut each: impl FnMut(&str, Parsed),
+) -> std::io::Result<()> {
     if src.format == Format::Ut1 {
-        return parse::parse_ut1_dir(&src.path, &src.only, src.default_kind).map_err(read_err);
+        return parse::for_each_ut1_piece(path, &src.only, src.default_kind, each);
     }
-    let parsed = parse::parse_file(&src.path, src.format, src.default_kind).map_err(read_err)?;
-    Ok(vec![(src.category.clone().unwrap_or_default(), parsed)])
+    let text = parse::to_text(path, std::fs::read(path)?)?;
+    let category = src.category.clone().unwrap_or_default();
+    parse::parse_text_chunked(path, &text, src.format, src.default_kind, |p| {
+        each(&category, p)
+    });
+    Ok(())
 }
 
 /// Compile sources into bundle bytes.
@@ -93,19 +145,38 @@ pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileRepo
     let mut builder = BundleBuilder::new();
     let mut report = CompileReport::default();
     for src in sources {
-        for (category, parsed) in read_source(src)? {
-            let id = builder.category(&category)?;
+        let mut failed: Option<BundleError> = None;
+        for_each_piece(src, &src.path, |category, parsed| {
+            let id = match builder.category(category) {
+                Ok(id) => id,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            };
             for e in &parsed.entries {
                 builder.add(id, &e.name, e.kind, e.action);
             }
-            report.per_source.push(SourceCount {
-                path: src.path.clone(),
-                category: category.clone(),
-                entries: parsed.entries.len() as u64,
-            });
+            match report.per_source.last_mut() {
+                Some(last) if last.path == src.path && last.category == category => {
+                    last.entries += parsed.entries.len() as u64;
+                }
+                _ => report.per_source.push(SourceCount {
+                    path: src.path.clone(),
+                    category: category.to_owned(),
+                    entries: parsed.entries.len() as u64,
+                }),
+            }
             report.errors.extend(parsed.errors);
             report.comments += parsed.comments;
             report.unsupported += parsed.unsupported;
+        })
+        .map_err(|source| CompileError::Read {
+            path: src.path.clone(),
+            source,
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
         }
     }
     let (bytes, stats) = builder.finish()?;
@@ -128,6 +199,7 @@ fn source_from_arg(arg: &str) -> Result<SourceConfig, String> {
             format: Format::Ut1,
             default_kind: MatchKind::Subtree,
             only: Vec::new(),
+            url: None,
         });
     }
     let (category, rest) = arg.split_once('=').ok_or_else(|| {
@@ -148,6 +220,7 @@ fn source_from_arg(arg: &str) -> Result<SourceConfig, String> {
         format,
         default_kind: MatchKind::Subtree,
         only: Vec::new(),
+        url: None,
     })
 }
 

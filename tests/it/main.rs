@@ -11,6 +11,7 @@ mod ede;
 mod foundation;
 mod hardening;
 mod leases;
+mod listfetch;
 mod monitoring;
 mod packaging;
 mod policy;
