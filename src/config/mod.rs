@@ -8,8 +8,8 @@
 
 pub mod raw;
 mod resolve;
-mod zones;
 pub mod urlsource;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::fmt;

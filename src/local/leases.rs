@@ -28,7 +28,11 @@ pub fn ptr(leases: &LeaseMap, qname: &Name, now: i64) -> Option<Reply> {
     let mut target = Name::from_ascii(host).ok()?;
     target.set_fqdn(true);
     let record = Record::from_rdata(qname.clone(), LEASE_PTR_TTL, RData::PTR(PTR(target)));
-    Some(authoritative(ResponseCode::NoError, vec![record], Vec::new()))
+    Some(authoritative(
+        ResponseCode::NoError,
+        vec![record],
+        Vec::new(),
+    ))
 }
 
 #[cfg(test)]

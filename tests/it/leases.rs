@@ -516,7 +516,10 @@ async fn a_leased_address_has_a_ptr_from_its_lease() {
         c.tcp("41.0.0.127.in-addr.arpa.", RecordType::PTR).await,
     ] {
         assert_eq!(rcode(&reply), ResponseCode::NoError);
-        assert!(reply.metadata.authoritative, "answered from the lease, with AA");
+        assert!(
+            reply.metadata.authoritative,
+            "answered from the lease, with AA"
+        );
         let names: Vec<String> = reply
             .answers
             .iter()
