@@ -226,10 +226,16 @@ fn serve(config: &Path) -> Result<bool> {
 /// it is (saying so, and how old it is), and download only the sources that have none yet.
 /// They never replace a copy the server is using; the server's refresher does that.
 fn prepare_url_sources(config: &Path) -> Result<bool> {
-    let Ok(cfg) = chaperone::config::Config::load(config) else {
+    match chaperone::config::Config::load(config) {
+        Ok(cfg) => ensure_url_copies(&cfg),
         // The load that follows reports the config's problems.
-        return Ok(true);
-    };
+        Err(_) => Ok(true),
+    }
+}
+
+/// Download every URL source that has no last good copy yet (never replacing one), saying
+/// how old each copy is. False if one has no copy to use.
+fn ensure_url_copies(cfg: &chaperone::config::Config) -> Result<bool> {
     if cfg.lists.sources.iter().all(|s| s.url.is_none()) {
         return Ok(true);
     }
@@ -286,8 +292,8 @@ fn explain(
     at: Option<&str>,
     name: &str,
 ) -> Result<bool> {
-    prepare_url_sources(config)?;
     let cfg = chaperone::config::Config::load(config)?;
+    ensure_url_copies(&cfg)?;
     let mac = mac
         .map(parse_mac)
         .transpose()
@@ -520,10 +526,10 @@ fn audit(command: AuditCommand) -> Result<bool> {
 fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) -> Result<bool> {
     let (sources, default_out) = match &config {
         Some(c) => {
-            if !prepare_url_sources(c)? {
+            let cfg = chaperone::config::Config::load(c)?;
+            if !ensure_url_copies(&cfg)? {
                 anyhow::bail!("a URL source has no copy to compile from");
             }
-            let cfg = chaperone::config::Config::load(c)?;
             (cfg.lists.sources.clone(), Some(cfg.lists.bundle.clone()))
         }
         None => (

@@ -97,7 +97,9 @@ impl UpstreamSlot {
     }
 
     fn same_settings(&self, c: &crate::config::Config) -> bool {
-        self.config == c.upstream && self.zone_configs == (c.zones.clone(), c.rebinding.clone())
+        self.config == c.upstream
+            && self.zone_configs.0 == c.zones
+            && self.zone_configs.1 == c.rebinding
     }
 }
 
