@@ -341,11 +341,19 @@ fn render_markdown(tables: &[Table], heading: &str) -> String {
     out
 }
 
+/// One CSV cell. Device names come from DHCP, so a pupil's device chooses them: a cell
+/// that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a
+/// leading `'`, so opening the report never runs what a device wrote (OWASP CSV injection).
 fn csv_cell(c: &str) -> String {
+    let c = if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{c}"))
+    } else {
+        std::borrow::Cow::Borrowed(c)
+    };
     if c.contains([',', '"', '\n']) {
         format!("\"{}\"", c.replace('"', "\"\""))
     } else {
-        c.to_owned()
+        c.into_owned()
     }
 }
 
@@ -421,5 +429,15 @@ mod tests {
             rows: vec![vec!["x, \"y\"".into()]],
         };
         assert_eq!(render_csv(&[t]), "section,a\nT,\"x, \"\"y\"\"\"\n");
+    }
+
+    #[test]
+    fn csv_cells_a_device_named_as_a_formula_stay_text() {
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("ks2-laptop-14"), "ks2-laptop-14");
     }
 }
