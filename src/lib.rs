@@ -27,6 +27,7 @@ pub mod cache;
 pub mod cli_admin;
 pub mod config;
 pub mod identify;
+pub mod identity;
 pub mod leases;
 pub mod lists;
 pub mod local;

@@ -74,6 +74,8 @@ pub struct Question<'a> {
     pub qclass: DNSClass,
     /// The request's EDNS, if any.
     pub edns: Option<&'a Edns>,
+    /// What an encrypted listener read that may name the device (DoT SNI, DoH path).
+    pub credential: crate::identity::Credential<'a>,
 }
 
 struct UpstreamSlot {

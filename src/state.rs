@@ -258,6 +258,8 @@ pub struct State {
     reload_lock: tokio::sync::Mutex<()>,
     /// DHCP leases: swapped on their own (files change far more often than the config).
     leases: Arc<crate::leases::Leases>,
+    /// Enrolled devices and RADIUS sessions: swapped by their own sources.
+    identities: Arc<crate::identity::Identities>,
 }
 
 impl State {
@@ -274,12 +276,18 @@ impl State {
             generation: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             leases: Arc::new(crate::leases::Leases::new(lease_metrics)),
+            identities: Arc::default(),
         })
     }
 
     /// The DHCP lease map (device names and MACs by address).
     pub fn leases(&self) -> &Arc<crate::leases::Leases> {
         &self.leases
+    }
+
+    /// Enrolled devices and RADIUS user sessions.
+    pub fn identities(&self) -> &Arc<crate::identity::Identities> {
+        &self.identities
     }
 
     /// The snapshot in force. Hold the guard only for one query.

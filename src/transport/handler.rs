@@ -16,6 +16,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::zone_handler::Queries;
 
 use crate::answer::Reply;
+use crate::identity::Credential;
 use crate::pipeline::{Pipeline, Question};
 use crate::ratelimit::Verdict;
 use crate::transport::wire;
@@ -52,6 +53,19 @@ impl Handler {
         request: &Request,
         response: R,
         check_limit: bool,
+    ) -> ResponseInfo {
+        self.answer_as(request, response, check_limit, Credential::None)
+            .await
+    }
+
+    /// [`Handler::answer`] for a request that came with a [`Credential`] (the encrypted
+    /// listeners: the device ID from the SNI or the DoH path).
+    pub async fn answer_as<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+        check_limit: bool,
+        credential: Credential<'_>,
     ) -> ResponseInfo {
         let snap = self.pipeline.state().snapshot();
         let limits = &snap.config.ratelimit;
@@ -108,6 +122,7 @@ impl Handler {
             qtype: info.query.query_type(),
             qclass,
             edns: request.edns.as_ref(),
+            credential,
         };
         let reply = self.pipeline.handle(&q).await;
         if reply.rcode == ResponseCode::Refused {
