@@ -162,6 +162,32 @@ pub struct Identities {
     pub sessions: ArcSwap<SessionIndex>,
 }
 
+/// Whom an encrypted listener's [`Credential`] names: the enrolment it matched and,
+/// where the credential carries them (a ChromeOS templated path), the user and device
+/// directory name it also identified.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// The enrolment the ID matched (its group decides unless a user rule overrides).
+    pub device: Arc<EnrolledDevice>,
+    /// A user the credential identified, if any.
+    pub user: Option<Arc<str>>,
+}
+
+impl Identities {
+    /// Resolve a credential at `now` (Unix seconds): None for plain DNS, and for an
+    /// unknown, revoked or expired ID (the listener refuses those). The SNI's first label
+    /// and a DoH path of one segment are enrolled device IDs.
+    pub fn resolve(&self, credential: Credential<'_>, now: i64) -> Option<Named> {
+        let id = match credential {
+            Credential::None => return None,
+            Credential::Sni(id) | Credential::Path(id) => id,
+        };
+        let devices = self.devices.load();
+        let device = devices.lookup(id, now)?.clone();
+        Some(Named { device, user: None })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +209,21 @@ mod tests {
         assert!(idx.lookup("abc", 100).is_none());
         assert!(idx.lookup("def", i64::MAX).is_some());
         assert!(idx.lookup("nope", 0).is_none());
+    }
+
+    #[test]
+    fn a_credential_names_an_enrolled_device_or_nothing() {
+        let ids = Identities::default();
+        ids.devices
+            .store(Arc::new(DeviceIndex::new([device("k3x9", None)])));
+        let named = ids.resolve(Credential::Path("k3x9"), 0);
+        assert_eq!(
+            named.map(|n| n.device.name.clone()).as_deref(),
+            Some("ks2-ipad-14")
+        );
+        assert!(ids.resolve(Credential::Sni("k3x9"), 0).is_some());
+        assert!(ids.resolve(Credential::Sni("other"), 0).is_none());
+        assert!(ids.resolve(Credential::None, 0).is_none());
     }
 
     #[test]
