@@ -77,6 +77,9 @@ pub struct RawConfig {
     /// DNS rebinding protection.
     #[serde(default)]
     pub rebinding: super::zones::RawRebinding,
+    /// Devices enrolled in the config (IDs sent over DoT/DoH).
+    #[serde(default)]
+    pub enrolled_device: Vec<super::enrolled::RawEnrolledDevice>,
 }
 
 /// `[audit]`
