@@ -160,6 +160,9 @@ pub struct Identities {
     pub devices: ArcSwap<DeviceIndex>,
     /// RADIUS sessions by address.
     pub sessions: ArcSwap<SessionIndex>,
+    /// Which group a user name is in (`[users]` rules and CSV), swapped on config reload
+    /// and when the CSV changes.
+    pub users: ArcSwap<crate::users::UserDirectory>,
 }
 
 /// Whom an encrypted listener's [`Credential`] names: the enrolment it matched and,

@@ -77,6 +77,12 @@ pub struct RawConfig {
     /// DNS rebinding protection.
     #[serde(default)]
     pub rebinding: super::zones::RawRebinding,
+    /// The RADIUS accounting listener (users signed in by 802.1X).
+    #[serde(default)]
+    pub radius: Option<super::radius::RawRadius>,
+    /// Which policy group a user name is in.
+    #[serde(default)]
+    pub users: super::radius::RawUsers,
 }
 
 /// `[audit]`

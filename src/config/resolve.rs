@@ -89,6 +89,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let zones = super::zones::zones(raw.zone, &upstream, &mut p.0);
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
+    let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
+    let users = super::radius::users(raw.users, &groups, base, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -115,6 +117,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         zones,
         local,
         rebinding,
+        radius,
+        users,
     })
 }
 
