@@ -16,6 +16,7 @@ mod monitoring;
 mod packaging;
 mod policy;
 mod protocol;
+mod radius;
 mod recursive;
 mod reload;
 mod safeguarding;
