@@ -163,6 +163,9 @@ pub struct Identities {
     pub stored: ArcSwap<Vec<EnrolledDevice>>,
     /// RADIUS sessions by address.
     pub sessions: ArcSwap<SessionIndex>,
+    /// Which group a user name is in (`[users]` rules and CSV), swapped on config reload
+    /// and when the CSV changes.
+    pub users: ArcSwap<crate::users::UserDirectory>,
 }
 
 /// Whom an encrypted listener's [`Credential`] names: the enrolment it matched and,
@@ -187,8 +190,8 @@ impl Identities {
     }
 
     /// The group the user rules put `user` in, if any rule matches.
-    pub fn user_group(&self, _user: &str) -> Option<Arc<str>> {
-        None
+    pub fn user_group(&self, user: &str) -> Option<Arc<str>> {
+        self.users.load().group_of(user)
     }
 
     /// The RADIUS session on `ip` at `now` (Unix seconds), if any.

@@ -53,6 +53,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// Block page web server address, if configured.
     pub block_page_addr: Option<SocketAddr>,
+    /// RADIUS accounting addresses bound (`[radius] listen`, port 0 resolved).
+    pub radius_addrs: Vec<SocketAddr>,
     /// The pipeline (state, cache, upstream).
     pub pipeline: Arc<Pipeline>,
     /// Keeps the query log writer (and so retention) alive while serving.
@@ -209,6 +211,9 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         ),
         None => None,
     };
+    let radius_addrs = crate::radius::start(&state, opts.clock.clone(), shutdown.clone())
+        .await
+        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     spawn_exception_refresher(admin, shutdown.clone());
     spawn_lease_watcher(&state, shutdown.clone());
     if snap.config.lists.sources.iter().any(|s| s.url.is_some()) {
@@ -245,6 +250,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         dns_addrs,
         admin_addr,
         block_page_addr,
+        radius_addrs,
         pipeline,
         shutdown,
         task,

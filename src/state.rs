@@ -208,7 +208,7 @@ fn open_lists(
 /// retention and log caps) applies on reload.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (old, new);
-    let checks: [(&'static str, bool); 14] = [
+    let checks: &[(&'static str, bool)] = &[
         ("server.listen", o.server.listen != n.server.listen),
         ("server.threads", o.server.threads != n.server.threads),
         (
@@ -242,10 +242,14 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("querylog.queue", o.querylog.queue != n.querylog.queue),
         ("audit.key_file", o.audit.key_file != n.audit.key_file),
         ("audit.head_file", o.audit.head_file != n.audit.head_file),
+        (
+            "radius.listen",
+            o.radius.as_ref().map(|r| &r.listen) != n.radius.as_ref().map(|r| &r.listen),
+        ),
     ];
     checks
-        .into_iter()
-        .filter_map(|(k, changed)| changed.then_some(k))
+        .iter()
+        .filter_map(|&(k, changed)| changed.then_some(k))
         .collect()
 }
 

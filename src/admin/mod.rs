@@ -22,6 +22,7 @@
 //! | `GET /incidents[?since=&limit=&before=]` | dsl | illegal-category incidents, newest first, one page at a time (see below) |
 //! | `GET /audit`, `GET /audit/verify` | dsl | the audit log and its hash-chain check |
 //! | `GET /explain?client=&name=` | viewer | why a name is (not) blocked |
+//! | `GET /sessions[?limit=]` | technician | users signed in by RADIUS accounting (personal data) |
 //!
 //! `GET /incidents` answers at most `limit` rows (default 100, at most 1000), newest first.
 //! For the next page pass `before=` the smallest `id` of this page; when a page is full the
@@ -38,6 +39,7 @@ pub mod blockpage;
 pub mod http;
 mod limits;
 mod routes;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -235,5 +237,6 @@ pub fn router(admin: Admin) -> Router {
         .route("/incidents", get(list_incidents))
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
+        .route("/sessions", get(sessions::list_sessions))
         .with_state(admin)
 }

@@ -7,6 +7,7 @@
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
 pub mod enrolled;
+mod radius;
 pub mod raw;
 mod resolve;
 pub mod urlsource;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::lists::parse::{Format, MatchKind};
+pub use radius::{DEFAULT_SESSION_TTL, MAX_SECRET, RadiusClient, RadiusConfig, UsersConfig};
 pub use raw::{BlockAnswerKind, QueryLogFormat, UpstreamMode, Verdict, YoutubeMode};
 pub use resolve::{default_root_hints, parse_cidr, parse_mac, parse_upstream};
 pub use zones::{
@@ -74,6 +76,10 @@ pub struct Config {
     pub rebinding: RebindingConfig,
     /// `[[enrolled_device]]`: devices enrolled in the config file.
     pub enrolled_devices: Vec<crate::identity::EnrolledDevice>,
+    /// `[radius]`: the accounting listener, if configured.
+    pub radius: Option<RadiusConfig>,
+    /// `[users]`: user → group rules and the CSV export.
+    pub users: UsersConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -80,6 +80,12 @@ pub struct RawConfig {
     /// Devices enrolled in the config (IDs sent over DoT/DoH).
     #[serde(default)]
     pub enrolled_device: Vec<super::enrolled::RawEnrolledDevice>,
+    /// The RADIUS accounting listener (users signed in by 802.1X).
+    #[serde(default)]
+    pub radius: Option<super::radius::RawRadius>,
+    /// Which policy group a user name is in.
+    #[serde(default)]
+    pub users: super::radius::RawUsers,
 }
 
 /// `[audit]`

@@ -90,6 +90,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
     let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
+    let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
+    let users = super::radius::users(raw.users, &groups, base, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -117,6 +119,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         local,
         rebinding,
         enrolled_devices,
+        radius,
+        users,
     })
 }
 

@@ -10,8 +10,9 @@ fn keys(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                // Map-like sections (group.NAME, category.NAME) are documented as NAME.
-                let name = if matches!(prefix, "group" | "category") {
+                // Map-like sections (group.NAME, category.NAME, users.rules.NAME) are
+                // documented as NAME.
+                let name = if matches!(prefix, "group" | "category" | "users.rules") {
                     "NAME"
                 } else {
                     k.as_str()

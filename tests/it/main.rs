@@ -17,6 +17,7 @@ mod monitoring;
 mod packaging;
 mod policy;
 mod protocol;
+mod radius;
 mod recursive;
 mod reload;
 mod safeguarding;
