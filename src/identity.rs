@@ -160,6 +160,34 @@ pub struct Identities {
     pub devices: ArcSwap<DeviceIndex>,
     /// RADIUS sessions by address.
     pub sessions: ArcSwap<SessionIndex>,
+    /// The enrolments from the store (admin API), kept so that a config reload can
+    /// rebuild [`Identities::devices`] without reading the database.
+    pub stored: ArcSwap<Vec<StoredEnrolment>>,
+    /// ChromeOS templated identifiers: hashed user names and device directory IDs.
+    pub chrome: ArcSwap<ChromeIdentifiers>,
+}
+
+/// An enrolment from the store, with what only the store knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEnrolment {
+    /// The device (revoked ones are never held here).
+    pub device: EnrolledDevice,
+    /// The Google Admin directory ID of a Chromebook (`${DEVICE_DIRECTORY_ID}`), if given.
+    pub directory_id: Option<Arc<str>>,
+}
+
+/// The device index from both sources: the config's `[[enrolled_device]]` entries and
+/// the store's enrolments. A config entry wins over a stored one with the same ID (the
+/// config is what the school reviewed); config entries come first, so they are never the
+/// ones cut by [`MAX_DEVICES`].
+pub fn device_index(config: &[EnrolledDevice], stored: &[StoredEnrolment]) -> DeviceIndex {
+    let from_config: std::collections::HashSet<&str> = config.iter().map(|d| &*d.id).collect();
+    let stored = stored
+        .iter()
+        .filter(|s| !from_config.contains(&*s.device.id))
+        .map(|s| s.device.clone());
+    // DeviceIndex keeps the later of two equal IDs: none are left after the filter.
+    DeviceIndex::new(config.iter().cloned().chain(stored))
 }
 
 /// Whom an encrypted listener's [`Credential`] names: the enrolment it matched and,
@@ -174,17 +202,185 @@ pub struct Named {
 }
 
 impl Identities {
+    /// Swap in the store's enrolments and rebuild the device index with the config's
+    /// `[[enrolled_device]]` entries (the admin API calls this after an enrol or revoke).
+    pub fn set_stored(&self, stored: Vec<StoredEnrolment>, config: &[EnrolledDevice]) {
+        self.stored.store(Arc::new(stored));
+        self.rebuild_devices(config);
+    }
+
+    /// Rebuild the device index from the config's `[[enrolled_device]]` entries and the
+    /// store's enrolments held in [`Identities::stored`]: call on start (after the store's
+    /// enrolments are loaded) and after every reload.
+    pub fn rebuild_devices(&self, config: &[EnrolledDevice]) {
+        let stored = self.stored.load();
+        self.devices.store(Arc::new(device_index(config, &stored)));
+    }
+
+    /// Rebuild the ChromeOS identifier index: `users` are the user directory's names
+    /// (e-mail addresses, as Chrome's `${USER_EMAIL}` gives them); device directory IDs
+    /// come from the stored enrolments. Call after [`Identities::set_stored`] and after a
+    /// reload that changed the salt or the users.
+    pub fn rebuild_chrome<S: AsRef<str>>(
+        &self,
+        salt: Option<&str>,
+        users: impl IntoIterator<Item = S>,
+    ) {
+        let index = match salt {
+            Some(salt) => {
+                let stored = self.stored.load();
+                let devices = stored.iter().filter_map(|s| {
+                    s.directory_id
+                        .as_ref()
+                        .map(|d| (d.clone(), s.device.id.clone()))
+                });
+                ChromeIdentifiers::new(salt, users, devices)
+            }
+            None => ChromeIdentifiers::default(),
+        };
+        self.chrome.store(Arc::new(index));
+    }
+
     /// Resolve a credential at `now` (Unix seconds): None for plain DNS, and for an
     /// unknown, revoked or expired ID (the listener refuses those). The SNI's first label
     /// and a DoH path of one segment are enrolled device IDs.
     pub fn resolve(&self, credential: Credential<'_>, now: i64) -> Option<Named> {
         let id = match credential {
             Credential::None => return None,
-            Credential::Sni(id) | Credential::Path(id) => id,
+            Credential::Sni(id) => id,
+            Credential::Path(path) if path.contains('/') => return self.resolve_templated(path, now),
+            Credential::Path(id) => id,
         };
         let devices = self.devices.load();
         let device = devices.lookup(id, now)?.clone();
         Some(Named { device, user: None })
+    }
+
+    /// A ChromeOS templated path, `{id}/{USER_HASH}/{DEVICE_HASH}` (as Chrome fills in
+    /// `${USER_EMAIL}` and `${DEVICE_DIRECTORY_ID}`): the first segment is the enrolment
+    /// and must be known; each further segment is a hash that may name a user or an
+    /// enrolled Chromebook. Unknown hashes name no one but do not refuse the query (a
+    /// user missing from the directory is still filtered as the enrolment's group);
+    /// a segment that is not a hash, or too many segments, is refused.
+    ///
+    /// The hashes identify, they do not authenticate: the salt is readable on the device
+    /// (chrome://policy), so anyone can compute the hash of another user's address. So a
+    /// hash never changes the group: a Chromebook found by its directory ID replaces the
+    /// enrolment only when it is in the same group, and the user is reported as a name.
+    fn resolve_templated(&self, path: &str, now: i64) -> Option<Named> {
+        let mut segments = path.split('/');
+        let id = segments.next()?;
+        let devices = self.devices.load();
+        let mut device = devices.lookup(id, now)?.clone();
+        let chrome = self.chrome.load();
+        let mut user = None;
+        for (n, segment) in segments.enumerate() {
+            if n >= MAX_TEMPLATE_HASHES {
+                return None;
+            }
+            if segment.is_empty() {
+                // Chrome deletes placeholders it does not know, leaving `//`.
+                continue;
+            }
+            let hash = parse_hash(segment)?;
+            if let Some(u) = chrome.users.get(&hash) {
+                user.get_or_insert_with(|| u.clone());
+            } else if let Some(found) = chrome
+                .devices
+                .get(&hash)
+                .and_then(|id| devices.lookup(id, now))
+                .filter(|d| d.group == device.group)
+            {
+                device = found.clone();
+            }
+        }
+        Some(Named { device, user })
+    }
+}
+
+/// Most hashed segments after the enrolment ID in a templated path (user, device and a
+/// few more identifiers a school may add to its template).
+const MAX_TEMPLATE_HASHES: usize = 4;
+
+/// Bound on user names and directory IDs held in the ChromeOS identifier index.
+pub const MAX_CHROME_IDENTIFIERS: usize = 400_000;
+
+/// Chrome's hash of a templated identifier: SHA-256 of the salt followed by the value,
+/// upper-case hex (Chromium's `FormatVariable` in
+/// `chrome/browser/ash/net/dns_over_https/templates_uri_resolver_impl.cc`:
+/// `HexEncode(SHA256HashString(salt + input))`).
+pub fn chrome_hash(salt: &str, value: &str) -> String {
+    hex::encode_upper(chrome_digest(salt, value))
+}
+
+fn chrome_digest(salt: &str, value: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(value.as_bytes());
+    h.finalize().into()
+}
+
+/// A 64-digit hex segment as the 32 bytes it encodes (either case).
+fn parse_hash(segment: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(segment, &mut out).ok()?;
+    Some(out)
+}
+
+/// Hashed ChromeOS identifiers mapped back: user names by the hash of `${USER_EMAIL}`,
+/// enrolled device IDs by the hash of `${DEVICE_DIRECTORY_ID}`, under one salt
+/// (`[enrolment] chromeos_salt`, the Google Admin `DnsOverHttpsSalt`).
+#[derive(Debug, Default)]
+pub struct ChromeIdentifiers {
+    users: HashMap<[u8; 32], Arc<str>>,
+    devices: HashMap<[u8; 32], Arc<str>>,
+}
+
+impl ChromeIdentifiers {
+    /// The index of `users` (e-mail addresses) and `devices` (directory ID, enrolled
+    /// device ID) under `salt`, at most [`MAX_CHROME_IDENTIFIERS`] of each. Chrome sends
+    /// the address as the account has it, which Google keeps in lower case; a name given
+    /// in another case is indexed in lower case too.
+    pub fn new<S: AsRef<str>>(
+        salt: &str,
+        users: impl IntoIterator<Item = S>,
+        devices: impl IntoIterator<Item = (Arc<str>, Arc<str>)>,
+    ) -> Self {
+        let mut by_user = HashMap::new();
+        for name in users.into_iter().take(MAX_CHROME_IDENTIFIERS) {
+            let name = name.as_ref();
+            let shared: Arc<str> = name.into();
+            by_user.insert(chrome_digest(salt, name), shared.clone());
+            let lower = name.to_lowercase();
+            if lower != name {
+                by_user.entry(chrome_digest(salt, &lower)).or_insert(shared);
+            }
+        }
+        let by_device = devices
+            .into_iter()
+            .take(MAX_CHROME_IDENTIFIERS)
+            .map(|(dir, id)| (chrome_digest(salt, &dir), id))
+            .collect();
+        Self {
+            users: by_user,
+            devices: by_device,
+        }
+    }
+
+    /// The user whose hashed address is `hash` (64 hex digits).
+    pub fn user(&self, hash: &str) -> Option<&Arc<str>> {
+        self.users.get(&parse_hash(hash)?)
+    }
+
+    /// The enrolled device ID whose hashed directory ID is `hash`.
+    pub fn device(&self, hash: &str) -> Option<&Arc<str>> {
+        self.devices.get(&parse_hash(hash)?)
+    }
+
+    /// Number of users and devices indexed.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.users.len(), self.devices.len())
     }
 }
 

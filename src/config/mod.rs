@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+mod enrolment;
 pub mod raw;
 mod resolve;
 pub mod urlsource;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::lists::parse::{Format, MatchKind};
+pub use enrolment::{EnrolmentConfig, RawEnrolment};
 pub use raw::{BlockAnswerKind, QueryLogFormat, UpstreamMode, Verdict, YoutubeMode};
 pub use resolve::{default_root_hints, parse_cidr, parse_mac, parse_upstream};
 pub use zones::{
@@ -71,6 +73,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[rebinding]`
     pub rebinding: RebindingConfig,
+    /// `[enrolment]`: how enrolled devices reach the public DoT/DoH service.
+    pub enrolment: EnrolmentConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.
