@@ -156,13 +156,13 @@ impl SessionIndex {
 /// The live identity indexes, held by [`crate::state::State`].
 #[derive(Debug, Default)]
 pub struct Identities {
-    /// Enrolled devices by ID.
+    /// Enrolled devices by ID: [`Identities::stored`] and the config's
+    /// `[[enrolled_device]]` entries, rebuilt by [`Identities::rebuild_devices`].
     pub devices: ArcSwap<DeviceIndex>,
+    /// Devices enrolled through the admin API (the store's live enrolments).
+    pub stored: ArcSwap<Vec<EnrolledDevice>>,
     /// RADIUS sessions by address.
     pub sessions: ArcSwap<SessionIndex>,
-    /// The enrolments from the store (admin API), kept so that a config reload can
-    /// rebuild [`Identities::devices`] without reading the database.
-    pub stored: ArcSwap<Vec<StoredEnrolment>>,
     /// ChromeOS templated identifiers: hashed user names and device directory IDs.
     pub chrome: ArcSwap<ChromeIdentifiers>,
 }
@@ -180,12 +180,12 @@ pub struct StoredEnrolment {
 /// the store's enrolments. A config entry wins over a stored one with the same ID (the
 /// config is what the school reviewed); config entries come first, so they are never the
 /// ones cut by [`MAX_DEVICES`].
-pub fn device_index(config: &[EnrolledDevice], stored: &[StoredEnrolment]) -> DeviceIndex {
+pub fn device_index(config: &[EnrolledDevice], stored: &[EnrolledDevice]) -> DeviceIndex {
     let from_config: std::collections::HashSet<&str> = config.iter().map(|d| &*d.id).collect();
     let stored = stored
         .iter()
-        .filter(|s| !from_config.contains(&*s.device.id))
-        .map(|s| s.device.clone());
+        .filter(|d| !from_config.contains(&*d.id))
+        .cloned();
     // DeviceIndex keeps the later of two equal IDs: none are left after the filter.
     DeviceIndex::new(config.iter().cloned().chain(stored))
 }
@@ -203,40 +203,52 @@ pub struct Named {
 
 impl Identities {
     /// Swap in the store's enrolments and rebuild the device index with the config's
-    /// `[[enrolled_device]]` entries (the admin API calls this after an enrol or revoke).
+    /// `[[enrolled_device]]` entries, and the ChromeOS directory IDs (the admin API calls
+    /// this at start and after an enrol or revoke).
     pub fn set_stored(&self, stored: Vec<StoredEnrolment>, config: &[EnrolledDevice]) {
-        self.stored.store(Arc::new(stored));
+        let directory: Vec<(Arc<str>, Arc<str>)> = stored
+            .iter()
+            .filter_map(|s| {
+                s.directory_id
+                    .as_ref()
+                    .map(|d| (d.clone(), s.device.id.clone()))
+            })
+            .collect();
+        self.stored
+            .store(Arc::new(stored.into_iter().map(|s| s.device).collect()));
         self.rebuild_devices(config);
+        let chrome = self.chrome.load();
+        self.chrome
+            .store(Arc::new(chrome.with_directory(Arc::new(directory))));
     }
 
-    /// Rebuild the device index from the config's `[[enrolled_device]]` entries and the
-    /// store's enrolments held in [`Identities::stored`]: call on start (after the store's
-    /// enrolments are loaded) and after every reload.
-    pub fn rebuild_devices(&self, config: &[EnrolledDevice]) {
+    /// Rebuild the device index from the stored enrolments and the config's entries (the
+    /// config wins on an ID clash: the file is what the school reviewed; see
+    /// [`device_index`]). Called at start, on every reload, and after an enrolment or
+    /// revocation.
+    pub fn rebuild_devices(&self, configured: &[EnrolledDevice]) {
         let stored = self.stored.load();
-        self.devices.store(Arc::new(device_index(config, &stored)));
+        self.devices
+            .store(Arc::new(device_index(configured, &stored)));
     }
 
-    /// Rebuild the ChromeOS identifier index: `users` are the user directory's names
-    /// (e-mail addresses, as Chrome's `${USER_EMAIL}` gives them); device directory IDs
-    /// come from the stored enrolments. Call after [`Identities::set_stored`] and after a
-    /// reload that changed the salt or the users.
+    /// Rebuild the ChromeOS identifier index under `salt` (`[enrolment] chromeos_salt`;
+    /// None empties it): `users` are the user directory's names (e-mail addresses, as
+    /// Chrome's `${USER_EMAIL}` gives them); device directory IDs are the stored
+    /// enrolments' (kept from [`Identities::set_stored`]). Call at start and after every
+    /// reload, once the user directory is loaded.
     pub fn rebuild_chrome<S: AsRef<str>>(
         &self,
         salt: Option<&str>,
         users: impl IntoIterator<Item = S>,
     ) {
+        let directory = self.chrome.load().directory.clone();
         let index = match salt {
-            Some(salt) => {
-                let stored = self.stored.load();
-                let devices = stored.iter().filter_map(|s| {
-                    s.directory_id
-                        .as_ref()
-                        .map(|d| (d.clone(), s.device.id.clone()))
-                });
-                ChromeIdentifiers::new(salt, users, devices)
-            }
-            None => ChromeIdentifiers::default(),
+            Some(salt) => ChromeIdentifiers::new(salt, users, directory.iter().cloned()),
+            None => ChromeIdentifiers {
+                directory,
+                ..ChromeIdentifiers::default()
+            },
         };
         self.chrome.store(Arc::new(index));
     }
@@ -321,6 +333,17 @@ fn chrome_digest(salt: &str, value: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+fn hash_directory(
+    salt: &str,
+    directory: &[(Arc<str>, Arc<str>)],
+) -> HashMap<[u8; 32], Arc<str>> {
+    directory
+        .iter()
+        .take(MAX_CHROME_IDENTIFIERS)
+        .map(|(dir, id)| (chrome_digest(salt, dir), id.clone()))
+        .collect()
+}
+
 /// A 64-digit hex segment as the 32 bytes it encodes (either case).
 fn parse_hash(segment: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
@@ -333,8 +356,12 @@ fn parse_hash(segment: &str) -> Option<[u8; 32]> {
 /// (`[enrolment] chromeos_salt`, the Google Admin `DnsOverHttpsSalt`).
 #[derive(Debug, Default)]
 pub struct ChromeIdentifiers {
-    users: HashMap<[u8; 32], Arc<str>>,
+    salt: Option<Arc<str>>,
+    users: Arc<HashMap<[u8; 32], Arc<str>>>,
     devices: HashMap<[u8; 32], Arc<str>>,
+    /// (directory ID, enrolment ID) of the stored enrolments, to hash again under a new
+    /// salt.
+    directory: Arc<Vec<(Arc<str>, Arc<str>)>>,
 }
 
 impl ChromeIdentifiers {
@@ -357,14 +384,27 @@ impl ChromeIdentifiers {
                 by_user.entry(chrome_digest(salt, &lower)).or_insert(shared);
             }
         }
-        let by_device = devices
-            .into_iter()
-            .take(MAX_CHROME_IDENTIFIERS)
-            .map(|(dir, id)| (chrome_digest(salt, &dir), id))
-            .collect();
+        let directory: Vec<(Arc<str>, Arc<str>)> =
+            devices.into_iter().take(MAX_CHROME_IDENTIFIERS).collect();
         Self {
-            users: by_user,
-            devices: by_device,
+            salt: Some(salt.into()),
+            users: Arc::new(by_user),
+            devices: hash_directory(salt, &directory),
+            directory: Arc::new(directory),
+        }
+    }
+
+    /// The same users and salt with another set of enrolled Chromebooks.
+    fn with_directory(&self, directory: Arc<Vec<(Arc<str>, Arc<str>)>>) -> Self {
+        Self {
+            salt: self.salt.clone(),
+            users: self.users.clone(),
+            devices: self
+                .salt
+                .as_deref()
+                .map(|s| hash_directory(s, &directory))
+                .unwrap_or_default(),
+            directory,
         }
     }
 

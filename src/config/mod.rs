@@ -7,6 +7,7 @@
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
 mod enrolment;
+pub mod enrolled;
 pub mod raw;
 mod resolve;
 pub mod urlsource;
@@ -75,6 +76,8 @@ pub struct Config {
     pub rebinding: RebindingConfig,
     /// `[enrolment]`: how enrolled devices reach the public DoT/DoH service.
     pub enrolment: EnrolmentConfig,
+    /// `[[enrolled_device]]`: devices enrolled in the config file.
+    pub enrolled_devices: Vec<crate::identity::EnrolledDevice>,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -90,6 +90,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
     let enrolment = super::enrolment::enrolment(raw.enrolment, &mut p.0);
+    let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -117,6 +118,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         local,
         rebinding,
         enrolment,
+        enrolled_devices,
     })
 }
 
