@@ -408,6 +408,11 @@ impl ChromeIdentifiers {
         }
     }
 
+    /// The salt the hashes were made with, if any.
+    pub fn salt(&self) -> Option<&str> {
+        self.salt.as_deref()
+    }
+
     /// The user whose hashed address is `hash` (64 hex digits).
     pub fn user(&self, hash: &str) -> Option<&Arc<str>> {
         self.users.get(&parse_hash(hash)?)
