@@ -224,7 +224,10 @@ pub async fn run(
     let status = resp.status();
     if raw && status.is_success() {
         // A profile: the bytes as served, nothing added, so `> file` is the file.
-        let bytes = resp.bytes().await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         use std::io::Write;
         std::io::stdout().write_all(&bytes)?;
         return Ok(true);

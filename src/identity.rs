@@ -260,7 +260,9 @@ impl Identities {
         let id = match credential {
             Credential::None => return None,
             Credential::Sni(id) => id,
-            Credential::Path(path) if path.contains('/') => return self.resolve_templated(path, now),
+            Credential::Path(path) if path.contains('/') => {
+                return self.resolve_templated(path, now);
+            }
             Credential::Path(id) => id,
         };
         let devices = self.devices.load();
@@ -333,10 +335,7 @@ fn chrome_digest(salt: &str, value: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn hash_directory(
-    salt: &str,
-    directory: &[(Arc<str>, Arc<str>)],
-) -> HashMap<[u8; 32], Arc<str>> {
+fn hash_directory(salt: &str, directory: &[(Arc<str>, Arc<str>)]) -> HashMap<[u8; 32], Arc<str>> {
     directory
         .iter()
         .take(MAX_CHROME_IDENTIFIERS)
@@ -465,6 +464,56 @@ mod tests {
         assert!(ids.resolve(Credential::Sni("k3x9"), 0).is_some());
         assert!(ids.resolve(Credential::Sni("other"), 0).is_none());
         assert!(ids.resolve(Credential::None, 0).is_none());
+    }
+
+    #[test]
+    fn the_config_wins_an_id_clash_and_is_never_cut_by_the_bound() {
+        let mut staff = device("same", None);
+        staff.group = "staff".into();
+        let stored = vec![device("same", None), device("other", None)];
+        let idx = device_index(std::slice::from_ref(&staff), &stored);
+        assert_eq!(idx.len(), 2);
+        assert_eq!(&*idx.lookup("same", 0).unwrap().group, "staff");
+        assert!(idx.lookup("other", 0).is_some());
+    }
+
+    #[test]
+    fn stored_enrolments_and_a_new_salt_rebuild_the_indexes() {
+        let ids = Identities::default();
+        ids.rebuild_chrome(Some("first-salt"), ["a@school.test"]);
+        ids.set_stored(
+            vec![StoredEnrolment {
+                device: device("cb1", None),
+                directory_id: Some("dir-1".into()),
+            }],
+            &[device("cfg", None)],
+        );
+        assert!(ids.resolve(Credential::Path("cfg"), 0).is_some());
+        let chrome = ids.chrome.load();
+        assert_eq!(chrome.counts(), (1, 1), "users kept, device added");
+        assert!(chrome.device(&chrome_hash("first-salt", "dir-1")).is_some());
+        assert!(
+            chrome
+                .user(&chrome_hash("first-salt", "a@school.test"))
+                .is_some()
+        );
+        drop(chrome);
+        ids.rebuild_chrome(Some("second-salt"), ["A.Capital@School.test"]);
+        let chrome = ids.chrome.load();
+        assert!(
+            chrome
+                .device(&chrome_hash("second-salt", "dir-1"))
+                .is_some()
+        );
+        assert!(chrome.device(&chrome_hash("first-salt", "dir-1")).is_none());
+        let lower = chrome.user(&chrome_hash("second-salt", "a.capital@school.test"));
+        assert_eq!(lower.map(|u| &**u), Some("A.Capital@School.test"));
+        ids.set_stored(Vec::new(), &[]);
+        assert!(
+            ids.resolve(Credential::Path("cfg"), 0).is_none(),
+            "config gone too"
+        );
+        assert_eq!(ids.chrome.load().counts(), (1, 0));
     }
 
     #[test]

@@ -233,7 +233,9 @@ pub async fn enrol_device(
     .await
     .map_err(store_error)?;
     refresh(&a).await?;
-    let row = get_row(&a, id.clone()).await?.ok_or_else(|| not_found(&id))?;
+    let row = get_row(&a, id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok((StatusCode::CREATED, Json(with_outputs(&a, &row))).into_response())
 }
 
@@ -265,7 +267,9 @@ pub async fn get_device(
     Path(id): Path<String>,
 ) -> Result<Response> {
     caller.require(Role::Technician)?;
-    let row = get_row(&a, id.clone()).await?.ok_or_else(|| not_found(&id))?;
+    let row = get_row(&a, id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(with_outputs(&a, &row)).into_response())
 }
 
@@ -286,7 +290,9 @@ pub async fn revoke_device(
     let (who, role) = caller.require(Role::Technician)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = limits::text("reason", &reason, MAX_TEXT, true, true)
-        .map_err(|_| bad("reason: required (at most 1000 characters), so the revocation is auditable"))?
+        .map_err(|_| {
+            bad("reason: required (at most 1000 characters), so the revocation is auditable")
+        })?
         .to_owned();
     if get_row(&a, id.clone()).await?.is_none() {
         return Err(not_found(&id));
@@ -306,7 +312,9 @@ pub async fn revoke_device(
     .await
     .map_err(store_error)?;
     refresh(&a).await?;
-    let row = get_row(&a, id.clone()).await?.ok_or_else(|| not_found(&id))?;
+    let row = get_row(&a, id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(row).into_response())
 }
 
@@ -324,9 +332,11 @@ pub async fn device_profile(
     Query(q): Query<ProfileQuery>,
 ) -> Result<Response> {
     caller.require(Role::Technician)?;
-    let kind = Kind::from_name(&q.kind)
-        .ok_or_else(|| bad(&format!("kind: expected {}", Kind::NAMES)))?;
-    let row = get_row(&a, id.clone()).await?.ok_or_else(|| not_found(&id))?;
+    let kind =
+        Kind::from_name(&q.kind).ok_or_else(|| bad(&format!("kind: expected {}", Kind::NAMES)))?;
+    let row = get_row(&a, id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     if row.state != "active" {
         return Err(error(
             StatusCode::CONFLICT,
@@ -363,7 +373,11 @@ mod tests {
             expiry(now, None, Some(2)).unwrap().unwrap().to_string(),
             "2026-12-01T10:00:00Z"
         );
-        assert!(expiry(now, Some("2027-07-31T16:00:00Z"), None).unwrap().is_some());
+        assert!(
+            expiry(now, Some("2027-07-31T16:00:00Z"), None)
+                .unwrap()
+                .is_some()
+        );
         for (e, d) in [
             (None, Some(0)),
             (None, Some(MAX_DAYS + 1)),

@@ -68,7 +68,9 @@ pub fn request(cmd: DevicesCommand) -> Request {
         } => (
             "POST",
             "/devices".into(),
-            Some(json!({ "name": name, "owner": owner, "group": group, "days": days, "directory_id": directory_id })),
+            Some(
+                json!({ "name": name, "owner": owner, "group": group, "days": days, "directory_id": directory_id }),
+            ),
             false,
         ),
         DevicesCommand::List => ("GET", "/devices".into(), None, false),

@@ -50,7 +50,10 @@ pub(super) fn enrolled(
         if let Err(e) = check_id(&d.id) {
             p.push(Problem::new(format!("{key}.id"), e));
         } else if !seen.insert(d.id.to_ascii_lowercase()) {
-            p.push(Problem::new(format!("{key}.id"), "this ID is enrolled twice"));
+            p.push(Problem::new(
+                format!("{key}.id"),
+                "this ID is enrolled twice",
+            ));
         }
         if !groups.contains_key(&d.group) {
             let msg = format!("no [group.{}] is defined", d.group);

@@ -112,7 +112,9 @@ fn check_doh_url(url: &str) -> Result<String, String> {
     let Some(rest) = url.strip_prefix("https://") else {
         return Err("must start with https:// (DoH is HTTPS only)".into());
     };
-    if url.contains(['?', '#', '{', '}', ' ', '"', '<', '>', '\\']) || url.chars().any(char::is_control) {
+    if url.contains(['?', '#', '{', '}', ' ', '"', '<', '>', '\\'])
+        || url.chars().any(char::is_control)
+    {
         return Err(
             "must be a plain URL such as https://dns.example-school.org.uk/dns-query (no query, template or spaces)"
                 .into(),

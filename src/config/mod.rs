@@ -6,8 +6,8 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
-mod enrolment;
 pub mod enrolled;
+mod enrolment;
 pub mod raw;
 mod resolve;
 pub mod urlsource;

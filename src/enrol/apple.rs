@@ -54,7 +54,10 @@ pub fn profile(cfg: &EnrolmentConfig, target: Target<'_>) -> Result<Output, Enro
     );
     top.insert(
         "PayloadDisplayName".into(),
-        Value::String(format!("{} DNS filtering: {}", cfg.organisation, target.name)),
+        Value::String(format!(
+            "{} DNS filtering: {}",
+            cfg.organisation, target.name
+        )),
     );
     top.insert(
         "PayloadIdentifier".into(),
@@ -66,7 +69,10 @@ pub fn profile(cfg: &EnrolmentConfig, target: Target<'_>) -> Result<Output, Enro
     );
     top.insert("PayloadRemovalDisallowed".into(), Value::Boolean(false));
     top.insert("PayloadType".into(), Value::String("Configuration".into()));
-    top.insert("PayloadUUID".into(), Value::String(uuid(&["profile", target.id])));
+    top.insert(
+        "PayloadUUID".into(),
+        Value::String(uuid(&["profile", target.id])),
+    );
     top.insert("PayloadVersion".into(), Value::Integer(1.into()));
 
     let mut body = Vec::new();
@@ -84,7 +90,13 @@ impl Target<'_> {
         let s: String = self
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(64)
             .collect();
         if s.trim_matches('-').is_empty() {
@@ -157,7 +169,10 @@ mod tests {
         let v = Value::from_reader(std::io::Cursor::new(&out.body)).unwrap();
         let top = v.as_dictionary().unwrap();
         assert_eq!(string(top, "PayloadType"), "Configuration");
-        assert_eq!(top.get("PayloadVersion").and_then(Value::as_signed_integer), Some(1));
+        assert_eq!(
+            top.get("PayloadVersion").and_then(Value::as_signed_integer),
+            Some(1)
+        );
         assert_eq!(string(top, "PayloadOrganization"), "Example School");
         assert_eq!(
             string(top, "PayloadIdentifier"),
@@ -169,10 +184,20 @@ mod tests {
         assert_eq!(content.len(), 1);
         let p = content[0].as_dictionary().unwrap();
         assert_eq!(string(p, "PayloadType"), "com.apple.dnsSettings.managed");
-        assert_eq!(p.get("PayloadVersion").and_then(Value::as_signed_integer), Some(1));
+        assert_eq!(
+            p.get("PayloadVersion").and_then(Value::as_signed_integer),
+            Some(1)
+        );
         assert!(is_uuid(string(p, "PayloadUUID")));
         assert_ne!(string(p, "PayloadUUID"), string(top, "PayloadUUID"));
-        assert!(string(p, "PayloadIdentifier").starts_with(string(top, "PayloadIdentifier").split(".k3x9").next().unwrap()));
+        assert!(
+            string(p, "PayloadIdentifier").starts_with(
+                string(top, "PayloadIdentifier")
+                    .split(".k3x9")
+                    .next()
+                    .unwrap()
+            )
+        );
         let dns = p.get("DNSSettings").and_then(Value::as_dictionary).unwrap();
         assert_eq!(string(dns, "DNSProtocol"), "HTTPS");
         assert_eq!(
@@ -185,7 +210,10 @@ mod tests {
     fn the_same_enrolment_gets_the_same_uuids_and_another_gets_others() {
         let a = profile(&cfg(), TARGET).unwrap().body;
         assert_eq!(a, profile(&cfg(), TARGET).unwrap().body);
-        let other = Target { id: "zzzz", ..TARGET };
+        let other = Target {
+            id: "zzzz",
+            ..TARGET
+        };
         assert_ne!(uuid(&["profile", TARGET.id]), uuid(&["profile", other.id]));
         assert_eq!(&uuid(&["x"])[14..15], "8", "version 8");
     }

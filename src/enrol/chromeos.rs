@@ -83,7 +83,11 @@ mod tests {
             chromeos_salt: None,
             ..cfg()
         });
-        assert_eq!(no_salt.len(), 2, "no identifiers without a salt: {no_salt:?}");
+        assert_eq!(
+            no_salt.len(),
+            2,
+            "no identifiers without a salt: {no_salt:?}"
+        );
     }
 
     /// Chromium's own vectors (templates_uri_resolver_impl_unittest.cc): salt
@@ -162,7 +166,10 @@ mod tests {
 
         let path = path_of(&fill("j.smith@pupils.example-school.org.uk", "dir-17"));
         let named = ids.resolve(Credential::Path(&path), 0).unwrap();
-        assert_eq!(named.user.as_deref(), Some("j.smith@pupils.example-school.org.uk"));
+        assert_eq!(
+            named.user.as_deref(),
+            Some("j.smith@pupils.example-school.org.uk")
+        );
         assert_eq!(&*named.device.name, "cb-17");
 
         // An unknown user and an unaffiliated device: the fleet, nobody named.
@@ -186,13 +193,25 @@ mod tests {
         // Chrome strips placeholders it does not know, leaving an empty segment.
         let stripped = format!("{}//{}", TARGET.id, chrome_hash(salt, "dir-17"));
         assert_eq!(
-            &*ids.resolve(Credential::Path(&stripped), 0).unwrap().device.name,
+            &*ids
+                .resolve(Credential::Path(&stripped), 0)
+                .unwrap()
+                .device
+                .name,
             "cb-17"
         );
         // Lower-case hex is accepted too.
-        let lower = format!("{}/{}", TARGET.id, chrome_hash(salt, "dir-17").to_lowercase());
+        let lower = format!(
+            "{}/{}",
+            TARGET.id,
+            chrome_hash(salt, "dir-17").to_lowercase()
+        );
         assert_eq!(
-            &*ids.resolve(Credential::Path(&lower), 0).unwrap().device.name,
+            &*ids
+                .resolve(Credential::Path(&lower), 0)
+                .unwrap()
+                .device
+                .name,
             "cb-17"
         );
     }

@@ -170,6 +170,10 @@ pub(crate) mod tests {
             s["android_private_dns"],
             "k3x9abcdefghijklmnop2345.dns.example-school.org.uk"
         );
-        assert!(summary(&EnrolmentConfig::default(), "x").get("doh_url").is_none());
+        assert!(
+            summary(&EnrolmentConfig::default(), "x")
+                .get("doh_url")
+                .is_none()
+        );
     }
 }

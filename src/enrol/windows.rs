@@ -70,12 +70,20 @@ mod tests {
         let out = script(&cfg(), TARGET).unwrap();
         assert!(out.filename.ends_with(".ps1"));
         let text = String::from_utf8(out.body).unwrap();
-        assert!(text.contains(
-            "$Template = 'https://dns.example-school.org.uk/dns-query/k3x9abcdefghijklmnop2345'"
-        ), "{text}");
-        assert!(text.contains("$DohHost = 'dns.example-school.org.uk'"), "{text}");
+        assert!(
+            text.contains(
+                "$Template = 'https://dns.example-school.org.uk/dns-query/k3x9abcdefghijklmnop2345'"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("$DohHost = 'dns.example-school.org.uk'"),
+            "{text}"
+        );
         assert!(text.contains("Add-DnsClientDohServerAddress -ServerAddress $Address -DohTemplate $Template -AllowFallbackToUdp $false -AutoUpgrade $true"));
-        assert!(text.contains("Set-DnsClientServerAddress -InterfaceIndex $_.ifIndex -ServerAddresses $Addresses"));
+        assert!(text.contains(
+            "Set-DnsClientServerAddress -InterfaceIndex $_.ifIndex -ServerAddresses $Addresses"
+        ));
         assert!(text.starts_with("# Chaperone encrypted DNS for ks2-ipad-14 (group pupils)"));
     }
 
@@ -86,7 +94,10 @@ mod tests {
             ..TARGET
         };
         let text = String::from_utf8(script(&cfg(), t).unwrap().body).unwrap();
-        assert!(!text.lines().any(|l| l.starts_with("Remove-Item")), "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("Remove-Item")),
+            "{text}"
+        );
         assert_eq!(quoted("it's"), "'it''s'");
     }
 }
