@@ -513,7 +513,8 @@ mod tests {
             ids.resolve(Credential::Path("cfg"), 0).is_none(),
             "config gone too"
         );
-        assert_eq!(ids.chrome.load().counts(), (1, 0));
+        // The name as given and in lower case; no Chromebooks left.
+        assert_eq!(ids.chrome.load().counts(), (2, 0));
     }
 
     #[test]
