@@ -253,6 +253,20 @@ impl Identities {
         self.chrome.store(Arc::new(index));
     }
 
+    /// The group the user rules put `user` in, if any rule matches.
+    pub fn user_group(&self, _user: &str) -> Option<Arc<str>> {
+        None
+    }
+
+    /// The RADIUS session on `ip` at `now` (Unix seconds), if any.
+    pub fn session_for(&self, ip: IpAddr, now: i64) -> Option<Arc<UserSession>> {
+        let sessions = self.sessions.load();
+        if sessions.is_empty() {
+            return None;
+        }
+        sessions.lookup(ip, now).cloned()
+    }
+
     /// Resolve a credential at `now` (Unix seconds): None for plain DNS, and for an
     /// unknown, revoked or expired ID (the listener refuses those). The SNI's first label
     /// and a DoH path of one segment are enrolled device IDs.

@@ -11,6 +11,7 @@ mod differential;
 mod ede;
 mod foundation;
 mod hardening;
+mod identity;
 mod leases;
 mod listfetch;
 mod monitoring;
