@@ -1,11 +1,13 @@
 //! `chaperone admin ...`: the technician's command line over the admin HTTP API, so every
 //! change goes through the same checks and the same audit log as any other client.
 
+mod devices;
 mod render;
 
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+pub use devices::DevicesCommand;
 pub use render::render;
 
 /// How answers are printed.
@@ -124,6 +126,12 @@ pub enum AdminCommand {
     },
     /// Check the audit log's hash chain.
     VerifyAudit,
+    /// Enrolled devices (IDs sent over DoT/DoH) and their profiles.
+    Devices {
+        /// What to do.
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
 }
 
 /// Run one command; prints the answer (a table, or the JSON with `--json`). Ok(false) on
@@ -136,6 +144,7 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
     let base = base.trim_end_matches('/');
+    let mut raw = false;
     let (method, path, body): (&str, String, Option<Value>) = match cmd {
         AdminCommand::Reload { force } => ("POST", format!("/reload?force={force}"), None),
         AdminCommand::Explain {
@@ -210,6 +219,11 @@ pub async fn run(
             ("GET", path, None)
         }
         AdminCommand::VerifyAudit => ("GET", "/audit/verify".into(), None),
+        AdminCommand::Devices { command } => {
+            let (m, p, b, r) = devices::request(command);
+            raw = r;
+            (m, p, b)
+        }
     };
     let url = format!("{base}{path}");
     let mut req = match method {
@@ -227,6 +241,16 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let status = resp.status();
+    if raw && status.is_success() {
+        // A profile: the bytes as served, nothing added, so `> file` is the file.
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        use std::io::Write;
+        std::io::stdout().write_all(&bytes)?;
+        return Ok(true);
+    }
     let text = resp.text().await.unwrap_or_default();
     match serde_json::from_str::<Value>(&text) {
         Ok(v) if output.json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text)),

@@ -443,6 +443,10 @@ fn refresh(
         m.known.set(dir.len() as i64);
     }
     on_change(&dir);
+    // ChromeOS templated paths carry SHA-256(salt + user): hash the directory's users
+    // with the salt in force, so a new CSV or a new salt applies together.
+    let salt = config.enrolment.chromeos_salt.as_deref();
+    state.identities().rebuild_chrome(salt, dir.known_users());
     state.identities().users.store(Arc::new(dir));
     source
 }

@@ -23,6 +23,7 @@
 //! | `GET /audit`, `GET /audit/verify` | dsl | the audit log and its hash-chain check |
 //! | `GET /explain?client=&name=` | viewer | why a name is (not) blocked |
 //! | `GET /sessions[?limit=]` | technician | users signed in by RADIUS accounting (personal data) |
+//! | `POST /devices`, `GET /devices[/{id}]`, `POST /devices/{id}/revoke`, `GET /devices/{id}/profile?kind=` | technician | enrolled devices and their profiles (see [`devices`]) |
 //!
 //! `GET /incidents` answers at most `limit` rows (default 100, at most 1000), newest first.
 //! For the next page pass `before=` the smallest `id` of this page; when a page is full the
@@ -36,6 +37,7 @@
 
 pub mod auth;
 pub mod blockpage;
+pub mod devices;
 pub mod http;
 mod limits;
 mod routes;
@@ -87,6 +89,7 @@ impl Admin {
         let chain = audit::Chain::open(&state.load().config.audit, Some(state.metrics().clone()))
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let conn = store::open(db_path)?;
+        load_enrolments(&state, &conn)?;
         chain.announce(&conn).map_err(|source| StoreError::Sqlite {
             path: db_path.to_owned(),
             source,
@@ -182,6 +185,24 @@ impl Admin {
     }
 }
 
+/// Put the store's enrolled devices into the live index (with the config's), and start
+/// the ChromeOS identifier index with the configured salt unless it already has it (the
+/// user directory, when there is one, rebuilds it with its users).
+fn load_enrolments(state: &crate::state::State, conn: &Connection) -> Result<(), StoreError> {
+    let n = devices::rebuild_from_store(state, conn)?;
+    let snap = state.load();
+    let salt = snap.config.enrolment.chromeos_salt.as_deref();
+    let identities = state.identities();
+    if identities.chrome.load().salt() != salt {
+        identities.rebuild_chrome(salt, std::iter::empty::<&str>());
+    }
+    tracing::info!(
+        "{n} devices enrolled through the admin API, {} in the config",
+        snap.config.enrolled_devices.len()
+    );
+    Ok(())
+}
+
 /// The lower-case role name used in the audit log.
 pub fn role_name(r: Role) -> &'static str {
     match r {
@@ -238,5 +259,12 @@ pub fn router(admin: Admin) -> Router {
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
         .route("/sessions", get(sessions::list_sessions))
+        .route(
+            "/devices",
+            get(devices::list_devices).post(devices::enrol_device),
+        )
+        .route("/devices/{id}", get(devices::get_device))
+        .route("/devices/{id}/revoke", post(devices::revoke_device))
+        .route("/devices/{id}/profile", get(devices::device_profile))
         .with_state(admin)
 }

@@ -7,6 +7,7 @@
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
 pub mod enrolled;
+mod enrolment;
 mod radius;
 pub mod raw;
 mod resolve;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::lists::parse::{Format, MatchKind};
+pub use enrolment::{EnrolmentConfig, RawEnrolment};
 pub use radius::{DEFAULT_SESSION_TTL, MAX_SECRET, RadiusClient, RadiusConfig, UsersConfig};
 pub use raw::{BlockAnswerKind, QueryLogFormat, UpstreamMode, Verdict, YoutubeMode};
 pub use resolve::{default_root_hints, parse_cidr, parse_mac, parse_upstream};
@@ -74,6 +76,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[rebinding]`
     pub rebinding: RebindingConfig,
+    /// `[enrolment]`: how enrolled devices reach the public DoT/DoH service.
+    pub enrolment: EnrolmentConfig,
     /// `[[enrolled_device]]`: devices enrolled in the config file.
     pub enrolled_devices: Vec<crate::identity::EnrolledDevice>,
     /// `[radius]`: the accounting listener, if configured.

@@ -77,6 +77,9 @@ pub struct RawConfig {
     /// DNS rebinding protection.
     #[serde(default)]
     pub rebinding: super::zones::RawRebinding,
+    /// What enrolment outputs tell devices about the public DoT/DoH service.
+    #[serde(default)]
+    pub enrolment: super::enrolment::RawEnrolment,
     /// Devices enrolled in the config (IDs sent over DoT/DoH).
     #[serde(default)]
     pub enrolled_device: Vec<super::enrolled::RawEnrolledDevice>,

@@ -1,5 +1,5 @@
 //! Storage: one SQLite database (rusqlite, bundled: nothing to install) for the query log,
-//! incidents, exceptions, unblock requests, site reports and the audit log.
+//! incidents, exceptions, unblock requests, site reports, enrolled devices and the audit log.
 //!
 //! Each user of the database opens its own connection (WAL mode), so the query log writer,
 //! the admin API and the alert sender never wait on one another's locks for long. The
@@ -7,6 +7,7 @@
 //! trigger, and its records are hash-chained (see [`audit`]).
 
 pub mod audit;
+pub mod devices;
 pub mod querylog;
 pub mod safeguarding;
 
@@ -146,6 +147,7 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    conn.execute_batch(devices::SCHEMA).map_err(err)?;
     upgrade(&conn).map_err(err)?;
     let version: i32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

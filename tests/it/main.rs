@@ -6,6 +6,7 @@ mod audit;
 mod blockpage;
 mod cli;
 mod config;
+mod devices_enrol;
 mod differential;
 mod ede;
 mod foundation;
