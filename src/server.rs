@@ -24,6 +24,8 @@ use crate::store::{self, querylog};
 use crate::transport::handler::Handler;
 use crate::transport::{self, tcp, udp};
 
+mod encrypted;
+
 /// Options for [`start`] that do not come from the config file.
 #[derive(Clone)]
 pub struct StartOptions {
@@ -53,6 +55,10 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// Block page web server address, if configured.
     pub block_page_addr: Option<SocketAddr>,
+    /// DNS over TLS addresses bound (`[dot]`).
+    pub dot_addrs: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses bound (`[doh]`).
+    pub doh_addrs: Vec<SocketAddr>,
     /// The pipeline (state, cache, upstream).
     pub pipeline: Arc<Pipeline>,
     /// Keeps the query log writer (and so retention) alive while serving.
@@ -109,6 +115,9 @@ pub enum StartError {
     /// A URL list source has no last good copy and could not be downloaded.
     #[error("{0}")]
     Lists(String),
+    /// The encrypted listeners' certificate or key could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Load the config, bind every listener and start serving.
@@ -179,11 +188,18 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     );
     let tcp_tasks = tcp::spawn(
         tcp_listeners,
-        handler,
+        handler.clone(),
         pipeline.state().metrics().formerr.clone(),
         tcp_limits(&snap.config.server),
         shutdown.clone(),
     );
+    let encrypted = encrypted::start(
+        &snap.config,
+        &state,
+        &handler,
+        tcp_limits(&snap.config.server),
+        &shutdown,
+    )?;
     let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
     let admin_addr = match &snap.config.admin {
         Some(a) => Some(
@@ -233,9 +249,17 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         admin_addr.map_or("off".to_owned(), |a| a.to_string()),
         block_page_addr.map_or("off".to_owned(), |a| a.to_string())
     );
+    if !encrypted.dot_addrs.is_empty() || !encrypted.doh_addrs.is_empty() {
+        tracing::info!(
+            "DNS over TLS on {}; DNS over HTTPS on {}",
+            list_addrs(&encrypted.dot_addrs),
+            list_addrs(&encrypted.doh_addrs)
+        );
+    }
     let task = tokio::spawn(run(
         tcp_tasks,
         udp_tasks,
+        encrypted.tasks,
         pipeline.clone(),
         shutdown.clone(),
         opts.signals,
@@ -245,6 +269,8 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         dns_addrs,
         admin_addr,
         block_page_addr,
+        dot_addrs: encrypted.dot_addrs,
+        doh_addrs: encrypted.doh_addrs,
         pipeline,
         shutdown,
         task,
@@ -332,6 +358,7 @@ fn bind_pair(
 async fn run(
     tcp_tasks: TaskTracker,
     udp_tasks: TaskTracker,
+    encrypted_tasks: Vec<TaskTracker>,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     signals: bool,
@@ -342,6 +369,9 @@ async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing queries in flight");
     tcp_tasks.wait().await;
+    for t in encrypted_tasks {
+        t.wait().await;
+    }
     udp_tasks.wait().await;
 }
 

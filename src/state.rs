@@ -208,7 +208,7 @@ fn open_lists(
 /// retention and log caps) applies on reload.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (old, new);
-    let checks: [(&'static str, bool); 14] = [
+    let checks: [(&'static str, bool); 16] = [
         ("server.listen", o.server.listen != n.server.listen),
         ("server.threads", o.server.threads != n.server.threads),
         (
@@ -242,6 +242,14 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("querylog.queue", o.querylog.queue != n.querylog.queue),
         ("audit.key_file", o.audit.key_file != n.audit.key_file),
         ("audit.head_file", o.audit.head_file != n.audit.head_file),
+        (
+            "dot.listen",
+            o.encrypted.dot_listen != n.encrypted.dot_listen,
+        ),
+        (
+            "doh.listen",
+            o.encrypted.doh_listen != n.encrypted.doh_listen,
+        ),
     ];
     checks
         .into_iter()

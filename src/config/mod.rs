@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+pub mod encrypted;
 pub mod raw;
 mod resolve;
 pub mod urlsource;
@@ -71,6 +72,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[rebinding]`
     pub rebinding: RebindingConfig,
+    /// `[tls]`, `[dot]`, `[doh]`: the encrypted listeners.
+    pub encrypted: encrypted::EncryptedConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

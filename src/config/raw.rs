@@ -77,6 +77,15 @@ pub struct RawConfig {
     /// DNS rebinding protection.
     #[serde(default)]
     pub rebinding: super::zones::RawRebinding,
+    /// The encrypted listeners' certificate and key.
+    #[serde(default)]
+    pub tls: Option<super::encrypted::RawTls>,
+    /// DNS over TLS (RFC 7858) listener.
+    #[serde(default)]
+    pub dot: Option<super::encrypted::RawEncryptedListener>,
+    /// DNS over HTTPS (RFC 8484) listener.
+    #[serde(default)]
+    pub doh: Option<super::encrypted::RawEncryptedListener>,
 }
 
 /// `[audit]`

@@ -89,6 +89,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let zones = super::zones::zones(raw.zone, &upstream, &mut p.0);
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
+    let encrypted = super::encrypted::encrypted(raw.tls, raw.dot, raw.doh, base, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -115,6 +116,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         zones,
         local,
         rebinding,
+        encrypted,
     })
 }
 
