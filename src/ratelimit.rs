@@ -170,12 +170,10 @@ impl RateLimiter {
             return Verdict::Allow;
         }
         // Tagged so an ID never shares a bucket key with an address prefix.
-        if self.queries.take(
-            (7u8, id),
-            self.now_ms(),
-            cfg.queries_per_second,
-            cfg.burst,
-        ) {
+        if self
+            .queries
+            .take((7u8, id), self.now_ms(), cfg.queries_per_second, cfg.burst)
+        {
             return Verdict::Allow;
         }
         self.query_drops.inc();

@@ -113,7 +113,9 @@ fn resolve_tls(t: RawTls, base: &Path, problems: &mut Vec<Problem>) -> Option<Tl
     };
     match load_certified_key(&cert, &key) {
         Ok(_) => {}
-        Err(e @ TlsFileError::Cert { .. }) => problems.push(Problem::new("tls.cert", e.to_string())),
+        Err(e @ TlsFileError::Cert { .. }) => {
+            problems.push(Problem::new("tls.cert", e.to_string()))
+        }
         Err(e) => problems.push(Problem::new("tls.key", e.to_string())),
     }
     (problems.len() == before).then_some(TlsConfig {
@@ -149,7 +151,13 @@ mod tests {
     #[test]
     fn server_names_are_host_names() {
         assert!(check_server_name("dns.example-school.org.uk").is_ok());
-        for bad in ["", "dns", "*.dns.example.org", "dns..example.org", "-a.example.org"] {
+        for bad in [
+            "",
+            "dns",
+            "*.dns.example.org",
+            "dns..example.org",
+            "-a.example.org",
+        ] {
             assert!(check_server_name(bad).is_err(), "{bad}");
         }
     }

@@ -39,10 +39,18 @@ pub(super) fn start(
     let Some(t) = &e.tls else {
         return Ok(Encrypted::default());
     };
-    let key = tls::load_certified_key(&t.cert, &t.key).map_err(|e| StartError::Tls(e.to_string()))?;
+    let loaded = tls::stamp(&t.cert, &t.key);
+    let key =
+        tls::load_certified_key(&t.cert, &t.key).map_err(|e| StartError::Tls(e.to_string()))?;
     let store = tls::CertStore::new(key);
     if let Some(m) = handler.encrypted_metrics() {
-        tls::watch(store.clone(), tls_files(state), m.clone(), shutdown.clone());
+        tls::watch(
+            store.clone(),
+            tls_files(state),
+            loaded,
+            m.clone(),
+            shutdown.clone(),
+        );
     }
     let mut out = Encrypted::default();
     let formerr = state.metrics().formerr.clone();
@@ -82,7 +90,10 @@ fn bind_all(addrs: &[SocketAddr]) -> Result<(Vec<TcpListener>, Vec<SocketAddr>),
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for addr in addrs {
-        let bind_err = |source| StartError::Bind { addr: *addr, source };
+        let bind_err = |source| StartError::Bind {
+            addr: *addr,
+            source,
+        };
         let l = transport::bind_tcp(*addr, v6only).map_err(bind_err)?;
         bound.push(l.local_addr().map_err(bind_err)?);
         listeners.push(l);
@@ -97,7 +108,11 @@ fn server_name(state: &Arc<State>) -> Arc<dyn Fn() -> Arc<str> + Send + Sync> {
         live.upgrade()
             .and_then(|s| {
                 let snap = s.load();
-                snap.config.encrypted.tls.as_ref().map(|t| Arc::from(t.server_name.as_str()))
+                snap.config
+                    .encrypted
+                    .tls
+                    .as_ref()
+                    .map(|t| Arc::from(t.server_name.as_str()))
             })
             .unwrap_or_else(|| Arc::from(""))
     })

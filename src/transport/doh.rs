@@ -6,9 +6,9 @@
 //!
 //! Bounds, as for DNS over TCP ([`super::tcp`]): connections capped in total and per client
 //! with the same registry logic (oldest idle closed first), at most [`MAX_STREAMS`]
-//! requests at once per HTTP/2 connection, a body of at most 65,535 bytes, the TLS handshake
-//! and request head within the idle timeout, and a connection with no request for that long
-//! closed.
+//! requests at once per HTTP/2 connection, a body of at most 65,535 bytes (413 beyond), the
+//! TLS handshake, request head and body each within the idle timeout, and a connection with
+//! no request for that long closed.
 //!
 //! It decides nothing: a credential that names no known device gets 403 before the body is
 //! read (the handler says whether it is known), and everything else is the pipeline's.
@@ -16,6 +16,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -24,9 +25,10 @@ use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request as DnsRequest, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -123,7 +125,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, conn: ConnGuard, ctx: Ctx) {
         let busy = Busy::new(st.clone());
         st.touch(epoch);
         async move {
-            let response = respond(&handler, req, peer).await;
+            let response = respond(&handler, req, peer, idle).await;
             drop(busy);
             Ok::<_, Infallible>(response)
         }
@@ -159,37 +161,48 @@ async fn serve(stream: TcpStream, peer: SocketAddr, conn: ConnGuard, ctx: Ctx) {
 }
 
 /// The HTTP answer to one request.
-async fn respond(handler: &Handler, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let id = match path.strip_prefix("/dns-query") {
+async fn respond(
+    handler: &Handler,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let id = match parts.uri.path().strip_prefix("/dns-query") {
         Some("") => "",
         Some(rest) => match rest.strip_prefix('/') {
             Some(id) => id,
-            None => return status(StatusCode::NOT_FOUND),
+            None => return reject(StatusCode::NOT_FOUND, body, timeout).await,
         },
-        None => return status(StatusCode::NOT_FOUND),
+        None => return reject(StatusCode::NOT_FOUND, body, timeout).await,
     };
-    if req.method() != Method::GET && req.method() != Method::POST {
-        let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+    if parts.method != Method::GET && parts.method != Method::POST {
+        let mut r = reject(StatusCode::METHOD_NOT_ALLOWED, body, timeout).await;
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, POST"));
         return r;
     }
-    let id = id.to_owned();
-    let credential = Credential::Path(&id);
+    let credential = Credential::Path(id);
     let Some(named) = handler.admit(credential, "doh") else {
-        return status(StatusCode::FORBIDDEN);
+        return reject(StatusCode::FORBIDDEN, body, timeout).await;
     };
-    let message = match read_message(req).await {
-        Ok(m) => m,
-        Err(code) => return status(code),
+    let message = match tokio::time::timeout(timeout, read_message(&parts, body)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(code)) => return status(code),
+        Err(_) => return status(StatusCode::REQUEST_TIMEOUT),
     };
     let Ok(request) = DnsRequest::from_bytes(message, peer, Protocol::Https) else {
         return status(StatusCode::BAD_REQUEST);
     };
     let out = DohResponder::default();
     handler
-        .answer_admitted(&request, out.clone(), true, credential, Some(&named.device.id))
+        .answer_admitted(
+            &request,
+            out.clone(),
+            true,
+            credential,
+            Some(&named.device.id),
+        )
         .await;
     match out.take() {
         Some(bytes) => dns_response(bytes),
@@ -198,12 +211,45 @@ async fn respond(handler: &Handler, req: Request<Incoming>, peer: SocketAddr) ->
     }
 }
 
+/// An error answer, after reading (and dropping) what the client is still sending, up to
+/// [`DRAIN`] bytes: answering mid-upload resets the stream, which some clients (curl 7.88)
+/// report as a transport error instead of showing the status.
+async fn reject(code: StatusCode, body: Incoming, timeout: Duration) -> Response<Full<Bytes>> {
+    let _ = tokio::time::timeout(timeout, read_body(body, 0)).await;
+    status(code)
+}
+
+/// Most bytes read from a request body, kept or not.
+const DRAIN: usize = 4 * MAX_MESSAGE;
+
+/// A request body, if at most `keep` bytes (else 413 once up to [`DRAIN`] bytes are read).
+async fn read_body(mut body: Incoming, keep: usize) -> Result<Vec<u8>, StatusCode> {
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| StatusCode::BAD_REQUEST)?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= keep {
+                kept.extend_from_slice(&data);
+            } else if total > DRAIN {
+                break;
+            }
+        }
+    }
+    if total > keep {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    Ok(kept)
+}
+
 /// The DNS query in a GET's `dns` parameter or a POST's body; the HTTP status to answer
 /// when there is none usable.
-async fn read_message(req: Request<Incoming>) -> Result<Vec<u8>, StatusCode> {
-    let message = if req.method() == Method::GET {
-        let param = req
-            .uri()
+async fn read_message(parts: &Parts, body: Incoming) -> Result<Vec<u8>, StatusCode> {
+    let message = if parts.method == Method::GET {
+        let _ = read_body(body, 0).await;
+        let param = parts
+            .uri
             .query()
             .unwrap_or("")
             .split('&')
@@ -213,26 +259,17 @@ async fn read_message(req: Request<Incoming>) -> Result<Vec<u8>, StatusCode> {
             .decode(param)
             .map_err(|_| StatusCode::BAD_REQUEST)?
     } else {
-        let media = req
-            .headers()
+        let media = parts
+            .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::trim);
         if !media.is_some_and(|m| m.eq_ignore_ascii_case(DNS_MESSAGE)) {
+            let _ = read_body(body, 0).await;
             return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
-        let body = Limited::new(req.into_body(), MAX_MESSAGE)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                }
-            })?;
-        body.to_bytes().to_vec()
+        read_body(body, MAX_MESSAGE).await?
     };
     // A DNS query: a whole header, QR clear, within the wire format's size.
     if message.len() < HEADER || message.len() > MAX_MESSAGE || message[2] & 0x80 != 0 {

@@ -56,11 +56,7 @@ impl Handler {
             m.queries.with_label_values(&[transport]).inc();
         }
         let now = self.pipeline.clock().now().as_second();
-        let named = self
-            .pipeline
-            .state()
-            .identities()
-            .resolve(credential, now);
+        let named = self.pipeline.state().identities().resolve(credential, now);
         if named.is_none()
             && let Some(m) = &self.encrypted
         {

@@ -89,7 +89,14 @@ pub fn spawn(
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) -> TaskTracker {
-    spawn_with(listeners, handler, formerr, limits, Security::Plain, shutdown)
+    spawn_with(
+        listeners,
+        handler,
+        formerr,
+        limits,
+        Security::Plain,
+        shutdown,
+    )
 }
 
 /// Serve DNS over TLS on `listeners` until `shutdown`, with the same caps as TCP (its own
@@ -102,7 +109,14 @@ pub fn spawn_tls(
     tls: DotTls,
     shutdown: CancellationToken,
 ) -> TaskTracker {
-    spawn_with(listeners, handler, formerr, limits, Security::Tls(tls), shutdown)
+    spawn_with(
+        listeners,
+        handler,
+        formerr,
+        limits,
+        Security::Tls(tls),
+        shutdown,
+    )
 }
 
 fn spawn_with(
@@ -445,7 +459,11 @@ impl Registry {
     /// Make room for a connection from `ip` (closing the oldest idle connection of the
     /// client, then of everyone, if a cap is reached) and register it; None if a cap is
     /// reached and no connection is idle.
-    pub(super) fn admit(self: &Arc<Self>, ip: IpAddr, shutdown: &CancellationToken) -> Option<ConnGuard> {
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        shutdown: &CancellationToken,
+    ) -> Option<ConnGuard> {
         let client = super::client_key(ip);
         let mut c = self.lock();
         if c.per_client.get(&client).copied().unwrap_or(0) >= self.limits.max_per_client.max(1) {

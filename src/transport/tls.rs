@@ -187,16 +187,18 @@ impl EncryptedMetrics {
 /// TLS no longer configured: keep what is in force).
 pub type FilesFn = Arc<dyn Fn() -> Option<(PathBuf, PathBuf, Duration)> + Send + Sync>;
 
-/// Poll the certificate and key files' modification times and sizes; when either changes,
-/// load both and, if they fit, put them in force. A bad pair keeps the old certificate.
+/// Poll the certificate and key files' modification times and sizes; when either changes
+/// from `loaded` (their [`stamp`] taken before the certificate in force was read), load
+/// both and, if they fit, put them in force. A bad pair keeps the old certificate.
 pub fn watch(
     store: Arc<CertStore>,
     files: FilesFn,
+    loaded: Stamp,
     metrics: EncryptedMetrics,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut seen = files().map(|(c, k, _)| stamp(&c, &k));
+        let mut seen = Some(loaded);
         loop {
             let every = files().map_or(Duration::from_secs(5), |(_, _, d)| d);
             tokio::select! {
@@ -233,9 +235,10 @@ pub fn watch(
 
 /// What identifies a version of the two files: modification times and sizes (None where a
 /// file cannot be read, so its reappearance counts as a change).
-type Stamp = [Option<(SystemTime, u64)>; 2];
+pub type Stamp = [Option<(SystemTime, u64)>; 2];
 
-fn stamp(cert: &Path, key: &Path) -> Stamp {
+/// The [`Stamp`] of the two files now.
+pub fn stamp(cert: &Path, key: &Path) -> Stamp {
     let one = |p: &Path| {
         std::fs::metadata(p)
             .ok()

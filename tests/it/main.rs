@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod differential;
 mod ede;
+mod encrypted;
 mod foundation;
 mod hardening;
 mod leases;
