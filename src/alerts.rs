@@ -49,8 +49,11 @@ pub struct IncidentAlert {
     pub device: Option<String>,
     /// MAC address from a trusted relay or the device's DHCP lease, when known.
     pub mac: Option<String>,
-    /// Device name from the DHCP lease of the client, when one names it.
+    /// Device name (its enrolment's, or its DHCP lease's host name), when known.
     pub hostname: Option<String>,
+    /// The individual (RADIUS user, ChromeOS user), when known. The device ID is not
+    /// sent: it is the device's credential.
+    pub user: Option<String>,
     /// Always "illegal-category-hit".
     pub kind: &'static str,
 }
@@ -110,6 +113,7 @@ pub fn start(
                     device: event.device.clone(),
                     mac: event.mac.clone(),
                     hostname: event.hostname.clone(),
+                    user: event.user.clone(),
                     kind: "illegal-category-hit",
                 };
                 let Ok(permit) = in_flight.clone().try_acquire_owned() else {
@@ -143,8 +147,8 @@ pub fn start(
 fn insert_incident(conn: &Mutex<Connection>, e: &LogEvent) -> rusqlite::Result<i64> {
     let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
     conn.execute(
-        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule, e.hostname],
+        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, user, device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule, e.hostname, e.user, e.device_id],
     )?;
     Ok(conn.last_insert_rowid())
 }

@@ -31,6 +31,12 @@ pub enum AdminCommand {
         /// Client address.
         #[arg(long)]
         client: String,
+        /// As the device enrolled with this ID (asking over DoT/DoH).
+        #[arg(long)]
+        device: Option<String>,
+        /// As this user signed in on the address (RADIUS).
+        #[arg(long)]
+        user: Option<String>,
         /// Name.
         name: String,
     },
@@ -132,8 +138,21 @@ pub async fn run(
     let base = base.trim_end_matches('/');
     let (method, path, body): (&str, String, Option<Value>) = match cmd {
         AdminCommand::Reload { force } => ("POST", format!("/reload?force={force}"), None),
-        AdminCommand::Explain { client, name } => {
-            ("GET", format!("/explain?client={client}&name={name}"), None)
+        AdminCommand::Explain {
+            client,
+            device,
+            user,
+            name,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("client", &client).append_pair("name", &name);
+            if let Some(d) = &device {
+                q.append_pair("device", d);
+            }
+            if let Some(u) = &user {
+                q.append_pair("user", u);
+            }
+            ("GET", format!("/explain?{}", q.finish()), None)
         }
         AdminCommand::Exceptions { all } => ("GET", format!("/exceptions?all={all}"), None),
         AdminCommand::Unblock {

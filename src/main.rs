@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use chaperone::config::parse_mac;
+use chaperone::identity::Credential;
 use chaperone::lists::bundle;
 use chaperone::lists::compile;
 use chaperone::lists::fetch;
@@ -53,6 +54,14 @@ enum Command {
         /// 12:30 school time, today if still to come) or 12:30 (today).
         #[arg(long)]
         at: Option<String>,
+        /// Explain as the device enrolled with this ID asking over DoT/DoH (from any
+        /// address: its group applies on and off site).
+        #[arg(long)]
+        device: Option<String>,
+        /// Explain as this user signed in on the address (as RADIUS accounting would say):
+        /// the group the `[users]` rules give them.
+        #[arg(long)]
+        user: Option<String>,
         /// The name queried.
         name: String,
     },
@@ -147,8 +156,18 @@ fn main() -> ExitCode {
             client,
             mac,
             at,
+            device,
+            user,
             name,
-        } => explain(&config, client, mac.as_deref(), at.as_deref(), &name),
+        } => explain(&ExplainArgs {
+            config: &config,
+            ip: client,
+            mac: mac.as_deref(),
+            at: at.as_deref(),
+            device: device.as_deref(),
+            user: user.as_deref(),
+            name: &name,
+        }),
         Command::Compile { out, config, lists } => compile_cmd(out, config, &lists),
         Command::HashToken { token } => {
             println!(
@@ -285,13 +304,26 @@ fn check(config: &Path) -> Result<bool> {
     }
 }
 
-fn explain(
-    config: &Path,
+/// What `chaperone explain` was asked.
+struct ExplainArgs<'a> {
+    config: &'a Path,
     ip: IpAddr,
-    mac: Option<&str>,
-    at: Option<&str>,
-    name: &str,
-) -> Result<bool> {
+    mac: Option<&'a str>,
+    at: Option<&'a str>,
+    device: Option<&'a str>,
+    user: Option<&'a str>,
+    name: &'a str,
+}
+
+fn explain(args: &ExplainArgs<'_>) -> Result<bool> {
+    let ExplainArgs {
+        config,
+        ip,
+        mac,
+        at,
+        name,
+        ..
+    } = *args;
     let cfg = chaperone::config::Config::load(config)?;
     ensure_url_copies(&cfg)?;
     let mac = mac
@@ -322,14 +354,22 @@ fn explain(
             trace.push(format!("leases: {} not read: {e}", path.display()));
         }
     }
-    let who = chaperone::identify::client(
-        std::net::SocketAddr::new(ip, 0),
-        mac,
-        &loaded.config.identify,
-        &leases.load(),
-        now,
-    );
-    trace.extend(chaperone::identify::describe_lease(who.lease.as_deref()));
+    let identities = chaperone::identity::Identities::default();
+    identities.rebuild_devices(&loaded.config.enrolled_devices);
+    let lease_map = leases.load();
+    let sources = chaperone::identify::Sources {
+        trust: &loaded.config.identify,
+        leases: &lease_map,
+        identities: &identities,
+        policy: &loaded.policy,
+    };
+    let credential = args.device.map_or(Credential::None, Credential::Path);
+    let src = std::net::SocketAddr::new(ip, 0);
+    let mut who = chaperone::identify::client(src, mac, credential, &sources, now);
+    if let Some(user) = args.user {
+        chaperone::identify::as_user(&mut who, user, &sources);
+    }
+    trace.extend(chaperone::identify::describe(&who));
     if who.mac_ignored {
         trace.push(format!(
             "identify: MAC ignored: {ip} is not a trusted relay ([identify] edns_mac_from)"

@@ -35,6 +35,7 @@ use crate::answer::{self, Reply};
 use crate::cache::{AnswerCache, CacheKey, Cached};
 use crate::config::{RebindingConfig, UpstreamConfig, ZoneConfig};
 use crate::identify;
+use crate::identity::Credential;
 use crate::lists::key::ReversedName;
 use crate::metrics::Outcome as MetricOutcome;
 use crate::policy::clock::SharedClock;
@@ -54,6 +55,10 @@ pub struct Decided {
     pub client: Client,
     /// The device's DHCP lease, if one names it (for the query log and incidents).
     pub lease: Option<Arc<crate::leases::Lease>>,
+    /// The enrolled device an encrypted listener's ID named.
+    pub enrolled: Option<Arc<crate::identity::EnrolledDevice>>,
+    /// The individual, where known (RADIUS user, ChromeOS templated user).
+    pub user: Option<Arc<str>>,
     /// The decision.
     pub outcome: Outcome,
     /// Policy time.
@@ -202,26 +207,40 @@ impl Pipeline {
 
     /// Decide a query: snapshot, client, policy. Synchronous and allocation-free, so the
     /// UDP fast path can answer blocks and cache hits without leaving the receive loop.
-    pub fn decide(&self, src: SocketAddr, mac: Option<[u8; 6]>, key: &[u8]) -> Decided {
+    /// `credential` is what an encrypted listener read (the device ID); plain DNS passes
+    /// [`Credential::None`].
+    pub fn decide(
+        &self,
+        src: SocketAddr,
+        mac: Option<[u8; 6]>,
+        credential: Credential<'_>,
+        key: &[u8],
+    ) -> Decided {
         let started = Instant::now();
         let snap = self.state.snapshot();
         let now = self.clock.now();
         // Without lease files configured, not even the lease map's load is paid.
         let leases = (!snap.config.identify.leases.is_empty()).then(|| self.state.leases().load());
-        let map = leases
-            .as_ref()
-            .map_or(crate::leases::LeaseMap::empty(), |g| g.as_ref());
-        let who = identify::client(src, mac, &snap.config.identify, map, now);
+        let sources = identify::Sources {
+            trust: &snap.config.identify,
+            leases: leases
+                .as_ref()
+                .map_or(crate::leases::LeaseMap::empty(), |g| g.as_ref()),
+            identities: self.state.identities(),
+            policy: &snap.policy,
+        };
+        let who = identify::client(src, mac, credential, &sources, now);
         drop(leases);
         if who.mac_ignored {
             self.state.metrics().edns_mac_ignored.inc();
         }
-        let client = who.client;
-        let outcome = snap.policy.decide(&client, key, now, None);
+        let outcome = snap.policy.decide(&who.client, key, now, None);
         Decided {
             snap,
-            client,
+            client: who.client,
             lease: who.lease,
+            enrolled: who.enrolled,
+            user: who.user,
             outcome,
             now,
             started,
@@ -256,6 +275,8 @@ impl Pipeline {
             at: d.now,
             client: &d.client,
             lease: d.lease.as_deref(),
+            enrolled: d.enrolled.as_deref(),
+            user: d.user.as_deref(),
             snapshot: &d.snap,
             outcome: &d.outcome,
             key,
@@ -274,7 +295,7 @@ impl Pipeline {
             None if q.name.is_root() => b"",
             None => return Reply::rcode(ResponseCode::FormErr),
         };
-        let d = self.decide(q.src, identify::mac(q.edns), key);
+        let d = self.decide(q.src, identify::mac(q.edns), q.credential, key);
         let (reply, metric) = match d.outcome.decision {
             Decision::Refuse => (
                 Reply::rcode(ResponseCode::Refused)

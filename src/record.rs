@@ -27,6 +27,10 @@ pub struct QueryEvent<'a> {
     pub client: &'a crate::policy::Client,
     /// The device's DHCP lease, if one names it.
     pub lease: Option<&'a crate::leases::Lease>,
+    /// The enrolled device an encrypted listener's ID named.
+    pub enrolled: Option<&'a crate::identity::EnrolledDevice>,
+    /// The individual, where known.
+    pub user: Option<&'a str>,
     /// The snapshot it was decided in.
     pub snapshot: &'a Snapshot,
     /// The decision.
@@ -112,10 +116,12 @@ fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
             .map_or_else(|| "none".to_owned(), |g| g.name.clone()),
         device: e.outcome.device.map(|d| policy.device_name(d).to_owned()),
         mac: e.client.mac.map(format_mac),
-        hostname: e
-            .lease
-            .and_then(|l| l.hostname.as_deref())
-            .map(str::to_owned),
+        hostname: match (e.enrolled, e.lease) {
+            (Some(d), _) => Some(d.name.to_string()),
+            (None, l) => l.and_then(|l| l.hostname.as_deref().map(str::to_owned)),
+        },
+        user: e.user.map(str::to_owned),
+        device_id: e.enrolled.map(|d| d.id.to_string()),
         name: unreverse_key(e.key),
         qtype: e.qtype.to_string(),
         decision: decision.to_owned(),

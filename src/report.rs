@@ -220,21 +220,21 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
 }
 
 /// For the safeguarding lead: blocked attempts per device (address or pseudonym,
-/// nominated device name, MAC and the device name from DHCP leases), with what was asked
-/// and when.
+/// nominated device name, MAC, the device name from its enrolment or DHCP lease, and the
+/// user from RADIUS or ChromeOS), with what was asked and when.
 pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec<Table>> {
     let s = micros(since);
     let rows = query(
         conn,
-        "SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), grp, name, category, COUNT(*),
+        "SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE(user, ''), grp, name, category, COUNT(*),
                 datetime(MIN(ts_us) / 1000000, 'unixepoch'), datetime(MAX(ts_us) / 1000000, 'unixepoch')
          FROM queries WHERE ts_us >= ?1 AND decision = 'blocked'
-         GROUP BY client, device, mac, hostname, grp, name, category ORDER BY client, 8 DESC",
+         GROUP BY client, device, mac, hostname, user, grp, name, category ORDER BY client, 9 DESC",
         s,
     )?;
     let incidents = query(
         conn,
-        "SELECT datetime(ts_us / 1000000, 'unixepoch'), client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE(mac, ''), grp, name, category, alert_status
+        "SELECT datetime(ts_us / 1000000, 'unixepoch'), client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE(user, ''), COALESCE(mac, ''), grp, name, category, alert_status
          FROM incidents WHERE ts_us >= ?1 ORDER BY ts_us",
         s,
     )?;
@@ -245,7 +245,8 @@ pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec
                 "client",
                 "device",
                 "mac",
-                "device name (DHCP)",
+                "device name",
+                "user",
                 "group",
                 "name",
                 "category",
@@ -263,7 +264,8 @@ pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec
                 "time (UTC)",
                 "client",
                 "device",
-                "device name (DHCP)",
+                "device name",
+                "user",
                 "mac",
                 "group",
                 "name",

@@ -274,6 +274,8 @@ impl State {
     /// Start from a loaded config.
     pub fn new(config_path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Arc<State> {
         let snap = make_snapshot(loaded, 1, &metrics);
+        let identities = Arc::new(crate::identity::Identities::default());
+        identities.rebuild_devices(&snap.config.enrolled_devices);
         let lease_metrics = crate::leases::LeaseMetrics::register(metrics.registry())
             .map_err(|e| tracing::error!("lease metrics not registered: {e}"))
             .ok();
@@ -284,7 +286,7 @@ impl State {
             generation: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
             leases: Arc::new(crate::leases::Leases::new(lease_metrics)),
-            identities: Arc::default(),
+            identities,
         })
     }
 
@@ -346,6 +348,8 @@ impl State {
             Ok(loaded) => {
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 self.swap_in(loaded, generation);
+                self.identities
+                    .rebuild_devices(&self.load().config.enrolled_devices);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
                 self.metrics
                     .last_reload

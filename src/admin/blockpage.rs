@@ -32,6 +32,7 @@ use sha2::Sha256;
 
 use super::Admin;
 use super::routes::{NewReportBody, NewRequestBody, Submitter, new_report, new_request};
+use crate::identity::Credential;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::policy::Decision;
 
@@ -294,22 +295,28 @@ fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
 /// nominated device matched by its leased MAC sees the page its queries got).
 fn identify(a: &Admin, client: SocketAddr) -> crate::identify::Identified {
     let state = a.pipeline.state();
-    crate::identify::client(
-        client,
-        None,
-        &state.load().config.identify,
-        &state.leases().load(),
-        a.now(),
-    )
+    let snap = state.load();
+    let leases = state.leases().load();
+    let sources = crate::identify::Sources {
+        trust: &snap.config.identify,
+        leases: &leases,
+        identities: state.identities(),
+        policy: &snap.policy,
+    };
+    crate::identify::client(client, None, Credential::None, &sources, a.now())
 }
 
-/// The device name the DHCP leases give the browser's own address: shown only to that
-/// browser (it already knows its own name), and put with a request it sends so staff
-/// reviewing the request know which device asked.
+/// The device name the DHCP leases give the browser's own address and the user RADIUS
+/// says is signed in on it: shown only to that browser (its user already knows both), and
+/// put with a request it sends so staff reviewing the request know who asked.
 fn own_device_name(a: &Admin, client: SocketAddr) -> Option<String> {
-    identify(a, client)
-        .lease
-        .and_then(|l| l.hostname.as_deref().map(str::to_owned))
+    let who = identify(a, client);
+    match (who.device_name(), who.user.as_deref()) {
+        (Some(d), Some(u)) => Some(format!("{d}, user {u}")),
+        (Some(d), None) => Some(d.to_owned()),
+        (None, Some(u)) => Some(format!("user {u}")),
+        (None, None) => None,
+    }
 }
 
 /// The fixed page for names in illegal categories: the same for every such name, with no

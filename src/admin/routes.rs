@@ -155,6 +155,10 @@ pub struct ExplainQuery {
     client: std::net::IpAddr,
     name: String,
     at: Option<String>,
+    /// Explain as the device enrolled with this ID (as if it asked over DoT/DoH).
+    device: Option<String>,
+    /// Explain as this user signed in on the address (as RADIUS would say).
+    user: Option<String>,
 }
 
 pub async fn explain(
@@ -173,15 +177,23 @@ pub async fn explain(
     let key = ReversedName::from_labels(name.split('.').map(str::as_bytes))
         .ok_or_else(|| bad("name too long"))?;
     let snap = a.pipeline.state().load();
-    let mut trace = Vec::new();
-    let who = crate::identify::client(
-        std::net::SocketAddr::new(q.client, 0),
-        None,
-        &snap.config.identify,
-        &a.pipeline.state().leases().load(),
-        now,
-    );
-    trace.extend(crate::identify::describe_lease(who.lease.as_deref()));
+    let leases = a.pipeline.state().leases().load();
+    let sources = crate::identify::Sources {
+        trust: &snap.config.identify,
+        leases: &leases,
+        identities: a.pipeline.state().identities(),
+        policy: &snap.policy,
+    };
+    let credential = match &q.device {
+        Some(id) => crate::identity::Credential::Path(id),
+        None => crate::identity::Credential::None,
+    };
+    let client = std::net::SocketAddr::new(q.client, 0);
+    let mut who = crate::identify::client(client, None, credential, &sources, now);
+    if let Some(user) = &q.user {
+        crate::identify::as_user(&mut who, user, &sources);
+    }
+    let mut trace = crate::identify::describe(&who);
     let outcome = snap
         .policy
         .decide(&who.client, key.as_bytes(), now, Some(&mut trace));
@@ -190,11 +202,15 @@ pub async fn explain(
     let device = who.lease.as_ref().map(
         |l| json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source }),
     );
+    let enrolled = who
+        .enrolled
+        .as_ref()
+        .map(|d| json!({ "name": &*d.name, "owner": &*d.owner, "group": &*d.group }));
     // Who answers an allowed name: a local record, a [[zone]]'s servers, a reserved
     // zone, or the main upstream.
     let answer = matches!(outcome.decision, crate::policy::Decision::Allow(_))
         .then(|| snap.local.route(&snap.config, &name));
-    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer })).into_response())
+    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "enrolled": enrolled, "user": who.user.as_deref(), "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
 pub mod encrypted;
+pub mod enrolled;
 pub mod raw;
 mod resolve;
 pub mod urlsource;
@@ -74,6 +75,8 @@ pub struct Config {
     pub rebinding: RebindingConfig,
     /// `[tls]`, `[dot]`, `[doh]`: the encrypted listeners.
     pub encrypted: encrypted::EncryptedConfig,
+    /// `[[enrolled_device]]`: devices enrolled in the config file.
+    pub enrolled_devices: Vec<crate::identity::EnrolledDevice>,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

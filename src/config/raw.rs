@@ -86,6 +86,9 @@ pub struct RawConfig {
     /// DNS over HTTPS (RFC 8484) listener.
     #[serde(default)]
     pub doh: Option<super::encrypted::RawEncryptedListener>,
+    /// Devices enrolled in the config (IDs sent over DoT/DoH).
+    #[serde(default)]
+    pub enrolled_device: Vec<super::enrolled::RawEnrolledDevice>,
 }
 
 /// `[audit]`

@@ -90,6 +90,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
     let encrypted = super::encrypted::encrypted(raw.tls, raw.dot, raw.doh, base, &mut p.0);
+    let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -117,6 +118,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         local,
         rebinding,
         encrypted,
+        enrolled_devices,
     })
 }
 

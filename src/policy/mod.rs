@@ -136,6 +136,21 @@ pub struct Client {
     pub ip: Option<IpAddr>,
     /// MAC address from the EDNS0 MAC option, if the relay sent one.
     pub mac: Option<[u8; 6]>,
+    /// The group an identity stronger than the address puts the client in.
+    pub pin: Option<Pin>,
+}
+
+/// A group chosen by identity rather than by network (see [`crate::identity`] for the
+/// precedence: device ID > RADIUS user > lease MAC / nominated device > network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// An enrolled device (DoT/DoH ID): its group, on any network, on site or off. No
+    /// nominated device applies: an off-site address means nothing about the device.
+    Device(u16),
+    /// A RADIUS user on a school network: their group instead of the network's.
+    User(u16),
+    /// An encrypted-listener query whose ID is unknown, revoked or expired: refused.
+    Unknown,
 }
 
 /// Result of [`Policy::decide`]: the decision and the context it was made in.
@@ -397,29 +412,31 @@ impl Policy {
         trace: Option<&mut Vec<String>>,
     ) -> Outcome {
         let mut t = Tracer(trace);
-        let Some(ip) = client.ip else {
-            return Outcome {
-                decision: Decision::Refuse,
-                group: None,
-                device: None,
-            };
+        let refuse = Outcome {
+            decision: Decision::Refuse,
+            group: None,
+            device: None,
         };
-        let Some((gi, ni)) = self.networks.lookup(ip) else {
-            t.say(|| format!("network: {ip} is in no configured network → REFUSED"));
-            return Outcome {
-                decision: Decision::Refuse,
-                group: None,
-                device: None,
-            };
+        let Some(ip) = client.ip else {
+            return refuse;
+        };
+        let (gi, device) = match client.pin {
+            Some(Pin::Unknown) => {
+                t.say(|| "identity: the device ID is unknown, revoked or expired → REFUSED".into());
+                return refuse;
+            }
+            Some(Pin::Device(g)) => {
+                t.say(|| format!("identity: enrolled device → group {}", self.group_name(g)));
+                (g, None)
+            }
+            _ => {
+                let Some(gi) = self.network_group(ip, client.pin, &mut t) else {
+                    return refuse;
+                };
+                (gi, self.device_for(ip, client.mac, gi))
+            }
         };
         let group = &self.groups[gi as usize];
-        t.say(|| {
-            format!(
-                "network: {ip} → {} → group {}",
-                self.network_names[ni as usize], group.name
-            )
-        });
-        let device = self.device_for(ip, client.mac, gi);
         if let Some(d) = device {
             t.say(|| {
                 format!(
@@ -434,6 +451,41 @@ impl Policy {
             group: Some(gi),
             device,
         }
+    }
+
+    /// The group of a client on a school network: the network's, or the RADIUS user's
+    /// that overrides it; None (refused) off every configured network.
+    fn network_group(&self, ip: IpAddr, pin: Option<Pin>, t: &mut Tracer) -> Option<u16> {
+        let Some((gi, ni)) = self.networks.lookup(ip) else {
+            t.say(|| format!("network: {ip} is in no configured network → REFUSED"));
+            return None;
+        };
+        t.say(|| {
+            format!(
+                "network: {ip} → {} → group {}",
+                self.network_names[ni as usize],
+                self.group_name(gi)
+            )
+        });
+        match pin {
+            Some(Pin::User(u)) if u != gi => {
+                t.say(|| {
+                    format!(
+                        "identity: RADIUS user's group {} overrides it",
+                        self.group_name(u)
+                    )
+                });
+                Some(u)
+            }
+            _ => Some(gi),
+        }
+    }
+
+    /// A group's name ("?" for an index out of range).
+    pub fn group_name(&self, idx: u16) -> &str {
+        self.groups
+            .get(idx as usize)
+            .map_or("?", |g| g.name.as_str())
     }
 
     /// Steps 2–7 for a client already placed in `group`. Each step is its own function;
@@ -912,4 +964,4 @@ impl Tracer<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

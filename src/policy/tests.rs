@@ -97,7 +97,7 @@ fn policy_with(exceptions: Vec<Exception>) -> Policy {
     Policy::build(&config, Arc::new(bundle()), exceptions).unwrap()
 }
 
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     policy_with(Vec::new())
 }
 
@@ -114,6 +114,7 @@ fn decide_at(p: &Policy, from: &str, name: &str, now: jiff::Timestamp) -> Decisi
     let client = Client {
         ip: Some(from.parse().unwrap()),
         mac: None,
+        pin: None,
     };
     p.decide(&client, &reverse_key(name), now, None).decision
 }
@@ -321,6 +322,7 @@ fn the_trace_names_every_step_taken() {
     let client = Client {
         ip: Some(PUPIL.parse().unwrap()),
         mac: None,
+        pin: None,
     };
     let mut trace = Vec::new();
     p.decide(
@@ -354,4 +356,42 @@ fn group_of_is_the_network_lookup_decide_starts_with() {
         p.group_index("pupils")
     );
     assert_eq!(p.group_of("192.0.2.1".parse().unwrap()), None);
+}
+
+#[test]
+fn an_enrolled_device_is_decided_in_its_group_on_any_network() {
+    let p = policy();
+    let pupils = p.group_index("pupils").unwrap();
+    let staff = p.group_index("staff").unwrap();
+    let at = |from: &str, pin| {
+        let client = Client {
+            ip: Some(from.parse().unwrap()),
+            mac: None,
+            pin,
+        };
+        p.decide(&client, &reverse_key("www.games.test"), morning(), None)
+    };
+    // Off site (no configured network), a pupil device is filtered as a pupil.
+    let off_site = at("203.0.113.9", Some(Pin::Device(pupils)));
+    assert_eq!(off_site.group, Some(pupils));
+    assert_eq!(
+        off_site.decision,
+        category_block(&p, "games", BlockAnswer::NxDomain, false)
+    );
+    // On the staff network too: the device's group, not the network's.
+    assert_eq!(at(STAFF, Some(Pin::Device(pupils))).group, Some(pupils));
+    // The nominated device matched by address does not apply to an enrolled device.
+    assert_eq!(at(COORDINATOR, Some(Pin::Device(pupils))).device, None);
+    assert_eq!(
+        at("203.0.113.9", Some(Pin::Unknown)).decision,
+        Decision::Refuse
+    );
+    assert_eq!(at("203.0.113.9", None).decision, Decision::Refuse);
+    // A RADIUS user's group overrides the network's, but only on a school network.
+    let staff_user = at(PUPIL, Some(Pin::User(staff)));
+    assert_eq!(staff_user.group, Some(staff));
+    assert_eq!(
+        at("203.0.113.9", Some(Pin::User(staff))).decision,
+        Decision::Refuse
+    );
 }

@@ -168,21 +168,25 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     if !has_keyed {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
     }
-    add_hostname_columns(conn)
+    add_identity_columns(conn)
 }
 
-/// The device name from DHCP leases (`hostname`) in query records and incidents. Added by
-/// `ALTER TABLE` on every open (when missing) rather than in `SCHEMA`, so databases
-/// written before it gain the column and new ones get it the same way.
-fn add_hostname_columns(conn: &Connection) -> rusqlite::Result<()> {
+/// Who asked, beyond the address, in query records and incidents: the device name
+/// (`hostname`: enrolment or DHCP lease), the individual (`user`: RADIUS, ChromeOS) and
+/// the enrolled device ID (`device_id`). Added by `ALTER TABLE` on every open (when
+/// missing) rather than in `SCHEMA`, so databases written before them gain the columns
+/// and new ones get them the same way.
+fn add_identity_columns(conn: &Connection) -> rusqlite::Result<()> {
     for table in ["queries", "incidents"] {
-        let has: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = 'hostname'",
-            params![table],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN hostname TEXT"))?;
+        for column in ["hostname", "user", "device_id"] {
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                params![table, column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+            }
         }
     }
     Ok(())

@@ -58,8 +58,12 @@ pub struct LogEvent {
     pub device: Option<String>,
     /// Client MAC: sent by a trusted relay, or from the device's DHCP lease.
     pub mac: Option<String>,
-    /// Device name from the DHCP lease of the client, if one names it.
+    /// Device name: the enrolled device's, else the DHCP lease's host name.
     pub hostname: Option<String>,
+    /// The individual, where known (RADIUS user, ChromeOS templated user).
+    pub user: Option<String>,
+    /// The enrolled device's ID (DoT/DoH), if the query came with one.
+    pub device_id: Option<String>,
     /// Query name.
     pub name: String,
     /// Query type.
@@ -602,8 +606,10 @@ impl Writer {
                         e.mac = Some(self.pseudonyms.get(&self.key, mac));
                     }
                     // A device name identifies a pupil as well as the address does.
-                    if let Some(name) = &e.hostname {
-                        e.hostname = Some(self.pseudonyms.get(&self.key, name));
+                    for field in [&mut e.hostname, &mut e.user, &mut e.device_id] {
+                        if let Some(v) = field.as_deref() {
+                            *field = Some(self.pseudonyms.get(&self.key, v));
+                        }
                     }
                 }
             }
@@ -747,13 +753,25 @@ fn insert_batch(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<(
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(
-            "INSERT INTO queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode, hostname)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode, hostname, user, device_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for e in batch {
             stmt.execute(params![
-                e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.decision,
-                e.category, e.rule, e.rcode, e.hostname
+                e.ts_us,
+                e.client,
+                e.group,
+                e.device,
+                e.mac,
+                e.name,
+                e.qtype,
+                e.decision,
+                e.category,
+                e.rule,
+                e.rcode,
+                e.hostname,
+                e.user,
+                e.device_id
             ])?;
         }
     }

@@ -455,8 +455,12 @@ pub struct IncidentRow {
     pub device: Option<String>,
     /// MAC.
     pub mac: Option<String>,
-    /// Device name from the DHCP lease of the client.
+    /// Device name: its enrolment's, or the DHCP lease's host name.
     pub hostname: Option<String>,
+    /// The individual (RADIUS user, ChromeOS user), when known.
+    pub user: Option<String>,
+    /// The enrolled device's ID, when the query came over DoT/DoH with one.
+    pub device_id: Option<String>,
     /// Name queried.
     pub name: String,
     /// Type.
@@ -483,7 +487,7 @@ pub fn list_incidents(
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname
+            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname, user, device_id
              FROM incidents WHERE ts_us >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )
         .map_err(sql_err)?;
@@ -507,6 +511,8 @@ pub fn list_incidents(
                     alert_attempts: r.get(11)?,
                     alert_last_error: r.get(12)?,
                     hostname: r.get(13)?,
+                    user: r.get(14)?,
+                    device_id: r.get(15)?,
                 })
             },
         )

@@ -253,7 +253,12 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
         }
         q.set_udp_size(snap.config.server.edns_buffer_size);
     }
-    let d = p.decide(src, q.mac, key.as_bytes());
+    let d = p.decide(
+        src,
+        q.mac,
+        crate::identity::Credential::None,
+        key.as_bytes(),
+    );
     let qtype = RecordType::from(q.qtype);
     let (code, metric) = match d.outcome.decision {
         Decision::Refuse => {

@@ -11,6 +11,7 @@ mod ede;
 mod encrypted;
 mod foundation;
 mod hardening;
+mod identity;
 mod leases;
 mod listfetch;
 mod monitoring;

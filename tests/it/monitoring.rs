@@ -597,7 +597,7 @@ async fn report_summarises_for_governors_without_personal_data_and_details_for_t
     let detail_csv = report(&h, &["--detail", "--format", "csv"]);
     assert!(
         detail_csv.lines().any(|l| l.starts_with(
-            "Blocked attempts per device,127.0.0.2,,,,pupils,social.listed.test,social,1,"
+            "Blocked attempts per device,127.0.0.2,,,,,pupils,social.listed.test,social,1,"
         )),
         "{detail_csv}"
     );
