@@ -65,9 +65,10 @@ impl Buckets {
         }
     }
 
-    /// Take a token for `prefix` at `now_ms`; true if one was there.
-    fn take(&self, prefix: (u8, u128), now_ms: u32, rate: u32, burst: u32) -> bool {
-        let h = self.hasher.hash_one((self.salt, prefix));
+    /// Take a token for `key` (a client prefix or a device ID) at `now_ms`; true if one
+    /// was there.
+    fn take(&self, key: impl std::hash::Hash, now_ms: u32, rate: u32, burst: u32) -> bool {
+        let h = self.hasher.hash_one((self.salt, key));
         let a = (h as usize) & (SLOTS - 1);
         let mut b = ((h >> 32) as usize) & (SLOTS - 1);
         if a == b {
@@ -160,6 +161,25 @@ impl RateLimiter {
         Verdict::Drop
     }
 
+    /// May this enrolled device's query be answered? Devices on the encrypted listeners are
+    /// limited by their ID, not their address: a school's devices share one NATed address
+    /// off site, and one device roaming between networks is still one device. Queries from
+    /// an exempt network are not limited.
+    pub fn query_device(&self, ip: IpAddr, id: &str, cfg: &RateLimitConfig) -> Verdict {
+        if !cfg.enabled || cfg.queries_per_second == 0 || exempt(ip, cfg) {
+            return Verdict::Allow;
+        }
+        // Tagged so an ID never shares a bucket key with an address prefix.
+        if self
+            .queries
+            .take((7u8, id), self.now_ms(), cfg.queries_per_second, cfg.burst)
+        {
+            return Verdict::Allow;
+        }
+        self.query_drops.inc();
+        Verdict::Drop
+    }
+
     /// May a REFUSED answer go to this client (one in no network)? `udp` allows slip.
     pub fn refused(&self, ip: IpAddr, cfg: &RateLimitConfig, udp: bool) -> Verdict {
         if !cfg.enabled || cfg.refused_per_second == 0 || exempt(ip, cfg) {
@@ -238,6 +258,23 @@ mod tests {
         );
         let got: usize = (0..10).filter(|_| take_slot(&slot, 100_000, 2, 5)).count();
         assert_eq!(got, 5, "refill stops at the burst");
+    }
+
+    #[test]
+    fn devices_are_limited_by_id_not_by_their_shared_address() {
+        let l = RateLimiter::new(&Metrics::new());
+        let c = cfg();
+        let nat: IpAddr = "203.0.113.7".parse().unwrap();
+        let a = (0..20)
+            .filter(|_| l.query_device(nat, "k3x9", &c) == Verdict::Allow)
+            .count();
+        assert!((5..=6).contains(&a), "{a}");
+        assert_eq!(l.query_device(nat, "k3x9", &c), Verdict::Drop);
+        // Another device behind the same address, and the address itself, still have theirs.
+        assert_eq!(l.query_device(nat, "p7q2", &c), Verdict::Allow);
+        assert_eq!(l.query(nat, &c), Verdict::Allow);
+        let staff: IpAddr = "10.9.4.4".parse().unwrap();
+        assert!((0..100).all(|_| l.query_device(staff, "k3x9", &c) == Verdict::Allow));
     }
 
     #[test]

@@ -24,6 +24,8 @@ use crate::store::{self, querylog};
 use crate::transport::handler::Handler;
 use crate::transport::{self, tcp, udp};
 
+mod encrypted;
+
 /// Options for [`start`] that do not come from the config file.
 #[derive(Clone)]
 pub struct StartOptions {
@@ -55,6 +57,10 @@ pub struct Running {
     pub block_page_addr: Option<SocketAddr>,
     /// RADIUS accounting addresses bound (`[radius] listen`, port 0 resolved).
     pub radius_addrs: Vec<SocketAddr>,
+    /// DNS over TLS addresses bound (`[dot]`).
+    pub dot_addrs: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses bound (`[doh]`).
+    pub doh_addrs: Vec<SocketAddr>,
     /// The pipeline (state, cache, upstream).
     pub pipeline: Arc<Pipeline>,
     /// Keeps the query log writer (and so retention) alive while serving.
@@ -111,6 +117,9 @@ pub enum StartError {
     /// A URL list source has no last good copy and could not be downloaded.
     #[error("{0}")]
     Lists(String),
+    /// The encrypted listeners' certificate or key could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Load the config, bind every listener and start serving.
@@ -181,11 +190,18 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     );
     let tcp_tasks = tcp::spawn(
         tcp_listeners,
-        handler,
+        handler.clone(),
         pipeline.state().metrics().formerr.clone(),
         tcp_limits(&snap.config.server),
         shutdown.clone(),
     );
+    let encrypted = encrypted::start(
+        &snap.config,
+        &state,
+        &handler,
+        tcp_limits(&snap.config.server),
+        &shutdown,
+    )?;
     let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
     let admin_addr = match &snap.config.admin {
         Some(a) => Some(
@@ -238,9 +254,17 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         admin_addr.map_or("off".to_owned(), |a| a.to_string()),
         block_page_addr.map_or("off".to_owned(), |a| a.to_string())
     );
+    if !encrypted.dot_addrs.is_empty() || !encrypted.doh_addrs.is_empty() {
+        tracing::info!(
+            "DNS over TLS on {}; DNS over HTTPS on {}",
+            list_addrs(&encrypted.dot_addrs),
+            list_addrs(&encrypted.doh_addrs)
+        );
+    }
     let task = tokio::spawn(run(
         tcp_tasks,
         udp_tasks,
+        encrypted.tasks,
         pipeline.clone(),
         shutdown.clone(),
         opts.signals,
@@ -251,6 +275,8 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         admin_addr,
         block_page_addr,
         radius_addrs,
+        dot_addrs: encrypted.dot_addrs,
+        doh_addrs: encrypted.doh_addrs,
         pipeline,
         shutdown,
         task,
@@ -338,6 +364,7 @@ fn bind_pair(
 async fn run(
     tcp_tasks: TaskTracker,
     udp_tasks: TaskTracker,
+    encrypted_tasks: Vec<TaskTracker>,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     signals: bool,
@@ -348,6 +375,9 @@ async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down: finishing queries in flight");
     tcp_tasks.wait().await;
+    for t in encrypted_tasks {
+        t.wait().await;
+    }
     udp_tasks.wait().await;
 }
 

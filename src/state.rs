@@ -246,6 +246,14 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "radius.listen",
             o.radius.as_ref().map(|r| &r.listen) != n.radius.as_ref().map(|r| &r.listen),
         ),
+        (
+            "dot.listen",
+            o.encrypted.dot_listen != n.encrypted.dot_listen,
+        ),
+        (
+            "doh.listen",
+            o.encrypted.doh_listen != n.encrypted.doh_listen,
+        ),
     ];
     checks
         .iter()

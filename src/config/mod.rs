@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
 mod radius;
@@ -78,6 +79,8 @@ pub struct Config {
     pub rebinding: RebindingConfig,
     /// `[enrolment]`: how enrolled devices reach the public DoT/DoH service.
     pub enrolment: EnrolmentConfig,
+    /// `[tls]`, `[dot]`, `[doh]`: the encrypted listeners.
+    pub encrypted: encrypted::EncryptedConfig,
     /// `[[enrolled_device]]`: devices enrolled in the config file.
     pub enrolled_devices: Vec<crate::identity::EnrolledDevice>,
     /// `[radius]`: the accounting listener, if configured.

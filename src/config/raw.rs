@@ -80,6 +80,15 @@ pub struct RawConfig {
     /// What enrolment outputs tell devices about the public DoT/DoH service.
     #[serde(default)]
     pub enrolment: super::enrolment::RawEnrolment,
+    /// The encrypted listeners' certificate and key.
+    #[serde(default)]
+    pub tls: Option<super::encrypted::RawTls>,
+    /// DNS over TLS (RFC 7858) listener.
+    #[serde(default)]
+    pub dot: Option<super::encrypted::RawEncryptedListener>,
+    /// DNS over HTTPS (RFC 8484) listener.
+    #[serde(default)]
+    pub doh: Option<super::encrypted::RawEncryptedListener>,
     /// Devices enrolled in the config (IDs sent over DoT/DoH).
     #[serde(default)]
     pub enrolled_device: Vec<super::enrolled::RawEnrolledDevice>,

@@ -90,6 +90,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let local = super::zones::local(raw.local, base, &mut p.0);
     let rebinding = super::zones::rebinding(raw.rebinding, &mut p.0);
     let enrolment = super::enrolment::enrolment(raw.enrolment, &mut p.0);
+    let encrypted = super::encrypted::encrypted(raw.tls, raw.dot, raw.doh, base, &mut p.0);
     let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
     let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
@@ -120,6 +121,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         local,
         rebinding,
         enrolment,
+        encrypted,
         enrolled_devices,
         radius,
         users,

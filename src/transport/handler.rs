@@ -16,20 +16,53 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::zone_handler::Queries;
 
 use crate::answer::Reply;
-use crate::identity::Credential;
+use crate::identity::{Credential, Named};
 use crate::pipeline::{Pipeline, Question};
 use crate::ratelimit::Verdict;
+use crate::transport::tls::EncryptedMetrics;
 use crate::transport::wire;
 
 /// The hickory request handler: glue between hickory-server and the pipeline.
 pub struct Handler {
     pipeline: Arc<Pipeline>,
+    /// Counters of the encrypted listeners (None if they could not be registered).
+    encrypted: Option<EncryptedMetrics>,
 }
 
 impl Handler {
-    /// A handler answering through `pipeline`.
+    /// A handler answering through `pipeline` (registers the encrypted listeners' metrics
+    /// on the pipeline's registry: make one per server).
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
-        Self { pipeline }
+        let encrypted = EncryptedMetrics::register(pipeline.state().metrics().registry())
+            .map_err(|e| tracing::error!("encrypted listener metrics not registered: {e}"))
+            .ok();
+        Self {
+            pipeline,
+            encrypted,
+        }
+    }
+
+    /// The encrypted listeners' counters.
+    pub fn encrypted_metrics(&self) -> Option<&EncryptedMetrics> {
+        self.encrypted.as_ref()
+    }
+
+    /// Count a query from an encrypted listener (`transport`: "dot" or "doh") and say whom
+    /// its credential names; None (counted as refused) when it names no known device, and
+    /// the query must be refused before the pipeline so the listener is never an open
+    /// resolver.
+    pub fn admit(&self, credential: Credential<'_>, transport: &str) -> Option<Named> {
+        if let Some(m) = &self.encrypted {
+            m.queries.with_label_values(&[transport]).inc();
+        }
+        let now = self.pipeline.clock().now().as_second();
+        let named = self.pipeline.state().identities().resolve(credential, now);
+        if named.is_none()
+            && let Some(m) = &self.encrypted
+        {
+            m.refused.with_label_values(&[transport]).inc();
+        }
+        named
     }
 }
 
@@ -59,7 +92,8 @@ impl Handler {
     }
 
     /// [`Handler::answer`] for a request that came with a [`Credential`] (the encrypted
-    /// listeners: the device ID from the SNI or the DoH path).
+    /// listeners: the device ID from the SNI or the DoH path). An encrypted credential that
+    /// names no known device is answered REFUSED before the pipeline ([`Handler::admit`]).
     pub async fn answer_as<R: ResponseHandler>(
         &self,
         request: &Request,
@@ -67,11 +101,48 @@ impl Handler {
         check_limit: bool,
         credential: Credential<'_>,
     ) -> ResponseInfo {
+        if !credential.is_encrypted() {
+            return self
+                .answer_admitted(request, response, check_limit, credential, None)
+                .await;
+        }
+        let transport = match request.protocol() {
+            Protocol::Https => "doh",
+            _ => "dot",
+        };
+        match self.admit(credential, transport) {
+            Some(named) => {
+                let id = named.device.id.clone();
+                self.answer_admitted(request, response, check_limit, credential, Some(&id))
+                    .await
+            }
+            None => {
+                let builder = MessageResponseBuilder::from_message_request(request);
+                send_error(response, request, ResponseCode::Refused, builder).await
+            }
+        }
+    }
+
+    /// Answer a request already admitted: rate-limited by `device` (the enrolled device's
+    /// ID) when there is one, else by the client's address.
+    pub async fn answer_admitted<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+        check_limit: bool,
+        credential: Credential<'_>,
+        device: Option<&str>,
+    ) -> ResponseInfo {
         let snap = self.pipeline.state().snapshot();
         let limits = &snap.config.ratelimit;
         let client = request.src().ip();
         let limiter = self.pipeline.limiter();
-        if check_limit && limiter.query(client, limits) == Verdict::Drop {
+        let verdict = match (check_limit, device) {
+            (false, _) => Verdict::Allow,
+            (true, Some(id)) => limiter.query_device(client, id, limits),
+            (true, None) => limiter.query(client, limits),
+        };
+        if verdict == Verdict::Drop {
             return failed(request);
         }
         let edns = request

@@ -9,15 +9,19 @@
 //!
 //! - [`udp`]: the UDP fast path (recvmmsg/sendmmsg batches, [`wire`] parsing and encoding,
 //!   blocks, refusals and wire-cache hits answered inside the receive loop);
-//! - [`tcp`]: DNS over TCP with connection caps and pipelining;
+//! - [`tcp`]: DNS over TCP and over TLS (DoT) with connection caps and pipelining;
+//! - [`doh`]: DNS over HTTPS (HTTP/2 and HTTP/1.1) with the same caps;
+//! - [`tls`]: the certificate (reloaded when its files change) and the SNI's device ID;
 //! - [`handler`]: the hickory request handler both use for everything else;
 //! - the socket set-up shared by the listeners.
 
 pub(crate) mod accept;
+pub mod doh;
 pub mod handler;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod wire;
 

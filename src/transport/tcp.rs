@@ -1,6 +1,9 @@
-//! DNS over TCP (RFC 7766): accept, limit, read length-prefixed messages, hand each one to
-//! the pipeline through a hickory request handler ([`crate::transport::handler::Handler`], the same path
-//! the UDP listener's general queries take), and write the replies.
+//! DNS over TCP (RFC 7766) and over TLS (RFC 7858): accept, limit, read length-prefixed
+//! messages, hand each one to the pipeline through the request handler
+//! ([`crate::transport::handler::Handler`], the same path the UDP listener's general
+//! queries take), and write the replies. DoT is the same framing on a TLS stream: one code
+//! path over any `AsyncRead + AsyncWrite` stream, with the device ID read from the TLS
+//! server name (SNI) as the connection's credential.
 //!
 //! Why not hickory-server's listener: it gives no control over connections, so one client
 //! could hold every file descriptor, and it answers one query per connection at a time.
@@ -13,11 +16,12 @@
 //!   client cannot queue work without bound;
 //! - a message is at most 65,535 bytes (the length prefix), an idle connection is closed
 //!   after the idle timeout, and a reply that cannot be written within it closes the
-//!   connection;
+//!   connection; a TLS handshake must finish within it too;
 //! - when the process is out of file descriptors (EMFILE/ENFILE), the accept loop backs off
 //!   instead of spinning on the error.
 //!
-//! It must not decide or resolve anything itself.
+//! It must not decide or resolve anything itself; whether a DoT credential names a known
+//! device is asked of the handler ([`Handler::answer_as`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,18 +31,18 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept::{BACKOFF_MIN, next_connection};
+use super::handler::Handler;
+use crate::identity::Credential;
 
 /// Queries answered at once on one connection; further messages wait unread.
 pub const MAX_PIPELINED: usize = 16;
@@ -58,14 +62,69 @@ pub struct TcpLimits {
     pub idle_timeout: Duration,
 }
 
+/// The TLS side of a DoT listener.
+#[derive(Clone)]
+pub struct DotTls {
+    /// Handshakes with the certificate in force.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The configured server name (`tls.server_name`, read live): an SNI of
+    /// `{id}.{server_name}` carries the device ID.
+    pub server_name: Arc<dyn Fn() -> Arc<str> + Send + Sync>,
+}
+
+/// What a listener speaks: plain DNS over TCP, or DoT.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    Tls(DotTls),
+}
+
 /// Serve DNS over TCP on `listeners` until `shutdown`; the returned tracker finishes when
 /// every accept loop, connection and query in flight is done.
 /// `formerr` counts messages too malformed for the handler.
-pub fn spawn<H: RequestHandler>(
+pub fn spawn(
     listeners: Vec<TcpListener>,
-    handler: Arc<H>,
+    handler: Arc<Handler>,
     formerr: prometheus::IntCounter,
     limits: TcpLimits,
+    shutdown: CancellationToken,
+) -> TaskTracker {
+    spawn_with(
+        listeners,
+        handler,
+        formerr,
+        limits,
+        Security::Plain,
+        shutdown,
+    )
+}
+
+/// Serve DNS over TLS on `listeners` until `shutdown`, with the same caps as TCP (its own
+/// registry of connections) and each connection's device ID read from its SNI.
+pub fn spawn_tls(
+    listeners: Vec<TcpListener>,
+    handler: Arc<Handler>,
+    formerr: prometheus::IntCounter,
+    limits: TcpLimits,
+    tls: DotTls,
+    shutdown: CancellationToken,
+) -> TaskTracker {
+    spawn_with(
+        listeners,
+        handler,
+        formerr,
+        limits,
+        Security::Tls(tls),
+        shutdown,
+    )
+}
+
+fn spawn_with(
+    listeners: Vec<TcpListener>,
+    handler: Arc<Handler>,
+    formerr: prometheus::IntCounter,
+    limits: TcpLimits,
+    security: Security,
     shutdown: CancellationToken,
 ) -> TaskTracker {
     let tracker = TaskTracker::new();
@@ -74,6 +133,7 @@ pub fn spawn<H: RequestHandler>(
         handler,
         formerr,
         tracker: tracker.clone(),
+        security,
     };
     for l in listeners {
         tracker.spawn(accept_loop(l, ctx.clone(), shutdown.clone()));
@@ -82,31 +142,25 @@ pub fn spawn<H: RequestHandler>(
     tracker
 }
 
-struct Ctx<H> {
+#[derive(Clone)]
+struct Ctx {
     registry: Arc<Registry>,
-    handler: Arc<H>,
+    handler: Arc<Handler>,
     formerr: prometheus::IntCounter,
     tracker: TaskTracker,
+    security: Security,
 }
 
-impl<H> Clone for Ctx<H> {
-    fn clone(&self) -> Self {
-        Self {
-            registry: self.registry.clone(),
-            handler: self.handler.clone(),
-            formerr: self.formerr.clone(),
-            tracker: self.tracker.clone(),
-        }
-    }
-}
-
-async fn accept_loop<H: RequestHandler>(
-    listener: TcpListener,
-    ctx: Ctx<H>,
-    shutdown: CancellationToken,
-) {
+async fn accept_loop(listener: TcpListener, ctx: Ctx, shutdown: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
-    let what = "TCP DNS accept (raise the open files limit or lower server.tcp_max_connections)";
+    let what = match ctx.security {
+        Security::Plain => {
+            "TCP DNS accept (raise the open files limit or lower server.tcp_max_connections)"
+        }
+        Security::Tls(_) => {
+            "DoT accept (raise the open files limit or lower server.tcp_max_connections)"
+        }
+    };
     while let Some((stream, peer)) = next_connection(&listener, &mut backoff, &shutdown, what).await
     {
         let Some(conn) = ctx.registry.admit(peer.ip(), &shutdown) else {
@@ -115,20 +169,39 @@ async fn accept_loop<H: RequestHandler>(
         };
         let _ = stream.set_nodelay(true);
         let c = ctx.clone();
-        ctx.tracker.spawn(serve(stream, peer, conn, c));
+        match &ctx.security {
+            Security::Plain => {
+                ctx.tracker.spawn(serve(stream, peer, conn, None, c));
+            }
+            Security::Tls(tls) => {
+                let tls = tls.clone();
+                ctx.tracker.spawn(async move {
+                    let idle = c.registry.limits.idle_timeout;
+                    let handshake = tokio::select! {
+                        h = tokio::time::timeout(idle, tls.acceptor.accept(stream)) => h,
+                        _ = conn.0.close.cancelled() => return,
+                    };
+                    let Ok(Ok(stream)) = handshake else {
+                        tracing::debug!(client = %peer.ip(), "DoT handshake failed or timed out");
+                        return;
+                    };
+                    let sni = stream.get_ref().1.server_name();
+                    let id: Arc<str> = super::tls::sni_id(sni, &(tls.server_name)()).into();
+                    serve(stream, peer, conn, Some(id), c).await;
+                });
+            }
+        }
     }
 }
 
 /// One connection: read messages, answer each in its own task, close when idle, evicted,
-/// shut down or broken.
-async fn serve<H: RequestHandler>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    conn: ConnGuard,
-    ctx: Ctx<H>,
-) {
+/// shut down or broken. `sni` is a DoT connection's device ID (empty: none given).
+async fn serve<S>(stream: S, peer: SocketAddr, conn: ConnGuard, sni: Option<Arc<str>>, ctx: Ctx)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let idle = ctx.registry.limits.idle_timeout;
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = tokio::io::split(stream);
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
     let slots = Arc::new(Semaphore::new(MAX_PIPELINED));
     let state = conn.0.clone();
@@ -153,8 +226,9 @@ async fn serve<H: RequestHandler>(
             timeout: idle,
         };
         let c = ctx.clone();
+        let sni = sni.clone();
         ctx.tracker.spawn(async move {
-            answer(&c, pkt, peer, responder).await;
+            answer(&c, pkt, peer, sni.as_deref(), responder).await;
             drop((busy, permit));
         });
     }
@@ -164,44 +238,60 @@ async fn serve<H: RequestHandler>(
 }
 
 /// Wait for the next message. While queries are in flight the client may stay silent (it
-/// waits for answers); otherwise silence beyond `idle` ends the connection.
-async fn read_message(rd: &mut OwnedReadHalf, conn: &Conn, idle: Duration) -> Option<Vec<u8>> {
-    loop {
-        match tokio::time::timeout(idle, rd.readable()).await {
-            Ok(Ok(())) => break,
-            Ok(Err(_)) => return None,
-            Err(_) if conn.in_flight.load(Ordering::Relaxed) > 0 => continue,
+/// waits for answers); otherwise silence beyond `idle` ends the connection. Reads of the
+/// length prefix are cancel-safe (`read` into a buffer kept across the wait), so a timeout
+/// never loses a byte of a prefix that arrives split.
+async fn read_message<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    conn: &Conn,
+    idle: Duration,
+) -> Option<Vec<u8>> {
+    let mut prefix = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match tokio::time::timeout(idle, rd.read(&mut prefix[got..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => got += n,
+            Err(_) if got == 0 && conn.in_flight.load(Ordering::Relaxed) > 0 => continue,
             Err(_) => return None,
         }
     }
-    let read = async {
-        let len = usize::from(rd.read_u16().await.ok()?);
-        if len < HEADER {
-            return None;
-        }
-        let mut buf = vec![0u8; len];
-        rd.read_exact(&mut buf).await.ok()?;
-        Some(buf)
-    };
-    tokio::time::timeout(idle, read).await.ok().flatten()
+    let len = usize::from(u16::from_be_bytes(prefix));
+    if len < HEADER {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    tokio::time::timeout(idle, rd.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(buf)
 }
 
-/// Answer one message: hickory parses it and the handler answers it; a message hickory
-/// cannot parse but whose header is readable gets FORMERR; responses are ignored.
-async fn answer<H: RequestHandler>(
-    ctx: &Ctx<H>,
+/// Answer one message: hickory parses it and the handler answers it (with the DoT
+/// connection's credential, if any); a message hickory cannot parse but whose header is
+/// readable gets FORMERR; responses are ignored.
+async fn answer<W>(
+    ctx: &Ctx,
     pkt: Vec<u8>,
     peer: SocketAddr,
-    mut responder: TcpResponder,
-) {
+    sni: Option<&str>,
+    mut responder: TcpResponder<W>,
+) where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     if pkt[2] & 0x80 != 0 {
         return;
     }
     let id = u16::from_be_bytes([pkt[0], pkt[1]]);
-    match Request::from_bytes(pkt, peer, Protocol::Tcp) {
+    let (protocol, credential) = match sni {
+        None => (Protocol::Tcp, Credential::None),
+        Some(id) => (Protocol::Tls, Credential::Sni(id)),
+    };
+    match Request::from_bytes(pkt, peer, protocol) {
         Ok(request) => {
             ctx.handler
-                .handle_request::<_, TokioTime>(&request, responder)
+                .answer_as(&request, responder, true, credential)
                 .await;
         }
         Err(_) => {
@@ -216,14 +306,23 @@ async fn answer<H: RequestHandler>(
 }
 
 /// Writes hickory responses, length-prefixed, on the connection they came from.
-#[derive(Clone)]
-struct TcpResponder {
-    wr: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+struct TcpResponder<W> {
+    wr: Arc<tokio::sync::Mutex<WriteHalf<W>>>,
     conn: Arc<Conn>,
     timeout: Duration,
 }
 
-impl TcpResponder {
+impl<W> Clone for TcpResponder<W> {
+    fn clone(&self) -> Self {
+        Self {
+            wr: self.wr.clone(),
+            conn: self.conn.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Send + Unpin> TcpResponder<W> {
     /// Write one message with its length prefix. A client that does not take its reply
     /// within the timeout loses the connection.
     async fn write(&mut self, msg: &[u8]) -> std::io::Result<()> {
@@ -234,7 +333,9 @@ impl TcpResponder {
         framed.extend_from_slice(msg);
         let write = async {
             let mut wr = self.wr.lock().await;
-            wr.write_all(&framed).await
+            wr.write_all(&framed).await?;
+            // TLS holds records until flushed; a plain socket's flush does nothing.
+            wr.flush().await
         };
         match tokio::time::timeout(self.timeout, write).await {
             Ok(r) => r,
@@ -250,7 +351,7 @@ impl TcpResponder {
 }
 
 #[async_trait::async_trait]
-impl ResponseHandler for TcpResponder {
+impl<W: AsyncWrite + Send + Unpin + 'static> ResponseHandler for TcpResponder<W> {
     async fn send_response<'a>(
         &mut self,
         response: MessageResponse<
@@ -273,10 +374,10 @@ impl ResponseHandler for TcpResponder {
     }
 }
 
-/// The connections open now, for the caps.
-struct Registry {
-    limits: TcpLimits,
-    epoch: Instant,
+/// The connections open now, for the caps (one per listener kind: TCP, DoT, DoH).
+pub(super) struct Registry {
+    pub(super) limits: TcpLimits,
+    pub(super) epoch: Instant,
     inner: Mutex<Conns>,
 }
 
@@ -288,7 +389,7 @@ struct Conns {
 }
 
 /// One open connection, as the registry sees it.
-struct Conn {
+pub(super) struct Conn {
     id: u64,
     client: IpAddr,
     /// Milliseconds since the registry's epoch when a message was last read.
@@ -296,25 +397,32 @@ struct Conn {
     /// Queries read and not yet answered.
     in_flight: AtomicUsize,
     /// Cancelled to close the connection (eviction, shutdown, unwritable client).
-    close: CancellationToken,
+    pub(super) close: CancellationToken,
 }
 
 impl Conn {
-    fn touch(&self, epoch: Instant) {
+    pub(super) fn touch(&self, epoch: Instant) {
         let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_active.store(ms, Ordering::Relaxed);
     }
 
-    fn idle(&self) -> bool {
+    /// Time since a message was last read (for idle timeouts where reads are not ours to
+    /// time, as in DoH).
+    pub(super) fn quiet_for(&self, epoch: Instant) -> Duration {
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.last_active.load(Ordering::Relaxed)))
+    }
+
+    pub(super) fn idle(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
     }
 }
 
 /// Counts a query in flight on its connection while alive.
-struct Busy(Arc<Conn>);
+pub(super) struct Busy(Arc<Conn>);
 
 impl Busy {
-    fn new(conn: Arc<Conn>) -> Self {
+    pub(super) fn new(conn: Arc<Conn>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         Self(conn)
     }
@@ -327,7 +435,7 @@ impl Drop for Busy {
 }
 
 /// A connection's place in the registry, given up on drop.
-struct ConnGuard(Arc<Conn>, Arc<Registry>);
+pub(super) struct ConnGuard(pub(super) Arc<Conn>, Arc<Registry>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
@@ -336,7 +444,7 @@ impl Drop for ConnGuard {
 }
 
 impl Registry {
-    fn new(limits: TcpLimits) -> Self {
+    pub(super) fn new(limits: TcpLimits) -> Self {
         Self {
             limits,
             epoch: Instant::now(),
@@ -351,7 +459,11 @@ impl Registry {
     /// Make room for a connection from `ip` (closing the oldest idle connection of the
     /// client, then of everyone, if a cap is reached) and register it; None if a cap is
     /// reached and no connection is idle.
-    fn admit(self: &Arc<Self>, ip: IpAddr, shutdown: &CancellationToken) -> Option<ConnGuard> {
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        shutdown: &CancellationToken,
+    ) -> Option<ConnGuard> {
         let client = super::client_key(ip);
         let mut c = self.lock();
         if c.per_client.get(&client).copied().unwrap_or(0) >= self.limits.max_per_client.max(1) {

@@ -9,6 +9,7 @@ mod config;
 mod devices_enrol;
 mod differential;
 mod ede;
+mod encrypted;
 mod foundation;
 mod hardening;
 mod identity;
