@@ -65,6 +65,8 @@ fn synthetic_events(n: usize) -> Vec<LogEvent> {
                 device: None,
                 mac: None,
                 hostname: None,
+                user: None,
+                device_id: None,
                 name: format!("www.site{}.example.org", i % 20_000),
                 qtype: if i % 3 == 0 { "AAAA" } else { "A" }.to_owned(),
                 decision: if blocked { "blocked" } else { "allowed" }.to_owned(),

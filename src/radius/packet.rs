@@ -181,11 +181,10 @@ fn read_attribute(acct: &mut Accounting, kind: u8, value: &[u8]) -> Option<()> {
     match kind {
         USER_NAME => set_first(&mut acct.user, text(value)?),
         ACCT_SESSION_ID => set_first(&mut acct.session_id, text(value)?),
-        CALLING_STATION_ID => {
-            if acct.mac.is_none() {
-                acct.mac = std::str::from_utf8(value).ok().and_then(parse_mac);
-            }
+        CALLING_STATION_ID if acct.mac.is_none() => {
+            acct.mac = std::str::from_utf8(value).ok().and_then(parse_mac);
         }
+        CALLING_STATION_ID => {}
         ACCT_STATUS_TYPE => set_first(&mut acct.status, Status::from_u32(int(value)?)),
         ACCT_INTERIM_INTERVAL => set_first(&mut acct.interim_interval, int(value)?),
         SESSION_TIMEOUT => set_first(&mut acct.session_timeout, int(value)?),

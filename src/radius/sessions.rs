@@ -72,7 +72,7 @@ impl Sessions {
     pub fn apply(&self, nas: IpAddr, acct: &Accounting, now: i64, ttl: Duration) -> Applied {
         let nas = nas.to_canonical();
         let mut t = self.table();
-        let applied = match acct.status {
+        match acct.status {
             Some(Status::Start | Status::InterimUpdate) => {
                 let users = self.identities.users.load();
                 t.upsert(nas, acct, now, ttl, &users)
@@ -85,8 +85,7 @@ impl Sessions {
                 Applied::Recorded
             }
             Some(Status::Other(_)) | None => Applied::Ignored,
-        };
-        applied
+        }
     }
 
     /// Forget sessions that expired before `now`.
