@@ -33,6 +33,11 @@ pub enum Credential<'a> {
     Sni(&'a str),
     /// DoH: the path after `/dns-query/` (empty when the client used `/dns-query`).
     Path(&'a str),
+    /// A DoT/DoH credential the listener has already resolved to admit the query
+    /// ([`crate::transport::handler::Handler::admit`]): carried into the pipeline so the
+    /// index is not searched twice, and the query is decided for the enrolment it was
+    /// admitted for even if it is revoked in between.
+    Admitted(&'a Named),
 }
 
 impl Credential<'_> {
@@ -196,7 +201,7 @@ pub fn device_index(config: &[EnrolledDevice], stored: &[EnrolledDevice]) -> Dev
 /// Whom an encrypted listener's [`Credential`] names: the enrolment it matched and,
 /// where the credential carries them (a ChromeOS templated path), the user and device
 /// directory name it also identified.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
     /// The enrolment the ID matched (its group decides unless a user rule overrides).
     pub device: Arc<EnrolledDevice>,
@@ -276,6 +281,7 @@ impl Identities {
     pub fn resolve(&self, credential: Credential<'_>, now: i64) -> Option<Named> {
         let id = match credential {
             Credential::None => return None,
+            Credential::Admitted(named) => return Some(named.clone()),
             Credential::Sni(id) => id,
             Credential::Path(path) if path.contains('/') => {
                 return self.resolve_templated(path, now);
@@ -481,6 +487,15 @@ mod tests {
         assert!(ids.resolve(Credential::Sni("k3x9"), 0).is_some());
         assert!(ids.resolve(Credential::Sni("other"), 0).is_none());
         assert!(ids.resolve(Credential::None, 0).is_none());
+        // An admitted credential is not looked up again: the query is decided for the
+        // enrolment it was admitted for, even if the index changed since.
+        let admitted = ids.resolve(Credential::Sni("k3x9"), 0).unwrap();
+        ids.devices.store(Arc::new(DeviceIndex::default()));
+        assert_eq!(
+            ids.resolve(Credential::Admitted(&admitted), 0),
+            Some(admitted.clone())
+        );
+        assert!(ids.resolve(Credential::Sni("k3x9"), 0).is_none());
     }
 
     #[test]

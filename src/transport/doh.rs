@@ -110,7 +110,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, conn: ConnGuard, ctx: Ctx) {
     let idle = ctx.registry.limits.idle_timeout;
     let state = conn.0.clone();
     let handshake = tokio::select! {
-        h = tokio::time::timeout(idle, ctx.acceptor.accept(QuickAck(stream))) => h,
+        h = tokio::time::timeout(idle, ctx.acceptor.accept(super::QuickAck(stream))) => h,
         _ = state.close.cancelled() => return,
     };
     let Ok(Ok(tls)) = handshake else {
@@ -160,52 +160,6 @@ async fn serve(stream: TcpStream, peer: SocketAddr, conn: ConnGuard, ctx: Ctx) {
     drop(conn);
 }
 
-/// A TCP stream that acknowledges what it reads at once (TCP_QUICKACK, renewed after
-/// every read, as Linux clears it). An HTTP/2 client that writes a POST's HEADERS and
-/// DATA frames separately with Nagle on (dnsperf does) waits for the ACK of the first
-/// before sending the second; the server has nothing to send before it has the body, so
-/// with delayed ACKs every POST waited ~40 ms.
-struct QuickAck(TcpStream);
-
-impl tokio::io::AsyncRead for QuickAck {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
-        if polled.is_ready() {
-            #[cfg(target_os = "linux")]
-            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
-        }
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for QuickAck {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
 /// The HTTP answer to one request.
 async fn respond(
     handler: &Handler,
@@ -228,8 +182,7 @@ async fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, POST"));
         return r;
     }
-    let credential = Credential::Path(id);
-    let Some(named) = handler.admit(credential, "doh") else {
+    let Some(named) = handler.admit(Credential::Path(id), "doh") else {
         return reject(StatusCode::FORBIDDEN, body, timeout).await;
     };
     let message = match tokio::time::timeout(timeout, read_message(&parts, body)).await {
@@ -246,7 +199,7 @@ async fn respond(
             &request,
             out.clone(),
             true,
-            credential,
+            Credential::Admitted(&named),
             Some(&named.device.id),
         )
         .await;

@@ -112,8 +112,9 @@ impl Handler {
         };
         match self.admit(credential, transport) {
             Some(named) => {
-                let id = named.device.id.clone();
-                self.answer_admitted(request, response, check_limit, credential, Some(&id))
+                let admitted = Credential::Admitted(&named);
+                let id = Some(&*named.device.id);
+                self.answer_admitted(request, response, check_limit, admitted, id)
                     .await
             }
             None => {

@@ -178,7 +178,7 @@ async fn accept_loop(listener: TcpListener, ctx: Ctx, shutdown: CancellationToke
                 ctx.tracker.spawn(async move {
                     let idle = c.registry.limits.idle_timeout;
                     let handshake = tokio::select! {
-                        h = tokio::time::timeout(idle, tls.acceptor.accept(stream)) => h,
+                        h = tokio::time::timeout(idle, tls.acceptor.accept(super::QuickAck(stream))) => h,
                         _ = conn.0.close.cancelled() => return,
                     };
                     let Ok(Ok(stream)) = handshake else {
