@@ -29,6 +29,7 @@ pub mod config;
 pub mod enrol;
 pub mod identify;
 pub mod identity;
+pub mod inspect;
 pub mod leases;
 pub mod lists;
 pub mod local;

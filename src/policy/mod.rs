@@ -60,6 +60,20 @@ pub enum BlockReason {
     Bypass(u8),
 }
 
+/// What the block was found on: the name asked, or the upstream answer to it (response
+/// inspection, [`crate::inspect`]: a CNAME/DNAME target in the chain, or an A/AAAA address
+/// in a blocked IP range). An answer-side block is answered exactly as a name block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// The query name (or a listed parent of it).
+    #[default]
+    Name,
+    /// A CNAME or DNAME target in the answer's chain.
+    Cname,
+    /// An address in the answer.
+    Address,
+}
+
 /// How a blocked query is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockAnswer {
@@ -119,6 +133,8 @@ pub enum Decision {
         rule_labels: u8,
         /// An illegal-category hit: an incident.
         incident: bool,
+        /// What was found listed: the asked name, or something in its upstream answer.
+        via: Via,
     },
     /// Answer with a CNAME to a safe-mode host and its addresses.
     Rewrite {
@@ -556,6 +572,7 @@ impl Policy {
             answer: BlockAnswer::NxDomain,
             rule_labels: 0,
             incident: false,
+            via: Via::Name,
         })
     }
 
@@ -603,6 +620,7 @@ impl Policy {
             answer: group_answer(group.block_answer),
             rule_labels: 0,
             incident: false,
+            via: Via::Name,
         })
     }
 
@@ -682,6 +700,7 @@ impl Policy {
             answer,
             rule_labels,
             incident,
+            via: Via::Name,
         }
     }
 

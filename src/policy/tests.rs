@@ -129,6 +129,7 @@ fn category_block(p: &Policy, cat: &str, answer: BlockAnswer, incident: bool) ->
         answer,
         rule_labels: 2,
         incident,
+        via: Via::Name,
     }
 }
 
