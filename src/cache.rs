@@ -160,6 +160,7 @@ fn with_ttl(a: &Answer, f: impl Fn(u32) -> u32) -> Answer {
         rcode: a.rcode,
         answers: adjust(&a.answers),
         authorities: adjust(&a.authorities),
+        findings: a.findings.clone(),
     }
 }
 
@@ -200,6 +201,7 @@ mod tests {
                 RData::A(A::new(192, 0, 2, 1)),
             )],
             authorities: vec![],
+            findings: None,
         }
     }
 

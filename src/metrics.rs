@@ -118,6 +118,12 @@ pub struct Metrics {
     /// chaperone_rebinding_blocked_total: upstream answers for public names whose
     /// internal addresses were dropped (DNS rebinding protection).
     pub rebinding_blocked: IntCounter,
+    /// chaperone_answer_blocks_total{via="cname|address"}: allowed names blocked by
+    /// response inspection (a chain target or an answer address was blocked).
+    pub answer_blocks: IntCounterVec,
+    /// chaperone_ech_stripped_total: HTTPS/SVCB answers rewritten for bypass prevention
+    /// (ECH removed, or address hints in blocked ranges dropped).
+    pub ech_stripped: IntCounter,
 }
 
 /// Label values of `chaperone_http_rejected_total`.
@@ -331,6 +337,17 @@ impl Metrics {
                 "chaperone_rebinding_blocked_total",
                 "Upstream answers for public names from which private, loopback or link-local addresses were dropped (DNS rebinding protection).",
             ),
+            answer_blocks: counter_vec(
+                &r,
+                "chaperone_answer_blocks_total",
+                "Allowed names blocked because their upstream answer led to something blocked: a CNAME/DNAME target (via=cname) or an address (via=address).",
+                &["via"],
+            ),
+            ech_stripped: counter(
+                &r,
+                "chaperone_ech_stripped_total",
+                "HTTPS/SVCB answers rewritten for groups with bypass prevention: Encrypted Client Hello removed, address hints in blocked ranges dropped.",
+            ),
             upstream_latency,
             answer_latency,
             list_entries,
@@ -342,6 +359,9 @@ impl Metrics {
         }
         for reason in HTTP_REJECT_REASONS {
             metrics.http_rejected.with_label_values(&[reason]);
+        }
+        for via in ["cname", "address"] {
+            metrics.answer_blocks.with_label_values(&[via]);
         }
         for labels in RATELIMIT_SERIES {
             metrics.ratelimited.with_label_values(&labels);

@@ -1,7 +1,8 @@
 //! The request pipeline: the only place that knows the order of the stages.
 //!
 //! ```text
-//! identify → decide (policy) → answer: block | rewrite | allow → cache → resolve → record
+//! identify → decide (policy) → answer: block | rewrite | allow → cache → resolve
+//!          → inspect (the answer against the same policy) → record
 //! ```
 //! An allowed name is answered, in this order ([`Pipeline::answer_locally`], then
 //! [`Pipeline::resolve`]): local records → (lease PTR, [`Pipeline::lease_ptr`]) → zone
@@ -11,6 +12,10 @@
 //! - Policy runs before the cache, and the cache holds only upstream answers, so an unblock,
 //!   a schedule change or a reload applies to the very next query, cached or not.
 //! - A blocked name never reaches `resolve`: nothing about it leaves the school.
+//! - An allowed name's upstream answer is inspected for this client ([`Pipeline::inspect`]):
+//!   a CNAME/DNAME target or an address that is blocked blocks the asked name, cached or
+//!   not, since the cache holds answers and the decision is made per query. Groups with
+//!   bypass prevention get HTTPS/SVCB records without ECH ([`Pipeline::strip_svcb`]).
 //! - `record` (metrics, query log) never blocks the answer.
 //! - The admit check (known networks only) is part of `decide`: a client in no network
 //!   gets REFUSED and costs one prefix lookup.
@@ -59,8 +64,10 @@ pub struct Decided {
     pub enrolled: Option<Arc<crate::identity::EnrolledDevice>>,
     /// The individual, where known (RADIUS user, ChromeOS templated user).
     pub user: Option<Arc<str>>,
-    /// The decision.
+    /// The decision (a block found by response inspection replaces an allow).
     pub outcome: Outcome,
+    /// What in the upstream answer blocked the query, when response inspection did.
+    pub found: Option<crate::policy::Found>,
     /// Policy time.
     pub now: jiff::Timestamp,
     started: Instant,
@@ -242,6 +249,7 @@ impl Pipeline {
             enrolled: who.enrolled,
             user: who.user,
             outcome,
+            found: None,
             now,
             started,
         }
@@ -279,6 +287,7 @@ impl Pipeline {
             user: d.user.as_deref(),
             snapshot: &d.snap,
             outcome: &d.outcome,
+            found: d.found.as_ref(),
             key,
             qtype,
             rcode,
@@ -295,26 +304,14 @@ impl Pipeline {
             None if q.name.is_root() => b"",
             None => return Reply::rcode(ResponseCode::FormErr),
         };
-        let d = self.decide(q.src, identify::mac(q.edns), q.credential, key);
+        let mut d = self.decide(q.src, identify::mac(q.edns), q.credential, key);
         let (reply, metric) = match d.outcome.decision {
             Decision::Refuse => (
                 Reply::rcode(ResponseCode::Refused)
                     .with_ede(Ede::for_decision(&d.snap.policy, &d.outcome.decision)),
                 MetricOutcome::Refused,
             ),
-            Decision::Block {
-                answer,
-                rule_labels,
-                ..
-            } => {
-                let zone = zone_of(q.name, key, rule_labels);
-                let page = d.snap.config.block_page.as_ref();
-                (
-                    answer::blocked(q.name, q.qtype, answer, &zone, page)
-                        .with_ede(Ede::for_decision(&d.snap.policy, &d.outcome.decision)),
-                    MetricOutcome::Blocked,
-                )
-            }
+            Decision::Block { .. } => (self.blocked(&d, q, key), MetricOutcome::Blocked),
             Decision::Rewrite { target, .. } => match self
                 .resolve(
                     &d.snap,
@@ -341,7 +338,13 @@ impl Pipeline {
                     .resolve(&d.snap, q.src.ip(), q.name, q.qtype, q.qclass, dnssec_ok(q))
                     .await
                 {
-                    Ok(a) => (Reply::from_answer(a), MetricOutcome::Allowed),
+                    Ok(a) if self.inspect(&mut d, a.findings.as_deref()) => {
+                        (self.blocked(&d, q, key), MetricOutcome::Blocked)
+                    }
+                    Ok(mut a) => {
+                        self.strip_svcb(&d, &mut a);
+                        (Reply::from_answer(a), MetricOutcome::Allowed)
+                    }
                     Err(_) => (
                         Reply::rcode(ResponseCode::ServFail),
                         MetricOutcome::Servfail,
@@ -351,6 +354,68 @@ impl Pipeline {
         };
         self.finish(&d, key, q.qtype, reply.rcode, metric);
         reply
+    }
+
+    /// The answer to a blocked query, as the decision says (NXDOMAIN, NODATA or the block
+    /// page, with the SOA of the listed name and the EDE).
+    fn blocked(&self, d: &Decided, q: &Question<'_>, key: &[u8]) -> Reply {
+        let Decision::Block {
+            answer,
+            rule_labels,
+            ..
+        } = d.outcome.decision
+        else {
+            return Reply::rcode(ResponseCode::ServFail);
+        };
+        let zone = zone_of(q.name, key, rule_labels);
+        let page = d.snap.config.block_page.as_ref();
+        answer::blocked(q.name, q.qtype, answer, &zone, page)
+            .with_ede(Ede::for_decision(&d.snap.policy, &d.outcome.decision))
+    }
+
+    /// Response inspection: check an allowed query's upstream answer (its `findings`)
+    /// against the client's policy. True when it blocks the query; the decision in `d`
+    /// then says why, as a block of the asked name would.
+    pub fn inspect(&self, d: &mut Decided, findings: Option<&crate::inspect::Findings>) -> bool {
+        let Some(f) = findings else {
+            return false;
+        };
+        let Some((decision, found)) = d.snap.policy.decide_answer(&d.outcome, f, d.now, None)
+        else {
+            return false;
+        };
+        let via = match found {
+            crate::policy::Found::Target(_) => "cname",
+            crate::policy::Found::Address(_) => "address",
+        };
+        self.state
+            .metrics()
+            .answer_blocks
+            .with_label_values(&[via])
+            .inc();
+        d.outcome.decision = decision;
+        d.found = Some(found);
+        true
+    }
+
+    /// For a group with bypass prevention, HTTPS/SVCB records lose ECH and any address
+    /// hint the client may not reach. Returns (changed, hints changed): a rewrite that
+    /// dropped hints depends on the client's group and time, and must not be shared.
+    pub fn strip_svcb(&self, d: &Decided, a: &mut Answer) -> (bool, bool) {
+        if !a.findings.as_ref().is_some_and(|f| f.svcb)
+            || !d.snap.policy.prevents_bypass(&d.outcome)
+        {
+            return (false, false);
+        }
+        let ech = crate::inspect::svcb::strip(&mut a.answers, |_| false);
+        let policy = &d.snap.policy;
+        let hints = crate::inspect::svcb::strip(&mut a.answers, |ip| {
+            policy.blocks_address(&d.outcome, ip, d.now)
+        });
+        if ech || hints {
+            self.state.metrics().ech_stripped.inc();
+        }
+        (ech || hints, hints)
     }
 
     /// The answers Chaperone gives itself for an allowed name, in order: local records,
@@ -446,6 +511,7 @@ impl Pipeline {
                             "rebinding protection: internal addresses dropped for {name}"
                         );
                     }
+                    a.findings = crate::inspect::Findings::of_records(&a.answers).into_shared();
                     // Everyone in the flight gets the answer as the cache will serve it.
                     let served = self.cache.insert(key.clone(), &a, Instant::now());
                     self.state

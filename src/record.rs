@@ -35,6 +35,8 @@ pub struct QueryEvent<'a> {
     pub snapshot: &'a Snapshot,
     /// The decision.
     pub outcome: &'a Outcome,
+    /// What in the upstream answer blocked it (response inspection), if that did.
+    pub found: Option<&'a crate::policy::Found>,
     /// Reversed query name.
     pub key: &'a [u8],
     /// Query type.
@@ -105,7 +107,10 @@ impl Recorder {
 
 fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
     let policy = &e.snapshot.policy;
-    let (decision, category, rule, incident) = describe(policy, e.outcome.decision, e.key);
+    let (decision, category, mut rule, incident) = describe(policy, e.outcome.decision, e.key);
+    if let Some(found) = e.found {
+        rule = Some(found.to_string());
+    }
     LogEvent {
         ts_us: e.at.as_microsecond(),
         client: e.client.ip.map(|ip| ip.to_string()).unwrap_or_default(),

@@ -3,7 +3,10 @@
 //! patching in the query's id, flags, question case and counted-down TTLs.
 //!
 //! It sits after the policy, like the answer cache, so it only ever holds answers that are
-//! the same for every client; the policy still runs for every query. A lookup allocates
+//! the same for every client; the policy still runs for every query, and so does response
+//! inspection: each entry keeps the answer's [`Findings`] (chain targets, addresses) for
+//! the policy to check per client. HTTPS/SVCB answers rewritten for bypass prevention (ECH
+//! removed) are kept apart from the unrewritten ones by a key bit. A lookup allocates
 //! nothing: the borrowed key is compared with `Equivalent`, the bytes go into the receive
 //! loop's reusable buffer.
 
@@ -13,6 +16,7 @@ use std::time::Instant;
 
 use quick_cache::Equivalent;
 
+use crate::inspect::Findings;
 use crate::transport::wire::{HEADER, Query};
 
 /// Owned key.
@@ -34,13 +38,13 @@ pub struct WireKeyRef<'a> {
 }
 
 impl<'a> WireKeyRef<'a> {
-    /// The key of a query.
-    pub fn of(q: &'a Query) -> Self {
+    /// The key of a query; `stripped` for the ECH-less form of an HTTPS/SVCB answer.
+    pub fn of(q: &'a Query, stripped: bool) -> Self {
         Self {
             name: q.wire_name(),
             qtype: q.qtype,
             qclass: q.qclass,
-            flags: u8::from(q.dnssec_ok) | u8::from(q.edns) << 1,
+            flags: u8::from(q.dnssec_ok) | u8::from(q.edns) << 1 | u8::from(stripped) << 2,
         }
     }
 
@@ -93,6 +97,16 @@ struct Entry {
     /// Seconds the entry is fresh (smallest TTL, clamped by config).
     fresh_for: u32,
     rcode: u8,
+    findings: Option<Arc<Findings>>,
+}
+
+/// A wire cache hit: the response is in the caller's buffer.
+#[derive(Debug)]
+pub struct Hit {
+    /// Its response code.
+    pub rcode: u8,
+    /// What response inspection must check for this client.
+    pub findings: Option<Arc<Findings>>,
 }
 
 /// The cache.
@@ -109,10 +123,18 @@ impl WireCache {
     }
 
     /// Write the cached response for `q` into `out`, ready to send; returns its response
-    /// code, or None on a miss or an expired entry. A response larger than the requester
-    /// may get ([`Query::limit`]) is sent truncated at a record boundary with TC set.
-    pub fn answer(&self, pkt: &[u8], q: &Query, now: Instant, out: &mut Vec<u8>) -> Option<u8> {
-        let e = self.inner.get(&WireKeyRef::of(q))?;
+    /// code and findings, or None on a miss or an expired entry. A response larger than
+    /// the requester may get ([`Query::limit`]) is sent truncated at a record boundary with
+    /// TC set.
+    pub fn answer(
+        &self,
+        pkt: &[u8],
+        q: &Query,
+        stripped: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<Hit> {
+        let e = self.inner.get(&WireKeyRef::of(q, stripped))?;
         let age =
             u32::try_from(now.saturating_duration_since(e.stored).as_secs()).unwrap_or(u32::MAX);
         if age >= e.fresh_for {
@@ -131,11 +153,23 @@ impl WireCache {
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).max(1).to_be_bytes());
         }
         crate::transport::wire::truncate(out, usize::from(q.limit));
-        Some(e.rcode)
+        Some(Hit {
+            rcode: e.rcode,
+            findings: e.findings.clone(),
+        })
     }
 
-    /// Store a finished response for `q`, fresh for `fresh_for` seconds.
-    pub fn insert(&self, q: &Query, response: &[u8], fresh_for: u32, now: Instant) {
+    /// Store a finished response for `q` (`stripped`: the ECH-less form), fresh for
+    /// `fresh_for` seconds, with the findings of the answer it encodes.
+    pub fn insert(
+        &self,
+        q: &Query,
+        stripped: bool,
+        response: &[u8],
+        findings: Option<Arc<Findings>>,
+        fresh_for: u32,
+        now: Instant,
+    ) {
         if fresh_for == 0 || response.len() < q.question_end {
             return;
         }
@@ -148,9 +182,10 @@ impl WireCache {
             stored: now,
             fresh_for,
             rcode: response[3] & 0x0f,
+            findings,
         };
         self.inner
-            .insert(WireKeyRef::of(q).to_owned_key(), Arc::new(entry));
+            .insert(WireKeyRef::of(q, stripped).to_owned_key(), Arc::new(entry));
     }
 
     /// Drop everything.

@@ -159,6 +159,11 @@ pub struct ExplainQuery {
     device: Option<String>,
     /// Explain as this user signed in on the address (as RADIUS would say).
     user: Option<String>,
+    /// Record type whose upstream answer is inspected for an allowed name (default A).
+    #[serde(rename = "type")]
+    qtype: Option<String>,
+    /// Resolve an allowed name and inspect its answer (default true).
+    answer: Option<bool>,
 }
 
 pub async fn explain(
@@ -194,11 +199,18 @@ pub async fn explain(
         crate::identify::as_user(&mut who, user, &sources);
     }
     let mut trace = crate::identify::describe(&who);
-    let outcome = snap
+    let mut outcome = snap
         .policy
         .decide(&who.client, key.as_bytes(), now, Some(&mut trace));
-    let (decision, category, rule, incident) =
+    let found = match q.answer.unwrap_or(true) {
+        true => inspect_answer(&a, &snap, &name, &q, &mut outcome, now, &mut trace).await?,
+        false => None,
+    };
+    let (decision, category, mut rule, incident) =
         crate::record::describe(&snap.policy, outcome.decision, key.as_bytes());
+    if let Some(f) = found {
+        rule = Some(f.to_string());
+    }
     let device = who.lease.as_ref().map(
         |l| json!({ "hostname": l.hostname.as_deref(), "mac": l.mac_text(), "source": &*l.source }),
     );
@@ -211,6 +223,76 @@ pub async fn explain(
     let answer = matches!(outcome.decision, crate::policy::Decision::Allow(_))
         .then(|| snap.local.route(&snap.config, &name));
     Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "enrolled": enrolled, "user": who.user.as_deref(), "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer })).into_response())
+}
+
+/// How long `explain` waits for an upstream answer to inspect.
+const EXPLAIN_RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// For an allowed name answered upstream: resolve it (cache first, as serving does) and
+/// run response inspection with the trace, so `explain` shows a CNAME target or an answer
+/// address that blocks the name. Names answered locally are not inspected.
+async fn inspect_answer(
+    a: &Admin,
+    snap: &crate::state::Snapshot,
+    name: &str,
+    q: &ExplainQuery,
+    outcome: &mut crate::policy::Outcome,
+    now: jiff::Timestamp,
+    trace: &mut Vec<String>,
+) -> Result<Option<crate::policy::Found>> {
+    use hickory_proto::rr::{DNSClass, Name, RecordType};
+    if !matches!(outcome.decision, crate::policy::Decision::Allow(_)) {
+        return Ok(None);
+    }
+    let qtype: RecordType = match &q.qtype {
+        Some(t) => t
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|_| bad(&format!("type: unknown record type {t:?}")))?,
+        None => RecordType::A,
+    };
+    let fqdn = Name::from_ascii(format!("{name}.")).map_err(|e| bad(&format!("name: {e}")))?;
+    let key = crate::lists::key::reverse_key(name);
+    if snap.local.explain(&key, &fqdn).is_some() {
+        return Ok(None);
+    }
+    let resolved = tokio::time::timeout(
+        EXPLAIN_RESOLVE_TIMEOUT,
+        a.pipeline
+            .resolve(snap, q.client, &fqdn, qtype, DNSClass::IN, false),
+    )
+    .await;
+    let answer = match resolved {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            trace.push(format!("answer: {qtype} not inspected: {e}"));
+            return Ok(None);
+        }
+        Err(_) => {
+            trace.push(format!(
+                "answer: {qtype} not inspected: no upstream answer within {} s",
+                EXPLAIN_RESOLVE_TIMEOUT.as_secs()
+            ));
+            return Ok(None);
+        }
+    };
+    let Some(findings) = answer.findings.as_deref() else {
+        trace.push(format!("answer: {qtype} has no chain or addresses to inspect"));
+        return Ok(None);
+    };
+    match snap
+        .policy
+        .decide_answer(outcome, findings, now, Some(trace))
+    {
+        Some((decision, found)) => {
+            outcome.decision = decision;
+            Ok(Some(found))
+        }
+        None => {
+            trace.push(format!("answer: {qtype} inspected, nothing blocked"));
+            Ok(None)
+        }
+    }
 }
 
 #[derive(Deserialize)]

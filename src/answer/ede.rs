@@ -3,7 +3,8 @@
 //!
 //! The mapping (documented in the README):
 //! - **15 Blocked** — the school's own block lists: a category blocked for the client's
-//!   group ("blocked by Chaperone: gambling"). Illegal categories also get 15 but a fixed
+//!   group ("blocked by Chaperone: gambling"; "blocked by Chaperone: gambling (CNAME
+//!   target)" or "(answer address)" when response inspection found it in the answer). Illegal categories also get 15 but a fixed
 //!   text, "blocked by school policy", that names nothing, as the block page does.
 //! - **17 Filtered** — the filtering profile the client's group is enrolled in, rather than
 //!   a list: an allow-only group (Key Stage 1) and a name not approved for it, and bypass
@@ -18,7 +19,7 @@
 
 use hickory_proto::rr::rdata::opt::EdnsOption;
 
-use crate::policy::{BYPASS_NAMES, BlockReason, Decision, Policy};
+use crate::policy::{BYPASS_NAMES, BlockReason, Decision, Policy, Via};
 
 /// The EDNS option code of an Extended DNS Error.
 pub const OPTION_CODE: u16 = 15;
@@ -57,10 +58,19 @@ impl<'a> Ede<'a> {
             } if policy.is_illegal(c) => (BLOCKED, [ILLEGAL_TEXT, "", ""]),
             Decision::Block {
                 reason: BlockReason::Category(c),
+                via,
                 ..
             } => (
                 BLOCKED,
-                ["blocked by Chaperone: ", policy.category_name(c), ""],
+                [
+                    "blocked by Chaperone: ",
+                    policy.category_name(c),
+                    match via {
+                        Via::Name => "",
+                        Via::Cname => " (CNAME target)",
+                        Via::Address => " (answer address)",
+                    },
+                ],
             ),
             Decision::Block {
                 reason: BlockReason::NotApproved,

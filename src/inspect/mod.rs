@@ -18,7 +18,6 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::lists::key::ReversedName;
-use crate::resolve::Answer;
 
 /// At most this many chain targets are kept per answer (a longer chain is checked on its
 /// first targets; resolvers give up on chains far shorter than this).
@@ -38,11 +37,6 @@ pub struct Findings {
 }
 
 impl Findings {
-    /// Read an answer's records.
-    pub fn of(answer: &Answer) -> Findings {
-        Self::of_records(&answer.answers)
-    }
-
     /// Read answer-section records.
     pub fn of_records(records: &[Record]) -> Findings {
         let mut targets: Vec<Box<[u8]>> = Vec::new();
@@ -70,6 +64,12 @@ impl Findings {
             addrs: addrs.into(),
             svcb,
         }
+    }
+
+    /// Shared, or None when there is nothing to check (most negative answers), so such
+    /// cache entries carry no allocation.
+    pub fn into_shared(self) -> Option<std::sync::Arc<Findings>> {
+        (!self.is_empty()).then(|| std::sync::Arc::new(self))
     }
 
     /// True when there is nothing to check.

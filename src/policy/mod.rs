@@ -19,6 +19,7 @@
 
 pub mod clock;
 pub mod network;
+mod response;
 pub mod safesearch;
 mod schedule;
 pub mod when;
@@ -32,6 +33,7 @@ use crate::lists::key::{normalize_domain, unreverse_key};
 use crate::lists::parse::{Action, MatchKind};
 use network::PrefixTable;
 pub use safesearch::{Engine, SafeSearch, Target};
+pub use response::Found;
 pub use schedule::Window;
 
 /// Names that let a device bypass the filter, answered NXDOMAIN under bypass prevention.

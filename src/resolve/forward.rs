@@ -72,6 +72,7 @@ impl Forwarder {
                 rcode: ResponseCode::NoError,
                 answers: lookup.answers().to_vec(),
                 authorities: Vec::new(),
+                findings: None,
             }),
             Err(e) if e.is_no_records_found() => {
                 let rcode = match e.is_nx_domain() {

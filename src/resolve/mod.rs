@@ -27,6 +27,9 @@ pub struct Answer {
     pub answers: Vec<Record>,
     /// Authority section (the SOA of a negative answer).
     pub authorities: Vec<Record>,
+    /// What response inspection must check again for every client (chain targets,
+    /// addresses), read once when the answer is cached; None until then.
+    pub findings: Option<std::sync::Arc<crate::inspect::Findings>>,
 }
 
 impl Answer {
@@ -36,6 +39,7 @@ impl Answer {
             rcode,
             answers: Vec::new(),
             authorities: soa.into_iter().collect(),
+            findings: None,
         }
     }
 

@@ -192,6 +192,7 @@ impl Recursive {
                     rcode: msg.metadata.response_code,
                     answers: msg.answers,
                     authorities: msg.authorities,
+                    findings: None,
                 }))
             }
             Err(e) if e.is_nx_domain() || e.is_no_records_found() => {

@@ -253,7 +253,7 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
         }
         q.set_udp_size(snap.config.server.edns_buffer_size);
     }
-    let d = p.decide(
+    let mut d = p.decide(
         src,
         q.mac,
         crate::identity::Credential::None,
@@ -279,40 +279,7 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
             }
             (ResponseCode::Refused, MetricOutcome::Refused)
         }
-        Decision::Block {
-            answer,
-            rule_labels,
-            ..
-        } => {
-            let page = d.snap.config.block_page.as_ref();
-            let ttl = page.map_or(DEFAULT_BLOCK_TTL, |b| b.ttl);
-            let code = match answer {
-                BlockAnswer::NxDomain => {
-                    wire::negative_response(out, pkt, &q, rcode::NXDOMAIN, rule_labels, ttl);
-                    ResponseCode::NXDomain
-                }
-                BlockAnswer::BlockPage => {
-                    let v4 = page.and_then(|b| b.ipv4).filter(|_| q.qtype == 1);
-                    let v6 = page.and_then(|b| b.ipv6).filter(|_| q.qtype == 28);
-                    if v4.is_some() || v6.is_some() {
-                        wire::address_response(out, pkt, &q, v4, v6, ttl);
-                    } else {
-                        wire::negative_response(out, pkt, &q, rcode::NOERROR, rule_labels, ttl);
-                    }
-                    ResponseCode::NoError
-                }
-                BlockAnswer::NoData => {
-                    wire::negative_response(out, pkt, &q, rcode::NOERROR, rule_labels, ttl);
-                    ResponseCode::NoError
-                }
-            };
-            wire::push_ede(
-                out,
-                &q,
-                Ede::for_decision(&d.snap.policy, &d.outcome.decision),
-            );
-            (code, MetricOutcome::Blocked)
-        }
+        Decision::Block { .. } => (write_block(out, pkt, &q, &d), MetricOutcome::Blocked),
         // Local records and local or reserved zones are answered (with AA) on the general
         // path; the check costs one top-label comparison for ordinary names.
         Decision::Allow(_) if d.snap.local.covers(key.as_bytes()) => {
@@ -326,10 +293,18 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
             return Fast::General { charged: true };
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
-            match p.wire_cache().answer(pkt, &q, Instant::now(), out) {
-                Some(rc) => {
+            let stripped = strips_svcb(&q, &d);
+            match p
+                .wire_cache()
+                .answer(pkt, &q, stripped, Instant::now(), out)
+            {
+                Some(hit) => {
                     p.cache_counters().hit.inc();
-                    (ResponseCode::from(0, rc), MetricOutcome::Allowed)
+                    if p.inspect(&mut d, hit.findings.as_deref()) {
+                        (write_block(out, pkt, &q, &d), MetricOutcome::Blocked)
+                    } else {
+                        (ResponseCode::from(0, hit.rcode), MetricOutcome::Allowed)
+                    }
                 }
                 None => return Fast::Resolve(Box::new(q), Box::new(d)),
             }
@@ -340,10 +315,64 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
     Fast::Send
 }
 
+/// Write the answer to a blocked query (NXDOMAIN, NODATA or the block page, the listed
+/// name's SOA, the EDE) into `out`; returns its response code.
+fn write_block(out: &mut Vec<u8>, pkt: &[u8], q: &wire::Query, d: &Decided) -> ResponseCode {
+    let Decision::Block {
+        answer,
+        rule_labels,
+        ..
+    } = d.outcome.decision
+    else {
+        wire::error_response(out, pkt, q, 2);
+        return ResponseCode::ServFail;
+    };
+    let page = d.snap.config.block_page.as_ref();
+    let ttl = page.map_or(DEFAULT_BLOCK_TTL, |b| b.ttl);
+    let code = match answer {
+        BlockAnswer::NxDomain => {
+            wire::negative_response(out, pkt, q, rcode::NXDOMAIN, rule_labels, ttl);
+            ResponseCode::NXDomain
+        }
+        BlockAnswer::BlockPage => {
+            let v4 = page.and_then(|b| b.ipv4).filter(|_| q.qtype == 1);
+            let v6 = page.and_then(|b| b.ipv6).filter(|_| q.qtype == 28);
+            if v4.is_some() || v6.is_some() {
+                wire::address_response(out, pkt, q, v4, v6, ttl);
+            } else {
+                wire::negative_response(out, pkt, q, rcode::NOERROR, rule_labels, ttl);
+            }
+            ResponseCode::NoError
+        }
+        BlockAnswer::NoData => {
+            wire::negative_response(out, pkt, q, rcode::NOERROR, rule_labels, ttl);
+            ResponseCode::NoError
+        }
+    };
+    wire::push_ede(
+        out,
+        q,
+        Ede::for_decision(&d.snap.policy, &d.outcome.decision),
+    );
+    code
+}
+
+/// HTTPS (65) and SVCB (64) answers reach a group with bypass prevention without ECH: in
+/// the wire cache they are kept under their own key.
+fn strips_svcb(q: &wire::Query, d: &Decided) -> bool {
+    matches!(q.qtype, 64 | 65) && d.snap.policy.prevents_bypass(&d.outcome)
+}
+
 /// Resolve an allowed name (answer cache, then upstream), send the answer, and keep the
 /// finished response in the wire cache. Answers too large for the requester are sent
 /// truncated at a record boundary with TC set (RFC 1035 §4.2.1, RFC 6891 §7).
-async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, src: SocketAddr) {
+async fn resolve_and_answer(
+    ctx: Ctx,
+    pkt: Vec<u8>,
+    q: wire::Query,
+    mut d: Decided,
+    src: SocketAddr,
+) {
     let p = &ctx.pipeline;
     let Some(key) = q.key() else { return };
     let Ok(name) = Name::read(&mut BinDecoder::new(q.wire_name())) else {
@@ -358,16 +387,33 @@ async fn resolve_and_answer(ctx: Ctx, pkt: Vec<u8>, q: wire::Query, d: Decided, 
         .resolve(&d.snap, src.ip(), &name, qtype, qclass, q.dnssec_ok)
         .await
     {
-        Ok(answer) => {
+        Ok(mut answer) => {
             let fresh = p.fresh_for(&answer);
             let code = answer.rcode;
+            let stripped = strips_svcb(&q, &d);
+            // A rewrite that dropped address hints is this client's alone: not shared.
+            let (_, private) = p.strip_svcb(&d, &mut answer);
+            let findings = answer.findings.clone();
             match encode(&q, asked, qtype, qclass, answer) {
                 Some(bytes) => {
                     // The cache keeps the whole answer; each requester gets what fits.
-                    p.wire_cache().insert(&q, &bytes, fresh, Instant::now());
-                    out = bytes;
-                    wire::truncate(&mut out, usize::from(q.limit));
-                    (code, MetricOutcome::Allowed)
+                    if !private {
+                        p.wire_cache().insert(
+                            &q,
+                            stripped,
+                            &bytes,
+                            findings.clone(),
+                            fresh,
+                            Instant::now(),
+                        );
+                    }
+                    if p.inspect(&mut d, findings.as_deref()) {
+                        (write_block(&mut out, &pkt, &q, &d), MetricOutcome::Blocked)
+                    } else {
+                        out = bytes;
+                        wire::truncate(&mut out, usize::from(q.limit));
+                        (code, MetricOutcome::Allowed)
+                    }
                 }
                 None => return general(ctx.clone(), pkt, src, true).await,
             }
