@@ -201,6 +201,19 @@ mod tests {
         assert_eq!(round_trip(&rs), rs);
     }
 
+    /// A hint that keeps some addresses stays, and so does its place in `mandatory`.
+    #[test]
+    fn a_thinned_hint_stays_mandatory() {
+        let mut rs =
+            records("a IN HTTPS 1 . mandatory=ipv4hint alpn=h2 ipv4hint=203.0.113.66,192.0.2.7\n");
+        assert!(strip(&mut rs, blocked));
+        assert_eq!(
+            params(&rs[0]),
+            vec!["mandatory=ipv4hint", "alpn=h2", "ipv4hint=192.0.2.7"]
+        );
+        assert_eq!(round_trip(&rs), rs);
+    }
+
     #[test]
     fn records_with_nothing_to_strip_are_left_alone() {
         let zone = "www IN HTTPS 1 . alpn=h2 ipv4hint=192.0.2.1\n\
