@@ -2,8 +2,8 @@
 //! authoritatively (AA set), from memory, without asking any upstream:
 //! - [`records`]: `[local] records` (and the PTR records made from their addresses);
 //! - `[local] zones`: zones answered completely, NXDOMAIN for names with no record;
-//! - [`rfc6303`]: private reverse zones, `home.arpa`, `local`, `invalid`, `onion`,
-//!   `localhost` and single-label names, which must never leak to the internet.
+//! - [`rfc6303`]: private reverse zones, `home.arpa`, `resolver.arpa`, `local`, `invalid`,
+//!   `onion`, `localhost` and single-label names, which must never leak to the internet.
 //!
 //! [`LocalZones`] is built from the config with each snapshot and swapped with it on
 //! reload. It knows the `[[zone]]` names only to step aside for them (a forwarded zone
@@ -211,6 +211,13 @@ impl LocalZones {
         if at_apex && qtype == RecordType::SOA {
             return authoritative(ResponseCode::NoError, vec![self.soa(apex)], Vec::new());
         }
+        if let Zone::Reserved {
+            kind: Reserved::NoData(_),
+            ..
+        } = zone
+        {
+            return self.negative(ResponseCode::NoError, apex);
+        }
         if at_apex || self.records.is_empty_non_terminal(key) {
             return self.negative(ResponseCode::NoError, apex);
         }
@@ -269,6 +276,9 @@ impl LocalZones {
             ),
             Some((_, Zone::Reserved { kind, .. })) => match kind {
                 Reserved::Localhost => rfc6303::why(*kind).to_owned(),
+                Reserved::NoData(_) => {
+                    format!("{}: answered NODATA locally", rfc6303::why(*kind))
+                }
                 _ => format!("{}: answered NXDOMAIN locally", rfc6303::why(*kind)),
             },
             None => "single-label name: answered NXDOMAIN locally (never sent upstream)".to_owned(),

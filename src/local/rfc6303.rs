@@ -1,7 +1,7 @@
 //! The names a resolver answers itself rather than asking the internet about: reverse
 //! zones of private and special-use address space (RFC 6303, RFC 7793 for 100.64/10),
-//! `home.arpa` (RFC 8375), and the special-use names of RFC 6761 / RFC 7686 (`local`,
-//! `invalid`, `onion`, `localhost`). Queries for them leak the school's internal
+//! `home.arpa` (RFC 8375), `resolver.arpa` (RFC 9462), and the special-use names of
+//! RFC 6761 / RFC 7686 (`local`, `invalid`, `onion`, `localhost`). Queries for them leak the school's internal
 //! addresses and names to upstream resolvers and can only ever get NXDOMAIN from the
 //! public DNS, so they are answered here (unless a `[[zone]]` forwards them).
 //!
@@ -14,12 +14,16 @@ pub enum Reserved {
     Empty(&'static str),
     /// `localhost` and below: 127.0.0.1 / ::1 (RFC 6761 §6.3).
     Localhost,
+    /// NODATA (and SOA) for every name in the zone and every type: `resolver.arpa`,
+    /// where RFC 9462 asks a resolver with no designated encrypted resolver for NODATA
+    /// rather than NXDOMAIN.
+    NoData(&'static str),
 }
 
 /// Why a name is reserved, for explain.
 pub fn why(r: Reserved) -> &'static str {
     match r {
-        Reserved::Empty(w) => w,
+        Reserved::Empty(w) | Reserved::NoData(w) => w,
         Reserved::Localhost => "localhost (RFC 6761): loopback answered locally",
     }
 }
@@ -76,6 +80,13 @@ pub fn zones() -> Vec<(String, Reserved)> {
     add("invalid".to_owned(), "special-use name (RFC 6761)");
     add("onion".to_owned(), "Tor onion name (RFC 7686)");
     z.push(("localhost".to_owned(), Reserved::Localhost));
+    // RFC 9462 §4 and §6.1: Chaperone designates no encrypted resolver, so discovery
+    // (`_dns.resolver.arpa SVCB`) gets NODATA here and is never forwarded, where an
+    // upstream's answer would send clients to the upstream's encrypted resolver.
+    z.push((
+        "resolver.arpa".to_owned(),
+        Reserved::NoData("DDR discovery name (RFC 9462): no encrypted resolver designated"),
+    ));
     z
 }
 
@@ -95,6 +106,7 @@ mod tests {
             "d.f.ip6.arpa",
             "home.arpa",
             "local",
+            "resolver.arpa",
         ] {
             assert!(has(n), "{n}");
         }

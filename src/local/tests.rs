@@ -175,3 +175,28 @@ fn explain_names_the_source() {
     );
     assert_eq!(e("www.example.com"), None);
 }
+
+/// RFC 9462: a resolver with no designated encrypted resolver answers NODATA for
+/// `resolver.arpa` and everything below it, whatever the type, and never forwards it.
+#[test]
+fn resolver_arpa_is_nodata_for_every_name_and_type() {
+    let z = zones("");
+    let nodata = Some((ResponseCode::NoError, 0, true));
+    for (name, qtype) in [
+        ("_dns.resolver.arpa", RecordType::SVCB),
+        ("_dns.resolver.arpa", RecordType::HTTPS),
+        ("_dns.resolver.arpa", RecordType::ANY),
+        ("resolver.arpa", RecordType::A),
+        ("deep.below._dns.resolver.arpa", RecordType::AAAA),
+    ] {
+        assert_eq!(ask(&z, name, qtype), nodata, "{name} {qtype}");
+    }
+    assert_eq!(
+        ask(&z, "resolver.arpa", RecordType::SOA),
+        Some((ResponseCode::NoError, 1, false))
+    );
+    let key = reverse_key("_dns.resolver.arpa");
+    let qname = Name::from_ascii("_dns.resolver.arpa.").unwrap();
+    let why = z.explain(&key, &qname).unwrap_or_default();
+    assert!(why.contains("RFC 9462") && why.contains("NODATA"), "{why}");
+}

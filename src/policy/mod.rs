@@ -9,7 +9,8 @@
 //! Order of the decision, and why:
 //! 1. Network → group; no network → REFUSED (never an open resolver).
 //! 2. Illegal categories block for everyone, before anything that could allow.
-//! 3. Bypass prevention (DoH canary, iCloud Private Relay) — bypass tools beat allow lists.
+//! 3. Bypass prevention (DoH canary, iCloud Private Relay, DDR discovery) — bypass tools
+//!    beat allow lists.
 //! 4. The group's allow names and live exceptions (checked before block lists).
 //! 5. Allow-only groups: only approved names pass.
 //! 6. Blocked categories: the group's, changed by schedules in force and by nominated
@@ -36,16 +37,43 @@ pub use safesearch::{Engine, SafeSearch, Target};
 pub use response::Found;
 pub use schedule::Window;
 
-/// Names that let a device bypass the filter, answered NXDOMAIN under bypass prevention.
-pub const BYPASS_NAMES: &[(&str, &str)] = &[
-    ("use-application-dns.net", "Firefox DoH canary"),
-    ("mask.icloud.com", "iCloud Private Relay"),
-    ("mask-h2.icloud.com", "iCloud Private Relay"),
+/// Names that let a device bypass the filter, as (name, what it is, how it is answered)
+/// under bypass prevention; each covers its subdomains. Append only: the index is
+/// [`BlockReason::Bypass`].
+///
+/// `resolver.arpa` is Discovery of Designated Resolvers (RFC 9462): a client asks
+/// `_dns.resolver.arpa SVCB` and upgrades to the encrypted resolver named there, which
+/// Chaperone cannot see into. RFC 9462 §4 says a resolver with no designated resolver
+/// SHOULD answer NODATA for the whole name (not NXDOMAIN), and §6.1 that a forwarder
+/// SHOULD NOT forward it: an upstream's answer would point clients at the upstream's own
+/// encrypted resolver. Groups without bypass prevention get the same NODATA from the
+/// reserved names ([`crate::local::rfc6303`]), just not counted as a block.
+pub const BYPASS_NAMES: &[(&str, &str, BlockAnswer)] = &[
+    (
+        "use-application-dns.net",
+        "Firefox DoH canary",
+        BlockAnswer::NxDomain,
+    ),
+    (
+        "mask.icloud.com",
+        "iCloud Private Relay",
+        BlockAnswer::NxDomain,
+    ),
+    (
+        "mask-h2.icloud.com",
+        "iCloud Private Relay",
+        BlockAnswer::NxDomain,
+    ),
+    (
+        "resolver.arpa",
+        "DDR encrypted-resolver discovery",
+        BlockAnswer::NoData,
+    ),
 ];
 
 /// [`BYPASS_NAMES`] (and their subdomains) as a bundle, built once.
 static BYPASS_BUNDLE: std::sync::LazyLock<Bundle> = std::sync::LazyLock::new(|| {
-    names_bundle(BYPASS_NAMES.iter().map(|(n, _)| *n), MatchKind::Subtree)
+    names_bundle(BYPASS_NAMES.iter().map(|(n, _, _)| *n), MatchKind::Subtree)
 });
 
 /// The category name of public DoH resolvers, blocked by bypass prevention when listed.
@@ -552,7 +580,7 @@ impl Policy {
         Some(self.block_category(m, cat, true, BlockAnswer::NxDomain, t))
     }
 
-    /// Step 3: bypass prevention (DoH canary, iCloud Private Relay) beats allow lists.
+    /// Step 3: bypass prevention (DoH canary, iCloud Private Relay, DDR) beats allow lists.
     fn bypass(&self, group: &Group, key: &[u8], t: &mut Tracer) -> Option<Decision> {
         if !group.bypass {
             return None;
@@ -565,14 +593,20 @@ impl Policy {
             return None;
         }
         let idx = self.bypass_index(key);
+        let (name, what, answer) = BYPASS_NAMES[idx as usize];
         t.say(|| {
-            let (name, what) = BYPASS_NAMES[idx as usize];
-            format!("bypass prevention: {name} ({what}) → NXDOMAIN")
+            let how = match answer {
+                BlockAnswer::NoData => "NODATA",
+                _ => "NXDOMAIN",
+            };
+            format!("bypass prevention: {name} ({what}) → {how}")
         });
         Some(Decision::Block {
             reason: BlockReason::Bypass(idx),
-            answer: BlockAnswer::NxDomain,
-            rule_labels: 0,
+            answer,
+            // The SOA of the negative answer is owned by the bypass name, so a client
+            // caching it negatively covers the whole name (as for a list rule).
+            rule_labels: name.split('.').count() as u8,
             incident: false,
             via: Via::Name,
         })
@@ -798,7 +832,7 @@ impl Policy {
         let name = unreverse_key(key);
         BYPASS_NAMES
             .iter()
-            .position(|(n, _)| name == *n || name.ends_with(&format!(".{n}")))
+            .position(|(n, _, _)| name == *n || name.ends_with(&format!(".{n}")))
             .unwrap_or(0) as u8
     }
 

@@ -397,3 +397,58 @@ fn an_enrolled_device_is_decided_in_its_group_on_any_network() {
         Decision::Refuse
     );
 }
+
+/// RFC 9462: DDR discovery gets NODATA (not NXDOMAIN) under bypass prevention, for the
+/// discovery name and anything else under `resolver.arpa`, with the SOA owned by
+/// `resolver.arpa`; explain says so. Staff (bypass prevention off) are not blocked here:
+/// the reserved names answer them (crate::local).
+#[test]
+fn step3_ddr_discovery_is_nodata_under_bypass_prevention() {
+    let p = policy();
+    let ddr = BYPASS_NAMES
+        .iter()
+        .position(|(n, _, _)| *n == "resolver.arpa")
+        .unwrap() as u8;
+    for name in [
+        "_dns.resolver.arpa",
+        "resolver.arpa",
+        "x._dns.resolver.arpa",
+    ] {
+        assert_eq!(
+            decide(&p, PUPIL, name),
+            Decision::Block {
+                reason: BlockReason::Bypass(ddr),
+                answer: BlockAnswer::NoData,
+                rule_labels: 2,
+                incident: false,
+                via: Via::Name,
+            },
+            "{name}"
+        );
+    }
+    assert_eq!(
+        decide(&p, STAFF, "_dns.resolver.arpa"),
+        Decision::Allow(AllowReason::Unlisted)
+    );
+    assert!(matches!(
+        decide(&p, PUPIL, "resolver.arpa.example.test"),
+        Decision::Allow(_)
+    ));
+    let client = Client {
+        ip: Some(PUPIL.parse().unwrap()),
+        mac: None,
+        pin: None,
+    };
+    let mut trace = Vec::new();
+    p.decide(
+        &client,
+        &reverse_key("_dns.resolver.arpa"),
+        morning(),
+        Some(&mut trace),
+    );
+    let text = trace.join("\n");
+    assert!(
+        text.contains("bypass prevention: resolver.arpa (DDR") && text.contains("→ NODATA"),
+        "{text}"
+    );
+}

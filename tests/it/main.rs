@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod blockpage;
+mod bypass;
 mod cli;
 mod config;
 mod devices_enrol;
