@@ -14,6 +14,8 @@ pub mod raw;
 mod resolve;
 pub mod urlsource;
 mod zones;
+mod inspect;
+pub use inspect::InspectConfig;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +79,8 @@ pub struct Config {
     pub local: LocalConfig,
     /// `[rebinding]`
     pub rebinding: RebindingConfig,
+    /// `[inspect]`
+    pub inspect: InspectConfig,
     /// `[enrolment]`: how enrolled devices reach the public DoT/DoH service.
     pub enrolment: EnrolmentConfig,
     /// `[tls]`, `[dot]`, `[doh]`: the encrypted listeners.

@@ -77,6 +77,9 @@ pub struct RawConfig {
     /// DNS rebinding protection.
     #[serde(default)]
     pub rebinding: super::zones::RawRebinding,
+    /// Response inspection (CNAME targets, answer addresses).
+    #[serde(default)]
+    pub inspect: super::inspect::InspectConfig,
     /// What enrolment outputs tell devices about the public DoT/DoH service.
     #[serde(default)]
     pub enrolment: super::enrolment::RawEnrolment,

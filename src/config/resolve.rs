@@ -120,6 +120,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         zones,
         local,
         rebinding,
+        inspect: raw.inspect,
         enrolment,
         encrypted,
         enrolled_devices,

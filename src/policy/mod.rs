@@ -293,6 +293,7 @@ pub struct Policy {
     exceptions: Vec<Exception>,
     exception_index: ExceptionIndex,
     timezone: jiff::tz::TimeZone,
+    inspect: crate::config::InspectConfig,
 }
 
 impl Policy {
@@ -380,6 +381,7 @@ impl Policy {
             exceptions,
             exception_index,
             timezone: config.server.timezone.clone(),
+            inspect: config.inspect,
         })
     }
 
@@ -397,6 +399,7 @@ impl Policy {
             exception_index: ExceptionIndex::new(&exceptions, &self.groups),
             exceptions,
             timezone: self.timezone.clone(),
+            inspect: self.inspect,
         }
     }
 

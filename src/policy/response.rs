@@ -17,6 +17,7 @@
 //! - Addresses are looked up only when some category with IP entries is blocked for the
 //!   client now, so a bundle without IPs costs nothing here.
 //! - SafeSearch rewrites are Chaperone's own answers and are not inspected.
+//! - `[inspect] cname = false` / `addresses = false` turn either check off.
 
 use std::net::IpAddr;
 
@@ -73,7 +74,11 @@ impl Policy {
         if explicit {
             t.say(|| format!("answer: {reason}: only illegal categories are checked"));
         }
-        for key in findings.targets.iter() {
+        let targets = match self.inspect.cname {
+            true => &findings.targets[..],
+            false => &[],
+        };
+        for key in targets {
             if let Some(d) = self.check_target(group, gi, outcome.device, key, explicit, now, &mut t)
             {
                 return Some((d, Found::Target(key.clone())));
@@ -159,7 +164,7 @@ impl Policy {
         t: &mut Tracer,
     ) -> Option<(Decision, Found)> {
         let with_ips = self.bundle.ip_categories();
-        if findings.addrs.is_empty() || with_ips == 0 {
+        if findings.addrs.is_empty() || with_ips == 0 || !self.inspect.addresses {
             return None;
         }
         let blocked: Mask = if explicit {

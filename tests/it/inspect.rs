@@ -334,7 +334,12 @@ cloaked          IN CNAME casino.gambling.test.
 front            IN A 203.0.113.66
 clean            IN A 192.0.2.80
 "#;
-    let up = authority("127.0.0.1:0".parse().unwrap(), &[("example.", zone)]).await;
+    let gambling = "$TTL 300\n@ IN SOA ns.example. h.example. 1 3600 600 86400 60\ncasino IN A 192.0.2.81\n";
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("example.", zone), ("gambling.test.", gambling)],
+    )
+    .await;
     let h = start(&runnable_example(), up.addr, &[], school_morning()).await;
     let pupil = h.client("127.0.0.2");
     for (name, qtype) in [
