@@ -92,7 +92,7 @@ unbound -d -c upstream.conf >upstream.log 2>&1 & pids+=($!)
 ready() { for _ in $(seq 600); do dig +time=1 +tries=1 -p "$1" @127.0.0.1 site0.test >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "nothing on port $1"; exit 1; }
 ready 15353; ready 15355; ready 15356
 for p in 15355 15356; do dnsperf -s 127.0.0.1 -p $p -d mix.q -n 1 -q 200 >/dev/null 2>&1; done
-echo "blocked through a chain, one check: $(dig +short -p 15355 @127.0.0.1 site0.test | head -1) (on) / $(dig +short -p 15356 @127.0.0.1 site0.test | head -1) (off)"
+echo "site0.test (two addresses via a CNAME): $(dig +short -p 15355 @127.0.0.1 site0.test | head -1) (on) / $(dig +short -p 15356 @127.0.0.1 site0.test | head -1) (off)"
 run() { dnsperf -s 127.0.0.1 -p "$1" -d mix.q -l "$SECS" -c 4 -q 200 2>/dev/null | awk '/Queries per second/{q=$4} /Queries lost/{l=$3} END{printf "%s %s\n", q, l}'; }
 for r in $(seq "$ROUNDS"); do
   read -r qon lon < <(run 15355); read -r qoff loff < <(run 15356)

@@ -452,3 +452,107 @@ fn step3_ddr_discovery_is_nodata_under_bypass_prevention() {
         "{text}"
     );
 }
+
+/// Step 8 (response inspection): the answer to an allowed name, as findings with these
+/// CNAME targets, for a client at `from`.
+fn decide_answer_at(
+    p: &Policy,
+    from: &str,
+    name: &str,
+    targets: &[&str],
+    now: jiff::Timestamp,
+) -> Option<Decision> {
+    let client = Client {
+        ip: Some(from.parse().unwrap()),
+        mac: None,
+        pin: None,
+    };
+    let outcome = p.decide(&client, &reverse_key(name), now, None);
+    let findings = crate::inspect::Findings {
+        targets: targets
+            .iter()
+            .map(|t| reverse_key(t).into_boxed_slice())
+            .collect(),
+        ..Default::default()
+    };
+    p.decide_answer(&outcome, &findings, now, None)
+        .map(|(d, _)| d)
+}
+
+#[test]
+fn step8_a_blocked_cname_target_blocks_the_asked_name() {
+    let p = policy();
+    let d = decide_answer_at(&p, PUPIL, "front.test", &["cdn.test", "www.games.test"], morning());
+    assert!(
+        matches!(
+            d,
+            Some(Decision::Block {
+                reason: BlockReason::Category(_),
+                rule_labels: 0,
+                incident: false,
+                via: Via::Cname,
+                ..
+            })
+        ),
+        "{d:?}"
+    );
+    // The same chain at lunch, when games are allowed; and for staff, who block nothing.
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "front.test", &["www.games.test"], lunch()),
+        None
+    );
+    assert_eq!(
+        decide_answer_at(&p, STAFF, "front.test", &["www.games.test"], morning()),
+        None
+    );
+    // A target on the group's allow list passes; an unlisted chain passes.
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "front.test", &["allowed.games.test"], morning()),
+        None
+    );
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "front.test", &["edge.cdn.test"], morning()),
+        None
+    );
+}
+
+#[test]
+fn step8_an_explicit_allow_covers_its_chain_but_never_illegal_targets() {
+    let p = policy();
+    // allowed.games.test is on the pupils' allow list: its CDN chain is not
+    // second-guessed...
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "allowed.games.test", &["social.test"], morning()),
+        None
+    );
+    // ...except for illegal content, blocked for everyone whatever allowed the name.
+    let d = decide_answer_at(&p, STAFF, "front.test", &["x.abuse.test"], morning());
+    assert!(
+        matches!(
+            d,
+            Some(Decision::Block {
+                incident: true,
+                answer: BlockAnswer::NxDomain,
+                via: Via::Cname,
+                ..
+            })
+        ),
+        "{d:?}"
+    );
+    let d = decide_answer_at(&p, PUPIL, "allowed.games.test", &["x.abuse.test"], morning());
+    assert!(matches!(d, Some(Decision::Block { incident: true, .. })), "{d:?}");
+}
+
+#[test]
+fn step8_blocks_and_rewrites_are_not_inspected() {
+    let p = policy();
+    // Already blocked, or rewritten to SafeSearch: nothing to inspect.
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "games.test", &["abuse.test"], morning()),
+        None
+    );
+    assert_eq!(
+        decide_answer_at(&p, PUPIL, "www.google.com", &["abuse.test"], morning()),
+        None
+    );
+}
