@@ -296,3 +296,67 @@ fn parse_format(s: &str) -> Option<Format> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_entries_are_compiled_counted_and_guarded_against_shrinking() {
+        let dir = tempfile::tempdir().unwrap();
+        let ips: String = (0..100).map(|i| format!("192.0.2.{i}\n")).collect();
+        std::fs::write(dir.path().join("doh.txt"), &ips).unwrap();
+        std::fs::write(dir.path().join("names.txt"), "a.example\n").unwrap();
+        let args = |doh: &Path| {
+            sources_from_args(&[
+                format!("doh={}", doh.display()),
+                format!("doh={}", dir.path().join("names.txt").display()),
+            ])
+            .unwrap()
+        };
+        let (bytes, report) = compile_sources(&args(&dir.path().join("doh.txt"))).unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.stats.ips["doh"], 100);
+        assert!(report.summary().contains("doh    "), "{}", report.summary());
+        assert!(
+            report.summary().contains("1 names       100 IPs"),
+            "{}",
+            report.summary()
+        );
+        let before = ListCounts::from_report(&report);
+        assert_eq!(before.per_category["doh"], 101);
+        assert_eq!(before.per_source.values().sum::<u64>(), 101);
+        let bundle = super::super::Bundle::from_vec(bytes).unwrap();
+        assert_eq!(
+            ListCounts::from_bundle(&bundle),
+            ListCounts {
+                per_source: BTreeMap::new(),
+                per_category: before.per_category.clone(),
+            }
+        );
+        // The address file truncated to a tenth: the reload guard sees it.
+        let short = dir.path().join("short.txt");
+        std::fs::write(&short, &ips[..ips.len() / 10]).unwrap();
+        let (_, report) = compile_sources(&args(&short)).unwrap();
+        let mut after = ListCounts::from_report(&report);
+        // Same file name as before, as a reload would see it.
+        after.per_source = after
+            .per_source
+            .into_iter()
+            .map(|((p, c), n)| {
+                let p = if p == short {
+                    dir.path().join("doh.txt")
+                } else {
+                    p
+                };
+                ((p, c), n)
+            })
+            .collect();
+        let shrunk = after.shrunk_from(&before, 0.5);
+        assert_eq!(shrunk.len(), 2, "{shrunk:?}");
+        assert!(
+            shrunk[1].contains("category doh shrank from 101 to 11 entries"),
+            "{shrunk:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod encrypted;
 mod foundation;
 mod hardening;
 mod identity;
+mod iplists;
 mod leases;
 mod listfetch;
 mod monitoring;

@@ -532,5 +532,24 @@ mod tests {
             Format::Domains,
             ("games.example", Subtree, Action::Block),
         );
+        // The example's IP entries: the documentation address in adult, and the DoH
+        // resolvers' addresses.
+        let adult = parse_file(&lists.join("adult.txt"), Format::Domains, Subtree).unwrap();
+        let doc: ipnet::IpNet = "203.0.113.66/32".parse().unwrap();
+        assert_eq!(
+            adult.ips,
+            [IpEntry {
+                net: doc,
+                action: Action::Block
+            }]
+        );
+        for format in [Format::Domains, Format::Auto] {
+            let doh = parse_file(&lists.join("doh/ips"), format, Subtree).unwrap();
+            assert!(doh.errors.is_empty(), "{:?}", doh.errors.first());
+            assert!(doh.entries.is_empty());
+            assert!(doh.ips.len() > 3000, "{}", doh.ips.len());
+            assert!(doh.ips.iter().any(|e| e.net.to_string() == "1.1.1.1/32"));
+            assert!(doh.ips.iter().any(|e| e.net.addr().is_ipv6()));
+        }
     }
 }
