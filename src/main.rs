@@ -1,4 +1,4 @@
-//! The `chaperone` command: serve, check, explain, compile, hash-token.
+//! The `chaperone` command: serve, check, explain, compile, export, hash-token.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +76,22 @@ enum Command {
         config: Option<PathBuf>,
         /// Lists to compile.
         lists: Vec<String>,
+    },
+    /// Print firewall rules dropping traffic to a category's IP entries on ports 53, 443
+    /// and 853 (tcp and udp), for the school's gateway: what DNS filtering cannot stop
+    /// (DoH or DoT to a hard-coded resolver address).
+    Export {
+        /// Config file (its lists are compiled, or its bundle opened).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Firewall dialect: an nft script, or an ipset + iptables shell script.
+        #[arg(long, value_enum)]
+        firewall: chaperone::lists::export::Firewall,
+        /// Reject (TCP reset, ICMP administratively prohibited) instead of dropping.
+        #[arg(long)]
+        reject: bool,
+        /// The category (e.g. doh).
+        category: String,
     },
     /// Print the SHA-256 of an admin token, for [[admin.token]] sha256.
     HashToken {
@@ -169,6 +185,12 @@ fn main() -> ExitCode {
             name: &name,
         }),
         Command::Compile { out, config, lists } => compile_cmd(out, config, &lists),
+        Command::Export {
+            config,
+            firewall,
+            reject,
+            category,
+        } => export_cmd(&config, firewall, reject, &category),
         Command::HashToken { token } => {
             println!(
                 "{}",
@@ -288,12 +310,13 @@ fn check(config: &Path) -> Result<bool> {
             }
             let b = loaded.policy.bundle();
             println!(
-                "{}: OK ({} groups, {} networks, {} categories, {} listed names)",
+                "{}: OK ({} groups, {} networks, {} categories, {} listed names, {} IP entries)",
                 config.display(),
                 loaded.config.groups.len(),
                 loaded.config.networks.len(),
                 b.categories().len(),
-                b.header().names
+                b.header().names,
+                b.header().ip_counts.values().sum::<u64>()
             );
             Ok(true)
         }
@@ -597,5 +620,34 @@ fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) 
         out.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(true)
+}
+
+/// `chaperone export --firewall`: the category's IP entries from the config's lists
+/// (compiled in memory when it has sources, else its bundle), as a ruleset on stdout.
+fn export_cmd(
+    config: &Path,
+    firewall: chaperone::lists::export::Firewall,
+    reject: bool,
+    category: &str,
+) -> Result<bool> {
+    let cfg = chaperone::config::Config::load(config)?;
+    let bundle = if cfg.lists.sources.is_empty() {
+        bundle::Bundle::open(&cfg.lists.bundle)?
+    } else {
+        if !ensure_url_copies(&cfg)? {
+            anyhow::bail!("a URL source has no copy to export from");
+        }
+        let (bytes, report) = compile::compile_sources(&cfg.lists.sources)?;
+        if !report.errors.is_empty() {
+            eprintln!(
+                "note: {} bad list lines skipped (see `chaperone check`)",
+                report.errors.len()
+            );
+        }
+        bundle::Bundle::from_vec(bytes)?
+    };
+    let text = chaperone::lists::export::render(&bundle, category, firewall, reject)?;
+    print!("{text}");
     Ok(true)
 }

@@ -13,7 +13,6 @@
 //! in force at the moment of the swap, so a grant or revoke made while lists compile is
 //! never overwritten.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -165,35 +164,13 @@ fn open_lists(
     };
     if config.lists.sources.is_empty() {
         let bundle = Bundle::open(&config.lists.bundle)?;
-        // Every category, listed with names or not: an emptied one counts as 0.
-        let header = bundle.header();
-        let counts = ListCounts {
-            per_source: BTreeMap::new(),
-            per_category: bundle
-                .categories()
-                .iter()
-                .map(|c| (c.clone(), header.counts.get(c).copied().unwrap_or(0)))
-                .collect(),
-        };
+        // Every category, listed with names or IPs or not: an emptied one counts as 0.
+        let counts = ListCounts::from_bundle(&bundle);
         guard(&counts)?;
         return Ok((bundle, None, counts));
     }
     let (bytes, report) = compile::compile_sources(&config.lists.sources)?;
-    let counts = ListCounts {
-        per_source: report
-            .per_source
-            .iter()
-            .map(|s| ((s.path.clone(), s.category.clone()), s.entries))
-            .collect(),
-        per_category: report
-            .per_source
-            .iter()
-            .map(|s| {
-                let kept = report.stats.kept.get(&s.category).copied().unwrap_or(0);
-                (s.category.clone(), kept)
-            })
-            .collect(),
-    };
+    let counts = ListCounts::from_report(&report);
     guard(&counts)?;
     let path = &config.lists.bundle;
     bundle::write_atomically(path, &bytes).map_err(|source| LoadError::WriteBundle {

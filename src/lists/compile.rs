@@ -12,9 +12,10 @@ use crate::config::SourceConfig;
 /// How many entries each list file and each category held when a snapshot was built.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListCounts {
-    /// Entries per (source file or folder, category); empty for a prebuilt bundle.
+    /// Entries (names and IPs) per (source file or folder, category); empty for a
+    /// prebuilt bundle.
     pub per_source: BTreeMap<(PathBuf, String), u64>,
-    /// Names per category in the bundle.
+    /// Names and IP entries per category in the bundle.
     pub per_category: BTreeMap<String, u64>,
 }
 
@@ -44,7 +45,7 @@ impl ListCounts {
                 && too_small(before, after)
             {
                 out.push(format!(
-                    "category {cat} shrank from {before} to {after} names (-{:.0}%)",
+                    "category {cat} shrank from {before} to {after} entries (-{:.0}%)",
                     pct(before, after)
                 ));
             }
@@ -93,23 +94,77 @@ pub struct SourceCount {
     pub path: std::path::PathBuf,
     /// The category.
     pub category: String,
-    /// Entries parsed from it.
+    /// Entries (names and IPs) parsed from it.
     pub entries: u64,
+}
+
+impl ListCounts {
+    /// Counts of a compile: per source as parsed, per category as kept in the bundle
+    /// (names plus IP entries).
+    pub fn from_report(report: &CompileReport) -> ListCounts {
+        ListCounts {
+            per_source: report
+                .per_source
+                .iter()
+                .map(|s| ((s.path.clone(), s.category.clone()), s.entries))
+                .collect(),
+            per_category: report
+                .per_source
+                .iter()
+                .map(|s| (s.category.clone(), report.stats.entries_of(&s.category)))
+                .collect(),
+        }
+    }
+
+    /// Counts of a prebuilt bundle: names plus IP entries per category, an emptied
+    /// category counting as 0.
+    pub fn from_bundle(bundle: &super::Bundle) -> ListCounts {
+        let header = bundle.header();
+        let of = |m: &BTreeMap<String, u64>, c: &String| m.get(c).copied().unwrap_or(0);
+        ListCounts {
+            per_source: BTreeMap::new(),
+            per_category: bundle
+                .categories()
+                .iter()
+                .map(|c| (c.clone(), of(&header.counts, c) + of(&header.ip_counts, c)))
+                .collect(),
+        }
+    }
+}
+
+impl BuildStats {
+    /// Names plus IP entries kept for `category`.
+    pub fn entries_of(&self, category: &str) -> u64 {
+        self.kept.get(category).copied().unwrap_or(0) + self.ips.get(category).copied().unwrap_or(0)
+    }
 }
 
 impl CompileReport {
     /// A human summary: per-category counts and duplicates, then totals.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        for (cat, kept) in &self.stats.kept {
-            let dups = self.stats.duplicates.get(cat).copied().unwrap_or(0);
+        let of = |m: &BTreeMap<String, u64>, c: &String| m.get(c).copied().unwrap_or(0);
+        let mut cats: Vec<&String> = self
+            .stats
+            .kept
+            .keys()
+            .chain(self.stats.ips.keys())
+            .collect();
+        cats.sort();
+        cats.dedup();
+        for cat in cats {
+            let kept = of(&self.stats.kept, cat);
+            let ips = of(&self.stats.ips, cat);
+            let dups = of(&self.stats.duplicates, cat) + of(&self.stats.ips_offered, cat) - ips;
             out.push_str(&format!(
-                "  {cat:<24} {kept:>10} names  {dups:>8} duplicates removed\n"
+                "  {cat:<24} {kept:>10} names  {ips:>8} IPs  {dups:>8} duplicates removed\n"
             ));
         }
+        let ips: u64 = self.stats.ips.values().sum();
         out.push_str(&format!(
-            "  {} distinct names, {} bytes ({:.1} bytes/name); {} bad lines, {} comments, {} unsupported rules skipped\n",
+            "  {} distinct names, {ips} IP entries ({} intervals), {} bytes ({:.1} bytes/name); {} bad lines, {} comments, {} unsupported rules skipped\n",
             self.stats.names,
+            self.stats.ip_intervals,
             self.stats.bytes,
             self.stats.bytes as f64 / self.stats.names.max(1) as f64,
             self.errors.len(),
@@ -157,14 +212,21 @@ pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileRepo
             for e in &parsed.entries {
                 builder.add(id, &e.name, e.kind, e.action);
             }
+            for ip in &parsed.ips {
+                if let Err(e) = builder.add_ip(id, ip.net, ip.action) {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            }
+            let n = (parsed.entries.len() + parsed.ips.len()) as u64;
             match report.per_source.last_mut() {
                 Some(last) if last.path == src.path && last.category == category => {
-                    last.entries += parsed.entries.len() as u64;
+                    last.entries += n;
                 }
                 _ => report.per_source.push(SourceCount {
                     path: src.path.clone(),
                     category: category.to_owned(),
-                    entries: parsed.entries.len() as u64,
+                    entries: n,
                 }),
             }
             report.errors.extend(parsed.errors);
@@ -233,4 +295,68 @@ fn parse_format(s: &str) -> Option<Format> {
         "rpz" => Format::Rpz,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_entries_are_compiled_counted_and_guarded_against_shrinking() {
+        let dir = tempfile::tempdir().unwrap();
+        let ips: String = (0..100).map(|i| format!("192.0.2.{i}\n")).collect();
+        std::fs::write(dir.path().join("doh.txt"), &ips).unwrap();
+        std::fs::write(dir.path().join("names.txt"), "a.example\n").unwrap();
+        let args = |doh: &Path| {
+            sources_from_args(&[
+                format!("doh={}", doh.display()),
+                format!("doh={}", dir.path().join("names.txt").display()),
+            ])
+            .unwrap()
+        };
+        let (bytes, report) = compile_sources(&args(&dir.path().join("doh.txt"))).unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.stats.ips["doh"], 100);
+        assert!(report.summary().contains("doh    "), "{}", report.summary());
+        assert!(
+            report.summary().contains("1 names       100 IPs"),
+            "{}",
+            report.summary()
+        );
+        let before = ListCounts::from_report(&report);
+        assert_eq!(before.per_category["doh"], 101);
+        assert_eq!(before.per_source.values().sum::<u64>(), 101);
+        let bundle = super::super::Bundle::from_vec(bytes).unwrap();
+        assert_eq!(
+            ListCounts::from_bundle(&bundle),
+            ListCounts {
+                per_source: BTreeMap::new(),
+                per_category: before.per_category.clone(),
+            }
+        );
+        // The address file truncated to a tenth: the reload guard sees it.
+        let short = dir.path().join("short.txt");
+        std::fs::write(&short, &ips[..ips.len() / 10]).unwrap();
+        let (_, report) = compile_sources(&args(&short)).unwrap();
+        let mut after = ListCounts::from_report(&report);
+        // Same file name as before, as a reload would see it.
+        after.per_source = after
+            .per_source
+            .into_iter()
+            .map(|((p, c), n)| {
+                let p = if p == short {
+                    dir.path().join("doh.txt")
+                } else {
+                    p
+                };
+                ((p, c), n)
+            })
+            .collect();
+        let shrunk = after.shrunk_from(&before, 0.5);
+        assert_eq!(shrunk.len(), 2, "{shrunk:?}");
+        assert!(
+            shrunk[1].contains("category doh shrank from 101 to 11 entries"),
+            "{shrunk:?}"
+        );
+    }
 }

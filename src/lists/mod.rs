@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod compile;
 pub mod decompress;
+pub mod export;
 pub mod fetch;
 pub mod key;
 pub mod parse;

@@ -312,7 +312,6 @@ async fn stripped_https_records_parse_in_dig_and_kdig() {
 /// range (`203.0.113.66` is listed in `adult`); staff (no bypass prevention) get the
 /// upstream's record unchanged.
 #[tokio::test]
-#[ignore = "needs the lead's response inspection (strip wired into the answer path)"]
 async fn a_pupils_https_answer_comes_without_ech_and_staffs_with_it() {
     let (up, h) = setup().await;
     for (from, ech) in [("127.0.0.2", false), ("127.0.0.3", true)] {

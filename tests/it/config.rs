@@ -162,10 +162,16 @@ fn bad_configs_name_the_key_and_bad_lists_name_the_line() {
     assert!(e.contains("upstream.servers[0]"), "{e}");
     let e = check_error(
         GOOD,
-        &[("adult.txt", "adult.example\nnot a name\n10.1.2.3\n")],
+        &[(
+            "adult.txt",
+            "adult.example\nnot a name\n010.1.2.3\n10.1.2.3\n",
+        )],
     );
+    // An address is an IP entry; a malformed one is a bad line with the reason.
     assert!(
-        e.contains("adult.txt:2:") && e.contains("adult.txt:3: IP address"),
+        e.contains("adult.txt:2:")
+            && e.contains("adult.txt:3: not a valid IPv4 address")
+            && !e.contains("adult.txt:4:"),
         "{e}"
     );
     let e = check_error(GOOD, &[]);

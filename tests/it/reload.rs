@@ -463,7 +463,7 @@ async fn a_prebuilt_bundle_that_lost_a_category_is_refused() {
     let (status, body) = http(h.admin(), "POST", "/reload", Some(TOKEN), None).await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        body.contains("category adult shrank from 1 to 0 names (-100%)"),
+        body.contains("category adult shrank from 1 to 0 entries (-100%)"),
         "{body}"
     );
     assert_eq!(

@@ -362,13 +362,13 @@ fn check(
     // Only counts are kept: the entries of each piece are dropped as soon as counted.
     compile::for_each_piece(src, staged, |category, p| {
         bad += p.errors.len();
-        good += p.entries.len();
+        good += p.entries.len() + p.ips.len();
         if first.is_none()
             && let Some(e) = p.errors.first()
         {
             first = Some(format!("line {}: {}: {}", e.line, e.reason, e.text));
         }
-        *counts.entry(category.to_owned()).or_default() += p.entries.len() as u64;
+        *counts.entry(category.to_owned()).or_default() += (p.entries.len() + p.ips.len()) as u64;
     })
     .map_err(|e| FetchError::BadArchive(e.to_string()))?;
     let lines = bad + good;

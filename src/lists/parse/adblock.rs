@@ -57,6 +57,12 @@ pub(super) fn adblock_line(out: &mut Parsed, at: At<'_>) {
         .strip_suffix("^|")
         .or_else(|| body.strip_suffix('^'))
         .unwrap_or(body);
+    // `||203.0.113.66^`, `||198.51.100.0/24^`, `||[2001:db8::1]^`: answers' addresses.
+    match super::ip::ip_net(name) {
+        Ok(Some(net)) => return out.ips.push(super::IpEntry { net, action }),
+        Err(reason) => return out.bad(at, reason),
+        Ok(None) => {}
+    }
     // Paths, wildcards and mid-rule separators: the rule is about URLs on that host.
     if name.is_empty() || name.contains(['/', '*', '^', '|', ':', '?', '=']) {
         out.unsupported += 1;
@@ -95,7 +101,12 @@ mod tests {
                     @@||allow.example^$important\n\
                     # hash comment\n\
                     ||a..b.example^\n\
-                    plain.example\n";
+                    plain.example\n\
+                    ||203.0.113.66^\n\
+                    @@||203.0.113.67^\n\
+                    ||198.51.100.0/24^\n\
+                    ||[2001:db8::1]^\n\
+                    ||010.1.1.1^\n";
         let parsed = p(text, Format::Adblock);
         assert_eq!(
             names(&parsed),
@@ -113,7 +124,16 @@ mod tests {
         // Path, cosmetic, $script, $popup, $third-party, regex, URL anchor, generic
         // cosmetic, wildcard, plain substring.
         assert_eq!(parsed.unsupported, 10);
-        assert_eq!(error_lines(&parsed), [9, 22]);
+        assert_eq!(error_lines(&parsed), [9, 22, 28]);
+        assert_eq!(
+            ips(&parsed),
+            [
+                ("203.0.113.66/32".to_owned(), Action::Block),
+                ("203.0.113.67/32".to_owned(), Action::Pass),
+                ("198.51.100.0/24".to_owned(), Action::Block),
+                ("2001:db8::1/128".to_owned(), Action::Block),
+            ]
+        );
         assert_eq!(parsed.comments, 3);
     }
 }

@@ -4,6 +4,7 @@ use super::{Action, At, MatchKind, Parsed, parse_host_address, strip_comment};
 
 /// Plain domain lists and UT1 `domains` files. `#` starts a comment anywhere; `!` and `;`
 /// at the start of a line are accepted as comments too, because exported lists use them.
+/// A line that is an address or CIDR is an IP entry (see [`super::ip::ip_net`]).
 pub(super) fn domain_line(out: &mut Parsed, at: At<'_>, default_kind: MatchKind) {
     let line = strip_comment(at.text);
     if line.is_empty() || line.starts_with('!') || line.starts_with(';') {
@@ -22,6 +23,10 @@ pub(super) fn domain_line(out: &mut Parsed, at: At<'_>, default_kind: MatchKind)
         };
         out.bad(at, format!("expected one name per line{hint}"));
         return;
+    }
+    // Only lines that can be addresses pay for the address parser.
+    if line.contains([':', '/']) || line.starts_with(|c: char| c.is_ascii_digit()) {
+        return out.entry_or_ip(at, line, default_kind, Action::Block);
     }
     let (name, kind) = if let Some(rest) = line.strip_prefix("*.") {
         (rest, MatchKind::Below)
@@ -56,15 +61,12 @@ mod tests {
                 block("end.example", Subtree),
             ]
         );
-        assert_eq!(error_lines(&parsed), [7, 8]);
+        assert_eq!(error_lines(&parsed), [7]);
         assert_eq!(
             parsed.errors[0].to_string(),
             "list.txt:7: expected one name per line: bad name.example"
         );
-        assert_eq!(
-            parsed.errors[1].to_string(),
-            "list.txt:8: IP address, not a domain name: 10.0.0.1"
-        );
+        assert_eq!(ips(&parsed), [("10.0.0.1/32".to_owned(), Action::Block)]);
         assert_eq!(parsed.comments, 4);
         assert_eq!(parsed.unsupported, 0);
     }
@@ -116,6 +118,58 @@ mod tests {
         );
         let hosts = parse_text(Path::new("h"), "0.0.0.0 a.example\n", Format::Hosts, Exact);
         assert_eq!(hosts.entries[0].kind, Exact);
+    }
+
+    #[test]
+    fn ip_entries_in_domain_lists() {
+        // Real UT1 lines (hacking/domains starts with addresses; names that begin with
+        // an address are names), then CIDRs, IPv6 and the odd cases.
+        let text = "157.238.207.26\n168.143.118.148\n209.8.180.34.com\n\
+                    114.138.61.34.bc.googleusercontent.com\n198.51.100.0/24\n\
+                    2001:db8::/32   # v6\n[2001:db8::1]\n::ffff:192.0.2.1\n\
+                    010.0.0.1\n1.2.3.4-1.2.3.9\n10.0.0.1/8\n0.0.0.0/0\n300.1.1.1\n";
+        let parsed = p(text, Format::Domains);
+        assert_eq!(
+            names(&parsed),
+            [
+                block("209.8.180.34.com", Subtree),
+                block("114.138.61.34.bc.googleusercontent.com", Subtree)
+            ]
+        );
+        let got: Vec<String> = ips(&parsed).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            got,
+            [
+                "157.238.207.26/32",
+                "168.143.118.148/32",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "2001:db8::1/128",
+                "192.0.2.1/32"
+            ]
+        );
+        assert_eq!(error_lines(&parsed), [9, 10, 11, 12, 13]);
+        assert!(parsed.errors[2].reason.contains("did you mean 10.0.0.0/8?"));
+    }
+
+    #[test]
+    fn real_doh_ip_lists_parse_as_ips() {
+        let (mut v4, mut v6) = (0, 0);
+        for (file, count) in [
+            ("dibdot-doh/doh-ipv4.txt.xz", &mut v4),
+            ("dibdot-doh/doh-ipv6.txt.xz", &mut v6),
+        ] {
+            let bytes = crate::lists::decompress::read_file(&real(file), 1 << 26).unwrap();
+            let parsed = parse_bytes(Path::new(file), bytes, Format::Auto, Subtree).unwrap();
+            assert!(
+                parsed.errors.is_empty(),
+                "{file}: {:?}",
+                &parsed.errors[..1]
+            );
+            assert!(parsed.entries.is_empty(), "{file}");
+            *count = parsed.ips.len();
+        }
+        assert!(v4 > 1900 && v6 > 1300, "{v4} {v6}");
     }
 
     #[test]

@@ -28,10 +28,20 @@
 //! | `example.com CNAME *.` | rpz | exact | NODATA |
 //! | `example.com CNAME rpz-passthru.` | rpz | exact | pass |
 //! | `example.com CNAME rpz-drop.` | rpz | exact | block |
+//! | `203.0.113.66`, `198.51.100.0/24`, `2001:db8::/32` | domains, ut1 | IP (answers' addresses) | block |
+//! | `\|\|203.0.113.66^` | adblock | IP | block |
+//! | `@@\|\|203.0.113.66^` | adblock | IP | pass |
+//! | `32.66.113.0.203.rpz-ip CNAME .` | rpz | IP (`rpz-ip` trigger) | as for names |
+//!
+//! IP entries ([`IpEntry`]) match the A/AAAA addresses of answers, not query names; a
+//! hosts line's address is never one (`0.0.0.0 name` lists the name). Odd addresses
+//! (leading zeros, ranges, host bits after the prefix, prefixes broader than /8 or /16)
+//! are bad lines: see [`ip::ip_net`].
 
 mod adblock;
 mod domains;
 mod hosts;
+pub mod ip;
 mod rpz;
 mod sniff;
 mod ut1;
@@ -77,6 +87,15 @@ pub struct Entry {
     pub name: String,
     /// How it matches.
     pub kind: MatchKind,
+    /// What it asks for.
+    pub action: Action,
+}
+
+/// One IP entry: answers with an address in `net` are treated as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpEntry {
+    /// The address (a /32 or /128) or network; IPv4-mapped IPv6 is stored as IPv4.
+    pub net: ipnet::IpNet,
     /// What it asks for.
     pub action: Action,
 }
@@ -131,6 +150,8 @@ pub enum Format {
 pub struct Parsed {
     /// Entries, in file order (duplicates kept: the bundle builder counts them).
     pub entries: Vec<Entry>,
+    /// IP entries, in file order (duplicates kept).
+    pub ips: Vec<IpEntry>,
     /// Rejected lines.
     pub errors: Vec<LineError>,
     /// Comment lines, and lines that are boilerplate rather than entries (hosts-file
@@ -154,6 +175,16 @@ impl Parsed {
         match normalize_domain(name) {
             Ok(name) => self.entries.push(Entry { name, kind, action }),
             Err(e) => self.bad(at, e.to_string()),
+        }
+    }
+
+    /// An address or CIDR becomes an IP entry (or a bad line if odd); anything else is a
+    /// name for [`Parsed::entry`].
+    fn entry_or_ip(&mut self, at: At<'_>, text: &str, kind: MatchKind, action: Action) {
+        match ip::ip_net(text) {
+            Ok(Some(net)) => self.ips.push(IpEntry { net, action }),
+            Ok(None) => self.entry(at, text, kind, action),
+            Err(reason) => self.bad(at, reason),
         }
     }
 
@@ -308,6 +339,14 @@ mod testing {
             .entries
             .iter()
             .map(|e| (e.name.clone(), e.kind, e.action))
+            .collect()
+    }
+
+    pub(super) fn ips(parsed: &Parsed) -> Vec<(String, Action)> {
+        parsed
+            .ips
+            .iter()
+            .map(|e| (e.net.to_string(), e.action))
             .collect()
     }
 
@@ -493,5 +532,24 @@ mod tests {
             Format::Domains,
             ("games.example", Subtree, Action::Block),
         );
+        // The example's IP entries: the documentation address in adult, and the DoH
+        // resolvers' addresses.
+        let adult = parse_file(&lists.join("adult.txt"), Format::Domains, Subtree).unwrap();
+        let doc: ipnet::IpNet = "203.0.113.66/32".parse().unwrap();
+        assert_eq!(
+            adult.ips,
+            [IpEntry {
+                net: doc,
+                action: Action::Block
+            }]
+        );
+        for format in [Format::Domains, Format::Auto] {
+            let doh = parse_file(&lists.join("doh/ips"), format, Subtree).unwrap();
+            assert!(doh.errors.is_empty(), "{:?}", doh.errors.first());
+            assert!(doh.entries.is_empty());
+            assert!(doh.ips.len() > 3000, "{}", doh.ips.len());
+            assert!(doh.ips.iter().any(|e| e.net.to_string() == "1.1.1.1/32"));
+            assert!(doh.ips.iter().any(|e| e.net.addr().is_ipv6()));
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! RPZ zone files: RFC 1035 master-file syntax carrying the QNAME-trigger actions of the
-//! RPZ draft (draft-vixie-dnsop-dns-rpz). Only QNAME triggers with the standard actions
-//! mean anything to a name filter; everything else is counted, not guessed at.
+//! RPZ draft (draft-vixie-dnsop-dns-rpz). QNAME triggers and response-IP (`rpz-ip`)
+//! triggers with the standard actions are read; everything else is counted, not guessed at.
 
 use super::*;
 
-/// Suffixes (last label of the owner, relative to the zone) of the non-QNAME triggers.
-const OTHER_TRIGGERS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
+/// Suffixes (last label of the owner, relative to the zone) of the triggers that are
+/// neither QNAME nor response-IP (`rpz-ip`, read as IP entries).
+const OTHER_TRIGGERS: &[&str] = &["rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
 
 /// One record: where it starts, its fields with `;` comments and parentheses removed,
 /// whether it began with whitespace (owner omitted), and its original text.
@@ -208,10 +209,17 @@ fn cname(out: &mut Parsed, at: At<'_>, owner: &str, target: Option<&str>, zone: 
         Ok(name) => name,
         Err(reason) => return out.bad(at, reason),
     };
+    if let Some(trigger) = name.strip_suffix(".rpz-ip") {
+        let labels: Vec<&str> = trigger.split('.').collect();
+        return match super::ip::rpz_ip(&labels) {
+            Ok(net) => out.ips.push(IpEntry { net, action }),
+            Err(reason) => out.bad(at, reason),
+        };
+    }
     if name
         .rsplit('.')
         .next()
-        .is_some_and(|last| OTHER_TRIGGERS.contains(&last))
+        .is_some_and(|last| OTHER_TRIGGERS.contains(&last) || last == "rpz-ip")
     {
         out.unsupported += 1;
         return;
@@ -288,8 +296,9 @@ mod tests {
                 block("rpz-lookalike.example", Exact),
             ]
         );
-        // A, TXT, redirect, rpz-ip, rpz-nsdname.
-        assert_eq!(parsed.unsupported, 5);
+        // A, TXT, redirect, rpz-nsdname.
+        assert_eq!(parsed.unsupported, 4);
+        assert_eq!(ips(&parsed), [("192.0.2.1/32".to_owned(), Action::Block)]);
         // $TTL, $ORIGIN, SOA, NS, the comment line.
         assert_eq!(parsed.comments, 5);
         let got: Vec<(usize, &str)> = parsed
@@ -304,6 +313,36 @@ mod tests {
                 (20, "expected a record type, found \"name.example\""),
             ]
         );
+    }
+
+    #[test]
+    fn rpz_ip_triggers() {
+        let text = "$ORIGIN rpz.school.invalid.\n\
+                    32.66.113.0.203.rpz-ip CNAME .\n\
+                    24.0.100.51.198.rpz-ip.rpz.school.invalid. CNAME rpz-drop.\n\
+                    32.67.113.0.203.rpz-ip CNAME rpz-passthru.\n\
+                    128.1.zz.db8.2001.rpz-ip CNAME *.\n\
+                    48.zz.db8.2001.rpz-ip CNAME .\n\
+                    24.1.100.51.198.rpz-ip CNAME .\n\
+                    32.1.2.3.rpz-ip CNAME .\n\
+                    32.1.2.3.4.rpz-ip A 192.0.2.1\n\
+                    32.1.2.3.4.rpz-client-ip CNAME .\n";
+        let parsed = p(text, Format::Rpz);
+        assert!(parsed.entries.is_empty());
+        assert_eq!(
+            ips(&parsed),
+            [
+                ("203.0.113.66/32".to_owned(), Action::Block),
+                ("198.51.100.0/24".to_owned(), Action::Block),
+                ("203.0.113.67/32".to_owned(), Action::Pass),
+                ("2001:db8::1/128".to_owned(), Action::NoData),
+                ("2001:db8::/48".to_owned(), Action::Block),
+            ]
+        );
+        assert_eq!(error_lines(&parsed), [7, 8]);
+        assert!(parsed.errors[0].reason.contains("host bits"));
+        // Local data at an rpz-ip owner, and a client-IP trigger.
+        assert_eq!(parsed.unsupported, 2);
     }
 
     #[test]

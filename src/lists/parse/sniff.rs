@@ -1,6 +1,6 @@
 //! Format sniffing: which syntax an `auto` source is written in.
 
-use super::{Format, parse_host_address};
+use super::{Format, parse_host_address, strip_comment};
 
 /// Guess a file's format from its first 200 meaningful lines.
 ///
@@ -34,7 +34,11 @@ pub fn sniff(text: &str) -> Format {
             || line.contains("##")
         {
             1
-        } else if !rest.is_empty() && parse_host_address(first).is_some() {
+        } else if parse_host_address(first).is_some()
+            && strip_comment(line).split_whitespace().nth(1).is_some()
+        {
+            // An address and names; an address alone (`1.1.1.1  # dns`) is an IP entry
+            // of a plain list.
             2
         } else {
             3

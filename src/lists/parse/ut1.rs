@@ -115,10 +115,8 @@ mod tests {
     fn ut1_format_reads_a_single_file_as_domains() {
         let parsed = p("casino.example\n192.0.2.7\n", Format::Ut1);
         assert_eq!(names(&parsed), [block("casino.example", Subtree)]);
-        assert_eq!(
-            parsed.errors[0].to_string(),
-            "list.txt:2: IP address, not a domain name: 192.0.2.7"
-        );
+        assert_eq!(ips(&parsed), [("192.0.2.7/32".to_owned(), Action::Block)]);
+        assert!(parsed.errors.is_empty());
     }
 
     #[test]
@@ -157,8 +155,7 @@ mod tests {
         assert_eq!(names(&cats[2].1), [block("packed.example", Subtree)]);
         let gambling = &cats[0].1;
         assert_eq!(names(gambling), [block("casino.example", Subtree)]);
-        assert_eq!(gambling.errors[0].line, 2);
-        assert_eq!(gambling.errors[0].path, dir.path().join("gambling/domains"));
+        assert_eq!(ips(gambling), [("1.2.3.4/32".to_owned(), Action::Block)]);
         assert_eq!(cats[1].1.entries.len(), 2);
 
         let only = parse_ut1_dir(dir.path(), &["games".into()], Exact).unwrap();
@@ -190,18 +187,19 @@ mod tests {
         let cats = parse_ut1_dir(&ut1, &[], Subtree).unwrap();
         assert!(cats.len() > 60, "{} categories", cats.len());
         assert!(cats.iter().any(|(c, _)| c == "redirector"));
-        let (mut entries, mut errors) = (0, 0);
+        let (mut entries, mut ips) = (0, 0);
         for (cat, parsed) in &cats {
             entries += parsed.entries.len();
-            errors += parsed.errors.len();
-            for e in &parsed.errors {
-                // UT1 lists a few addresses; those are the only expected rejects.
-                assert_eq!(e.reason, "IP address, not a domain name", "{cat}: {e}");
-            }
+            ips += parsed.ips.len();
+            // UT1's addresses are plain dotted quads: every line is a name or an address.
+            assert!(parsed.errors.is_empty(), "{cat}: {}", parsed.errors[0]);
         }
         assert!(entries > 500_000, "{entries}");
         // The redirector categories are one-sixth addresses; elsewhere they are rare.
-        assert!(errors < entries / 5, "{errors} errors");
+        assert!(ips > 68_000, "{ips} IP entries");
+        let redirector = &cats.iter().find(|(c, _)| c == "redirector").unwrap().1;
+        assert!(redirector.ips.len() > 20_000);
+        assert!(redirector.ips.iter().all(|e| e.net.prefix_len() == 32));
         // Ask for one category by name.
         let doh = parse_ut1_dir(&ut1, &["doh".into()], Subtree).unwrap();
         assert!(doh[0].1.entries.len() > 2000);
