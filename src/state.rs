@@ -178,7 +178,8 @@ fn open_lists(
         guard(&counts)?;
         return Ok((bundle, None, counts));
     }
-    let (bytes, report) = compile::compile_sources(&config.lists.sources)?;
+    let (bytes, report) =
+        compile::compile_with_services(&config.lists.sources, &config.services.categories())?;
     let counts = ListCounts {
         per_source: report
             .per_source
