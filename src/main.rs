@@ -193,7 +193,11 @@ fn main() -> ExitCode {
             dir,
             group,
             json,
-        } => services_cmd(config, dir, chaperone::services::show::Query { name, group, json }),
+        } => services_cmd(
+            config,
+            dir,
+            chaperone::services::show::Query { name, group, json },
+        ),
         Command::HashToken { token } => {
             println!(
                 "{}",
@@ -598,7 +602,11 @@ fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) 
             // The services the config names go into the bundle too, so a prebuilt bundle
             // serves `service:NAME` as a server compiling its own sources would.
             let services = cfg.services.categories();
-            (cfg.lists.sources.clone(), Some(cfg.lists.bundle.clone()), services)
+            (
+                cfg.lists.sources.clone(),
+                Some(cfg.lists.bundle.clone()),
+                services,
+            )
         }
         None => (
             compile::sources_from_args(lists).map_err(anyhow::Error::msg)?,

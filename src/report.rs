@@ -238,8 +238,13 @@ fn services(
     all: i64,
     group_size: &std::collections::HashMap<String, i64>,
 ) -> rusqlite::Result<(Vec<Vec<String>>, Vec<Vec<String>>)> {
-    let count = |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
-    let name = |c: &str| c.strip_prefix(crate::services::SERVICE_PREFIX).unwrap_or(c).to_owned();
+    let count =
+        |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+    let name = |c: &str| {
+        c.strip_prefix(crate::services::SERVICE_PREFIX)
+            .unwrap_or(c)
+            .to_owned()
+    };
     let overall = query(
         conn,
         "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",

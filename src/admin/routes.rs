@@ -324,7 +324,9 @@ fn check_service_exceptable(
             .verdicts(&bundle.lookup(&crate::lists::key::reverse_key(d)))
             .masks;
         let hit = listed.block | listed.nodata;
-        if (0..bundle.categories().len() as u16).any(|c| hit & (1 << c) != 0 && snap.policy.is_illegal(c)) {
+        if (0..bundle.categories().len() as u16)
+            .any(|c| hit & (1 << c) != 0 && snap.policy.is_illegal(c))
+        {
             return Err(bad(if anonymous {
                 "this name cannot be requested"
             } else {

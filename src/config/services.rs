@@ -34,14 +34,23 @@ pub(super) fn services(
     let refs = references(groups, devices);
     let named = refs.iter().any(|(_, n)| is_service_ref(n));
     let explicit = raw.dir.is_some();
-    let dir = raw.dir.map_or_else(|| PathBuf::from(DEFAULT_DIR), |d| base.join(d));
+    let dir = raw
+        .dir
+        .map_or_else(|| PathBuf::from(DEFAULT_DIR), |d| base.join(d));
     let catalogue = if explicit || named || dir.is_dir() {
         match Catalogue::load(&dir) {
             Ok(c) => c,
             Err(ps) => {
-                let key = if explicit { "services.dir" } else { "services.dir (default)" };
+                let key = if explicit {
+                    "services.dir"
+                } else {
+                    "services.dir (default)"
+                };
                 problems.extend(ps.into_iter().map(|p| Problem::new(key, p.to_string())));
-                return ServicesConfig { dir, ..Default::default() };
+                return ServicesConfig {
+                    dir,
+                    ..Default::default()
+                };
             }
         }
     } else {

@@ -889,10 +889,12 @@ impl MaskResolver<'_> {
         problems: &mut Vec<Problem>,
     ) -> Mask {
         let mut mask = 0;
-        let expanded = names
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| self.services.expand_name(n).into_iter().map(move |c| (i, c)));
+        let expanded = names.iter().enumerate().flat_map(|(i, n)| {
+            self.services
+                .expand_name(n)
+                .into_iter()
+                .map(move |c| (i, c))
+        });
         for (i, n) in expanded {
             let n = &n;
             match self.bundle.category_id(n) {

@@ -34,7 +34,12 @@ pub fn parse(text: &str) -> Result<Service, Vec<(String, String)>> {
         let msg = e.message().to_owned();
         let at = e
             .span()
-            .map(|s| format!("line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+            .map(|s| {
+                format!(
+                    "line {}",
+                    text[..s.start.min(text.len())].lines().count().max(1)
+                )
+            })
             .unwrap_or_else(|| "file".to_owned());
         vec![(at, msg)]
     })?;
@@ -61,7 +66,10 @@ pub fn parse(text: &str) -> Result<Service, Vec<(String, String)>> {
         if !GROUPS.iter().any(|(known, _)| known == g) {
             bad(
                 &format!("groups[{i}]"),
-                format!("unknown group {g:?}{}", super::suggest(g, GROUPS.iter().map(|(n, _)| *n))),
+                format!(
+                    "unknown group {g:?}{}",
+                    super::suggest(g, GROUPS.iter().map(|(n, _)| *n))
+                ),
             );
         }
     }
@@ -87,7 +95,10 @@ fn domains(raw: &[String], bad: &mut impl FnMut(&str, String)) -> Vec<String> {
         bad("domains", "at least one domain is required".to_owned());
     }
     if raw.len() > MAX_DOMAINS {
-        bad("domains", format!("{} domains, at most {MAX_DOMAINS}", raw.len()));
+        bad(
+            "domains",
+            format!("{} domains, at most {MAX_DOMAINS}", raw.len()),
+        );
     }
     let mut out: Vec<String> = Vec::new();
     for (i, d) in raw.iter().enumerate().take(MAX_DOMAINS) {

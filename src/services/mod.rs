@@ -146,7 +146,9 @@ impl Catalogue {
     }
 
     /// Build from services already checked (tests, and files read elsewhere).
-    pub fn from_services(services: impl IntoIterator<Item = Service>) -> Result<Catalogue, Vec<FileProblem>> {
+    pub fn from_services(
+        services: impl IntoIterator<Item = Service>,
+    ) -> Result<Catalogue, Vec<FileProblem>> {
         let mut catalogue = Catalogue::default();
         let mut problems = Vec::new();
         for s in services {
@@ -222,7 +224,11 @@ impl Catalogue {
                 return Err(format!(
                     "unknown service group {group:?}{} (groups: {})",
                     suggest(group, GROUPS.iter().map(|(g, _)| *g)),
-                    GROUPS.iter().map(|(g, _)| *g).collect::<Vec<_>>().join(", ")
+                    GROUPS
+                        .iter()
+                        .map(|(g, _)| *g)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             let members: Vec<&Service> = self
@@ -272,8 +278,11 @@ fn read_file(path: &Path) -> Result<Service, Vec<FileProblem>> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![problem("file".into(), format!("cannot read: {e}"))])?;
-    let mut service = file::parse(&text)
-        .map_err(|ps| ps.into_iter().map(|(k, m)| problem(k, m)).collect::<Vec<_>>())?;
+    let mut service = file::parse(&text).map_err(|ps| {
+        ps.into_iter()
+            .map(|(k, m)| problem(k, m))
+            .collect::<Vec<_>>()
+    })?;
     service.file = path.to_owned();
     Ok(service)
 }
@@ -339,7 +348,11 @@ impl ServicesConfig {
     /// `service-group:` each member's `service:NAME`.
     pub fn expand_name(&self, name: &str) -> Vec<String> {
         match name.strip_prefix(GROUP_PREFIX) {
-            Some(group) => self.catalogue.members(group).map(Service::category).collect(),
+            Some(group) => self
+                .catalogue
+                .members(group)
+                .map(Service::category)
+                .collect(),
             None => vec![name.to_owned()],
         }
     }

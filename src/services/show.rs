@@ -28,14 +28,22 @@ pub fn render(c: &Catalogue, q: &Query) -> Result<String, String> {
         return Err(format!(
             "unknown service group {g:?}{} (groups: {})",
             super::suggest(g, GROUPS.iter().map(|(n, _)| *n)),
-            GROUPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            GROUPS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let chosen: Vec<&Service> = match &q.group {
         Some(g) => c.members(g).collect(),
         None => c.services().collect(),
     };
-    Ok(if q.json { json(&chosen) } else { table(c, &chosen) })
+    Ok(if q.json {
+        json(&chosen)
+    } else {
+        table(c, &chosen)
+    })
 }
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
@@ -72,7 +80,11 @@ fn one(s: &Service) -> String {
     let _ = writeln!(out, "groups: {}", s.groups.join(", "));
     let _ = writeln!(out, "source: {}", s.source);
     let _ = writeln!(out, "file: {}", s.file.display());
-    let _ = writeln!(out, "domains ({}, each with its subdomains):", s.domains.len());
+    let _ = writeln!(
+        out,
+        "domains ({}, each with its subdomains):",
+        s.domains.len()
+    );
     for d in &s.domains {
         let _ = writeln!(out, "  {d}");
     }
