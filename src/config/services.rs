@@ -139,3 +139,80 @@ fn check_cap(used: &[Used], lists: &ListsConfig, problems: &mut Vec<Problem>) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn config(block: &str, sources: usize) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lists/services");
+        let mut text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"192.0.2.53\"]\n[services]\ndir = {:?}\n[[network]]\ncidrs = [\"10.0.0.0/8\"]\ngroup = \"pupils\"\n[group.pupils]\nblock = [{block}]\n",
+            dir.display().to_string()
+        );
+        for i in 0..sources {
+            text.push_str(&format!(
+                "[[lists.source]]\ncategory = \"list{i}\"\npath = \"list{i}.txt\"\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn named_services_and_group_members_are_used_once_each_with_their_first_key() {
+        let text = config(
+            r#""service:roblox", "service-group:games", "service:tiktok""#,
+            2,
+        );
+        let c = Config::from_str(Path::new("/tmp/services.toml"), &text).unwrap();
+        let used = &c.services.used;
+        assert_eq!(used[0].name, "roblox");
+        assert_eq!(used[0].key, "group.pupils.block[0]");
+        assert_eq!(used.iter().filter(|u| u.name == "roblox").count(), 1);
+        let steam = used.iter().find(|u| u.name == "steam").unwrap();
+        assert_eq!(steam.key, "group.pupils.block[1]");
+        assert_eq!(used.last().unwrap().name, "tiktok");
+        let categories = c.services.categories();
+        assert_eq!(categories.len(), used.len());
+        assert!(
+            categories
+                .iter()
+                .any(|(c, _, d)| c == "service:tiktok" && d.contains(&"tiktok.com".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_key_that_passes_the_bundle_category_limit_is_named() {
+        let every_group = crate::services::GROUPS
+            .iter()
+            .map(|(g, _)| format!("\"service-group:{g}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let err = Config::from_str(Path::new("/tmp/services.toml"), &config(&every_group, 40))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("group.pupils.block["), "{err}");
+        assert!(err.contains("would be category 129 of the bundle"), "{err}");
+    }
+
+    #[test]
+    fn a_config_naming_no_service_needs_no_catalogue() {
+        let text = config("\"list0\"", 1).replace("[services]\n", "[unused]\n");
+        let text = text.replace(
+            &text[text.find("[unused]").unwrap()..text.find("[[network]]").unwrap()],
+            "",
+        );
+        let c = Config::from_str(Path::new("/tmp/services.toml"), &text).unwrap();
+        assert!(c.services.used.is_empty());
+        let missing = config("\"service:tiktok\"", 0).replace("lists/services", "no-such-folder");
+        let err = Config::from_str(Path::new("/tmp/services.toml"), &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("services.dir: ") && err.contains("cannot read the catalogue"),
+            "{err}"
+        );
+    }
+}

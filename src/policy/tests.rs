@@ -218,7 +218,8 @@ fn step4_allow_names_and_exceptions_lift_a_block() {
             reason: BlockReason::NotApproved,
             answer: BlockAnswer::NxDomain,
             rule_labels: 0,
-            incident: false
+            incident: false,
+            via: Via::Name,
         },
         "the exception is for pupils only"
     );
