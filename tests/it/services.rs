@@ -426,3 +426,45 @@ fn the_example_config_blocks_tiktok_for_pupils() {
     let (ok, staff) = explain("127.0.0.1");
     assert!(ok && staff.contains("decision: allowed"), "{staff}");
 }
+
+#[tokio::test]
+async fn a_reload_reads_the_catalogue_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services");
+    std::fs::create_dir_all(&services).unwrap();
+    for f in ["tiktok.toml", "roblox.toml", "netflix.toml", "steam.toml"] {
+        std::fs::copy(
+            crate_root().join("lists/services").join(f),
+            services.join(f),
+        )
+        .unwrap();
+    }
+    let up = upstream().await;
+    let text = config(SOURCES).replace(&catalogue_dir(), "services");
+    let h = start_in(dir, &text, up.addr, FILES, school_morning()).await;
+    let pupil = h.client("127.0.0.2");
+    assert!(!blocked(&pupil, "www.listed.test.").await);
+    let file = h.dir.path().join("services/tiktok.toml");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"tiktok.com\",", "\"tiktok.com\", \"www.listed.test\",");
+    std::fs::write(&file, edited).unwrap();
+    let (s, b) = http(h.admin(), "POST", "/reload", Some(TECH), None).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        blocked(&pupil, "www.listed.test.").await,
+        "a domain added to the service"
+    );
+
+    // A broken catalogue file keeps the running policy.
+    std::fs::write(&file, "name = \"tiktok\"\n").unwrap();
+    let (s, b) = http(h.admin(), "POST", "/reload", Some(TECH), None).await;
+    assert_ne!(s, 200, "{b}");
+    assert!(b.contains("tiktok.toml"), "{b}");
+    assert!(
+        blocked(&pupil, "www.tiktok.com.").await,
+        "the old snapshot serves"
+    );
+    h.stop().await;
+    up.stop().await;
+}
