@@ -42,6 +42,7 @@ pub mod record;
 pub mod report;
 pub mod resolve;
 pub mod server;
+pub mod services;
 pub mod state;
 pub mod store;
 pub mod suffix;

@@ -93,6 +93,24 @@ enum Command {
         /// The category (e.g. doh).
         category: String,
     },
+    /// List the app/service catalogue (service:NAME in configs), or show one service with
+    /// its domains and source.
+    Services {
+        /// One service to show in full.
+        name: Option<String>,
+        /// The catalogue of this config's [services] dir.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The catalogue folder (default: /usr/share/chaperone/services).
+        #[arg(long, conflicts_with = "config")]
+        dir: Option<PathBuf>,
+        /// Only services in this group (social, games, ai, ...).
+        #[arg(long)]
+        group: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the SHA-256 of an admin token, for [[admin.token]] sha256.
     HashToken {
         /// The token.
@@ -191,6 +209,17 @@ fn main() -> ExitCode {
             reject,
             category,
         } => export_cmd(&config, firewall, reject, &category),
+        Command::Services {
+            name,
+            config,
+            dir,
+            group,
+            json,
+        } => services_cmd(
+            config,
+            dir,
+            chaperone::services::show::Query { name, group, json },
+        ),
         Command::HashToken { token } => {
             println!(
                 "{}",
@@ -587,20 +616,28 @@ fn audit(command: AuditCommand) -> Result<bool> {
 }
 
 fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) -> Result<bool> {
-    let (sources, default_out) = match &config {
+    let (sources, default_out, services) = match &config {
         Some(c) => {
             let cfg = chaperone::config::Config::load(c)?;
             if !ensure_url_copies(&cfg)? {
                 anyhow::bail!("a URL source has no copy to compile from");
             }
-            (cfg.lists.sources.clone(), Some(cfg.lists.bundle.clone()))
+            // The services the config names go into the bundle too, so a prebuilt bundle
+            // serves `service:NAME` as a server compiling its own sources would.
+            let services = cfg.services.categories();
+            (
+                cfg.lists.sources.clone(),
+                Some(cfg.lists.bundle.clone()),
+                services,
+            )
         }
         None => (
             compile::sources_from_args(lists).map_err(anyhow::Error::msg)?,
             None,
+            Vec::new(),
         ),
     };
-    if sources.is_empty() {
+    if sources.is_empty() && services.is_empty() {
         anyhow::bail!(
             "nothing to compile: give lists as CATEGORY=PATH, or --config with [[lists.source]] entries"
         );
@@ -609,7 +646,7 @@ fn compile_cmd(out: Option<PathBuf>, config: Option<PathBuf>, lists: &[String]) 
         .or(default_out)
         .context("--out is required when compiling lists given as arguments")?;
     let started = std::time::Instant::now();
-    let (bytes, report) = compile::compile_sources(&sources)?;
+    let (bytes, report) = compile::compile_with_services(&sources, &services)?;
     for e in &report.errors {
         eprintln!("{e}");
     }
@@ -648,6 +685,30 @@ fn export_cmd(
         bundle::Bundle::from_vec(bytes)?
     };
     let text = chaperone::lists::export::render(&bundle, category, firewall, reject)?;
+    print!("{text}");
+    Ok(true)
+}
+
+fn services_cmd(
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    query: chaperone::services::show::Query,
+) -> Result<bool> {
+    let catalogue = match (config, dir) {
+        (Some(c), _) => chaperone::config::Config::load(&c)?
+            .services
+            .catalogue
+            .as_ref()
+            .clone(),
+        (None, dir) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(chaperone::services::DEFAULT_DIR));
+            chaperone::services::Catalogue::load(&dir).map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::anyhow!("the service catalogue has problems:\n{}", lines.join("\n"))
+            })?
+        }
+    };
+    let text = chaperone::services::show::render(&catalogue, &query).map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(true)
 }

@@ -65,6 +65,9 @@ pub struct Metrics {
     pub blocks: IntCounterVec,
     /// chaperone_incidents_total{category}
     pub incidents: IntCounterVec,
+    /// chaperone_service_blocks_total{group,service}: blocks by catalogue service (a
+    /// `service:NAME` category), only for the services the config names.
+    pub service_blocks: IntCounterVec,
     /// chaperone_cache_lookups_total{result="hit|miss|stale"}
     pub cache: IntCounterVec,
     /// chaperone_cache_entries
@@ -233,6 +236,12 @@ impl Metrics {
                 "chaperone_blocks_total",
                 "Blocked queries by policy group and category.",
                 &["group", "category"],
+            ),
+            service_blocks: counter_vec(
+                &r,
+                "chaperone_service_blocks_total",
+                "Blocked queries by policy group and catalogue service (service:NAME categories; also counted in chaperone_blocks_total).",
+                &["group", "service"],
             ),
             incidents: counter_vec(
                 &r,
@@ -447,6 +456,13 @@ impl Metrics {
                 .chain([NOT_APPROVED, BYPASS])
                 .map(|c| self.blocks.with_label_values(&[g, c]))
                 .collect(),
+            services: categories
+                .iter()
+                .map(|c| {
+                    c.strip_prefix(crate::services::SERVICE_PREFIX)
+                        .map(|s| self.service_blocks.with_label_values(&[g, s]))
+                })
+                .collect(),
         };
         GroupCounters {
             groups: groups.iter().map(|g| per_group(g)).collect(),
@@ -470,6 +486,8 @@ pub struct GroupHandles {
     outcomes: [IntCounter; 5],
     /// One per bundle category, then [`NOT_APPROVED`], then [`BYPASS`].
     blocks: Vec<IntCounter>,
+    /// One per bundle category: the service's counter for a `service:NAME` category.
+    services: Vec<Option<IntCounter>>,
 }
 
 /// Counter handles resolved for one snapshot's groups and categories.
@@ -497,6 +515,9 @@ impl GroupCounters {
         // The last two slots are not-approved and bypass, never a bundle category.
         if (category as usize) < blocks.len().saturating_sub(2) {
             blocks[category as usize].inc();
+        }
+        if let Some(Some(c)) = self.group(group).services.get(category as usize) {
+            c.inc();
         }
     }
 

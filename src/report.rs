@@ -130,7 +130,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
         .collect();
     let categories = query(
         conn,
-        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY category ORDER BY 2 DESC, 1",
+        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let category_rows = categories
@@ -142,7 +142,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
         .collect();
     let group_categories = query(
         conn,
-        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
     let group_category_rows = group_categories
@@ -153,6 +153,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             vec![r[0].clone(), r[1].clone(), b.to_string(), pct(b, n)]
         })
         .collect();
+    let (service_rows, group_service_rows) = services(conn, s, all, &group_size)?;
     let mut incidents = query(
         conn,
         "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= ?1 GROUP BY category ORDER BY 2 DESC, 1",
@@ -200,6 +201,16 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             group_category_rows,
         ),
         t(
+            "Blocks by service",
+            &["service", "blocked", "share of all queries"],
+            service_rows,
+        ),
+        t(
+            "Blocks by group and service",
+            &["group", "service", "blocked", "share of group's queries"],
+            group_service_rows,
+        ),
+        t(
             "Illegal-category incidents",
             &["category", "incidents"],
             incidents,
@@ -217,6 +228,43 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             exceptions,
         ),
     ])
+}
+
+/// Blocks by catalogue service (categories named `service:NAME`, shown by service name in
+/// their own tables rather than among the list categories): overall and per group.
+fn services(
+    conn: &Connection,
+    s: i64,
+    all: i64,
+    group_size: &std::collections::HashMap<String, i64>,
+) -> rusqlite::Result<(Vec<Vec<String>>, Vec<Vec<String>>)> {
+    let count =
+        |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+    let name = |c: &str| {
+        c.strip_prefix(crate::services::SERVICE_PREFIX)
+            .unwrap_or(c)
+            .to_owned()
+    };
+    let overall = query(
+        conn,
+        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+        s,
+    )?
+    .iter()
+    .map(|r| vec![name(&r[0]), count(r, 1).to_string(), pct(count(r, 1), all)])
+    .collect();
+    let per_group = query(
+        conn,
+        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+        s,
+    )?
+    .iter()
+    .map(|r| {
+        let n = group_size.get(&r[0]).copied().unwrap_or(0);
+        vec![r[0].clone(), name(&r[1]), count(r, 2).to_string(), pct(count(r, 2), n)]
+    })
+    .collect();
+    Ok((overall, per_group))
 }
 
 /// For the safeguarding lead: blocked attempts per device (address or pseudonym,

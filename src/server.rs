@@ -419,6 +419,8 @@ fn watched_paths(c: &crate::config::Config) -> Vec<PathBuf> {
             .filter(|s| s.url.is_none())
             .map(|s| s.path.clone()),
     );
+    // The catalogue files of the services the config names: editing one reloads.
+    v.extend(c.services.categories().into_iter().map(|(_, file, _)| file));
     v
 }
 

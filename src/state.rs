@@ -169,7 +169,8 @@ fn open_lists(
         guard(&counts)?;
         return Ok((bundle, None, counts));
     }
-    let (bytes, report) = compile::compile_sources(&config.lists.sources)?;
+    let (bytes, report) =
+        compile::compile_with_services(&config.lists.sources, &config.services.categories())?;
     let counts = ListCounts::from_report(&report);
     guard(&counts)?;
     let path = &config.lists.bundle;

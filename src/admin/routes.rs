@@ -356,14 +356,17 @@ fn check_exceptable_for(
     groups: &[String],
     anonymous: bool,
 ) -> Result<String> {
-    let domain = normalize_domain(domain.trim_start_matches("*."))
-        .map_err(|e| bad(&format!("domain: {e}")))?;
     let snap = a.pipeline.state().load();
     for g in groups {
         if snap.policy.group_index(g).is_none() {
             return Err(bad(&format!("groups: no group {g:?}")));
         }
     }
+    if domain.starts_with(crate::services::SERVICE_PREFIX) {
+        return check_service_exceptable(&snap, domain, anonymous);
+    }
+    let domain = normalize_domain(domain.trim_start_matches("*."))
+        .map_err(|e| bad(&format!("domain: {e}")))?;
     let key = crate::lists::key::reverse_key(&domain);
     let bundle = snap.policy.bundle();
     let listed = bundle.verdicts(&bundle.lookup(&key)).masks;
@@ -380,6 +383,40 @@ fn check_exceptable_for(
         )));
     }
     Ok(domain)
+}
+
+/// An exception for `service:NAME` (every domain of a catalogue service): the service must
+/// exist, and none of its domains may be listed in an illegal category.
+fn check_service_exceptable(
+    snap: &crate::state::Snapshot,
+    subject: &str,
+    anonymous: bool,
+) -> Result<String> {
+    let catalogue = snap.policy.services();
+    let Some(domains) = catalogue.domains_of(subject) else {
+        let name = subject.trim_start_matches(crate::services::SERVICE_PREFIX);
+        return Err(bad(&format!(
+            "domain: unknown service {name:?}{}",
+            crate::services::suggest(name, catalogue.services().map(|s| s.name.as_str()))
+        )));
+    };
+    let bundle = snap.policy.bundle();
+    for d in domains {
+        let listed = bundle
+            .verdicts(&bundle.lookup(&crate::lists::key::reverse_key(d)))
+            .masks;
+        let hit = listed.block | listed.nodata;
+        if (0..bundle.categories().len() as u16)
+            .any(|c| hit & (1 << c) != 0 && snap.policy.is_illegal(c))
+        {
+            return Err(bad(if anonymous {
+                "this name cannot be requested"
+            } else {
+                "a domain of this service is in an illegal category: it can never be unblocked"
+            }));
+        }
+    }
+    Ok(subject.to_owned())
 }
 
 /// Longest unblock allowed, in days (`admin.max_exception_days`).

@@ -12,6 +12,7 @@ mod enrolment;
 mod radius;
 pub mod raw;
 mod resolve;
+mod services;
 pub mod urlsource;
 mod zones;
 mod inspect;
@@ -91,6 +92,8 @@ pub struct Config {
     pub radius: Option<RadiusConfig>,
     /// `[users]`: user → group rules and the CSV export.
     pub users: UsersConfig,
+    /// `[services]`: the service catalogue and the services the policy names.
+    pub services: crate::services::ServicesConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -101,6 +101,9 @@ pub struct RawConfig {
     /// Which policy group a user name is in.
     #[serde(default)]
     pub users: super::radius::RawUsers,
+    /// The app/service catalogue (`service:NAME` in category lists).
+    #[serde(default)]
+    pub services: super::services::RawServices,
 }
 
 /// `[audit]`

@@ -94,6 +94,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
     let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
+    let services =
+        super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -126,6 +128,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         enrolled_devices,
         radius,
         users,
+        services,
     })
 }
 

@@ -197,8 +197,30 @@ pub fn for_each_piece(
 
 /// Compile sources into bundle bytes.
 pub fn compile_sources(sources: &[SourceConfig]) -> Result<(Vec<u8>, CompileReport), CompileError> {
+    compile_with_services(sources, &[])
+}
+
+/// Compile sources and the catalogue services a config names (`crate::services`): each
+/// `(category, file, domains)` becomes a category of its own, its domains matched with their
+/// subdomains. Services come first so that a name both in a list and in a service is
+/// reported (metrics, query log, report) as the service, the more specific of the two.
+pub fn compile_with_services(
+    sources: &[SourceConfig],
+    services: &[(String, PathBuf, Vec<String>)],
+) -> Result<(Vec<u8>, CompileReport), CompileError> {
     let mut builder = BundleBuilder::new();
     let mut report = CompileReport::default();
+    for (category, file, domains) in services {
+        let id = builder.category(category)?;
+        for d in domains {
+            builder.add(id, d, parse::MatchKind::Subtree, parse::Action::Block);
+        }
+        report.per_source.push(SourceCount {
+            path: file.clone(),
+            category: category.clone(),
+            entries: domains.len() as u64,
+        });
+    }
     for src in sources {
         let mut failed: Option<BundleError> = None;
         for_each_piece(src, &src.path, |category, parsed| {

@@ -32,6 +32,7 @@ use crate::config::{BlockAnswerKind, Config, Problem, Verdict};
 use crate::lists::bundle::{Bundle, BundleBuilder, Mask};
 use crate::lists::key::{normalize_domain, unreverse_key};
 use crate::lists::parse::{Action, MatchKind};
+use crate::services::Catalogue;
 use network::PrefixTable;
 pub use safesearch::{Engine, SafeSearch, Target};
 pub use response::Found;
@@ -258,13 +259,22 @@ struct ExceptionIndex {
 }
 
 impl ExceptionIndex {
-    fn new(exceptions: &[Exception], groups: &[Group]) -> Self {
+    /// An exception for `service:NAME` applies to each of the service's domains (and their
+    /// subdomains); one for a service the catalogue no longer has applies to nothing.
+    fn new(exceptions: &[Exception], groups: &[Group], services: &Catalogue) -> Self {
         let mut idx = ExceptionIndex::default();
         for (i, e) in exceptions.iter().enumerate() {
-            idx.by_key
-                .entry(crate::lists::key::reverse_key(&e.domain))
-                .or_default()
-                .push(i as u32);
+            let one = [e.domain.clone()];
+            let domains = match e.domain.starts_with(crate::services::SERVICE_PREFIX) {
+                true => services.domains_of(&e.domain).unwrap_or(&[]),
+                false => &one[..],
+            };
+            for d in domains {
+                idx.by_key
+                    .entry(crate::lists::key::reverse_key(d))
+                    .or_default()
+                    .push(i as u32);
+            }
             let mask = if e.groups.is_empty() {
                 u128::MAX
             } else {
@@ -294,6 +304,8 @@ pub struct Policy {
     exception_index: ExceptionIndex,
     timezone: jiff::tz::TimeZone,
     inspect: crate::config::InspectConfig,
+    /// The service catalogue, for exceptions on `service:NAME`.
+    services: Arc<Catalogue>,
 }
 
 impl Policy {
@@ -320,6 +332,7 @@ impl Policy {
         let resolver = MaskResolver {
             bundle: &bundle,
             illegal,
+            services: &config.services,
         };
         let groups: Vec<Group> = config
             .groups
@@ -368,7 +381,8 @@ impl Policy {
             return Err(problems);
         }
         let doh = bundle.category_id(DOH_CATEGORY).map_or(0, |id| 1 << id);
-        let exception_index = ExceptionIndex::new(&exceptions, &groups);
+        let services = config.services.catalogue.clone();
+        let exception_index = ExceptionIndex::new(&exceptions, &groups, &services);
         Ok(Policy {
             bundle,
             networks: PrefixTable::new(nets),
@@ -382,6 +396,7 @@ impl Policy {
             exception_index,
             timezone: config.server.timezone.clone(),
             inspect: config.inspect,
+            services,
         })
     }
 
@@ -396,10 +411,11 @@ impl Policy {
             device_nets: self.device_nets.clone(),
             illegal: self.illegal,
             doh: self.doh,
-            exception_index: ExceptionIndex::new(&exceptions, &self.groups),
+            exception_index: ExceptionIndex::new(&exceptions, &self.groups, &self.services),
             exceptions,
             timezone: self.timezone.clone(),
             inspect: self.inspect,
+            services: self.services.clone(),
         }
     }
 
@@ -425,6 +441,11 @@ impl Policy {
     /// no configured network: the same lookup [`Policy::decide`] starts with.
     pub fn group_of(&self, ip: IpAddr) -> Option<u16> {
         self.networks.lookup(ip.to_canonical()).map(|(g, _)| g)
+    }
+
+    /// The service catalogue the config named.
+    pub fn services(&self) -> &Arc<Catalogue> {
+        &self.services
     }
 
     /// Live exceptions.
@@ -894,6 +915,8 @@ fn known(bundle: &Bundle) -> String {
 struct MaskResolver<'a> {
     bundle: &'a Bundle,
     illegal: Mask,
+    /// `service-group:NAME` stands for each member's `service:NAME` category.
+    services: &'a crate::services::ServicesConfig,
 }
 
 impl MaskResolver<'_> {
@@ -905,13 +928,24 @@ impl MaskResolver<'_> {
         problems: &mut Vec<Problem>,
     ) -> Mask {
         let mut mask = 0;
-        for (i, n) in names.iter().enumerate() {
+        let expanded = names.iter().enumerate().flat_map(|(i, n)| {
+            self.services
+                .expand_name(n)
+                .into_iter()
+                .map(move |c| (i, c))
+        });
+        for (i, n) in expanded {
+            let n = &n;
             match self.bundle.category_id(n) {
                 Some(id) if !illegal_ok && self.illegal & (1 << id) != 0 => problems.push(Problem::new(
                     format!("{key}[{i}]"),
                     format!("{n:?} is an illegal category: it can never be allowed by a schedule or exception"),
                 )),
                 Some(id) => mask |= 1 << id,
+                None if n.starts_with(crate::services::SERVICE_PREFIX) => problems.push(Problem::new(
+                    format!("{key}[{i}]"),
+                    format!("{n:?} is not in the bundle: it was compiled without this service (compile it with `chaperone compile --config`)"),
+                )),
                 None => problems.push(Problem::new(
                     format!("{key}[{i}]"),
                     format!("unknown category {n:?} ({})", known(self.bundle)),

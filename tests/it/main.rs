@@ -26,4 +26,5 @@ mod radius;
 mod recursive;
 mod reload;
 mod safeguarding;
+mod services;
 mod zones;
