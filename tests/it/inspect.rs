@@ -313,7 +313,7 @@ fn fix_example(v: &mut toml::Value, key: &str) {
             let addr: std::net::SocketAddr = s.parse().unwrap();
             *s = std::net::SocketAddr::new(addr.ip(), 0).to_string();
         }
-        toml::Value::String(s) if ["path", "cert", "key", "csv"].contains(&key) => {
+        toml::Value::String(s) if ["path", "cert", "key", "csv", "dir"].contains(&key) => {
             if !s.starts_with('/') {
                 *s = crate_root().join("config").join(&*s).display().to_string();
             }
