@@ -230,6 +230,9 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
     ])
 }
 
+/// Table rows, as rendered.
+type Rows = Vec<Vec<String>>;
+
 /// Blocks by catalogue service (categories named `service:NAME`, shown by service name in
 /// their own tables rather than among the list categories): overall and per group.
 fn services(
@@ -237,7 +240,7 @@ fn services(
     s: i64,
     all: i64,
     group_size: &std::collections::HashMap<String, i64>,
-) -> rusqlite::Result<(Vec<Vec<String>>, Vec<Vec<String>>)> {
+) -> rusqlite::Result<(Rows, Rows)> {
     let count =
         |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
     let name = |c: &str| {

@@ -277,7 +277,9 @@ async fn inspect_answer(
         }
     };
     let Some(findings) = answer.findings.as_deref() else {
-        trace.push(format!("answer: {qtype} has no chain or addresses to inspect"));
+        trace.push(format!(
+            "answer: {qtype} has no chain or addresses to inspect"
+        ));
         return Ok(None);
     };
     match snap

@@ -9,13 +9,13 @@
 pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
+mod inspect;
 mod radius;
 pub mod raw;
 mod resolve;
 mod services;
 pub mod urlsource;
 mod zones;
-mod inspect;
 pub use inspect::InspectConfig;
 
 use std::collections::BTreeMap;

@@ -227,6 +227,9 @@ struct IpTable {
     v6: usize,
 }
 
+/// Reads one field of record i of an [`IpTable`] family.
+type RecordField<T> = fn(&IpTable, usize) -> T;
+
 impl IpTable {
     fn empty() -> Self {
         IpTable {
@@ -262,7 +265,7 @@ impl IpTable {
     }
 
     /// (number of records, first address of record i, tag set of record i) per family.
-    fn family(&self, v6: bool) -> (usize, fn(&Self, usize) -> u128, fn(&Self, usize) -> u32) {
+    fn family(&self, v6: bool) -> (usize, RecordField<u128>, RecordField<u32>) {
         if v6 {
             (self.v6, Self::v6_start, Self::v6_set)
         } else {

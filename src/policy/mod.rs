@@ -34,8 +34,8 @@ use crate::lists::key::{normalize_domain, unreverse_key};
 use crate::lists::parse::{Action, MatchKind};
 use crate::services::Catalogue;
 use network::PrefixTable;
-pub use safesearch::{Engine, SafeSearch, Target};
 pub use response::Found;
+pub use safesearch::{Engine, SafeSearch, Target};
 pub use schedule::Window;
 
 /// Names that let a device bypass the filter, as (name, what it is, how it is answered)

@@ -67,10 +67,7 @@ impl Policy {
         let gi = outcome.group?;
         let group = self.groups.get(usize::from(gi))?;
         let mut t = Tracer(trace);
-        let explicit = !matches!(
-            reason,
-            AllowReason::Unlisted | AllowReason::NotBlockedHere
-        );
+        let explicit = !matches!(reason, AllowReason::Unlisted | AllowReason::NotBlockedHere);
         if explicit {
             t.say(|| format!("answer: {reason}: only illegal categories are checked"));
         }
@@ -79,7 +76,8 @@ impl Policy {
             false => &[],
         };
         for key in targets {
-            if let Some(d) = self.check_target(group, gi, outcome.device, key, explicit, now, &mut t)
+            if let Some(d) =
+                self.check_target(group, gi, outcome.device, key, explicit, now, &mut t)
             {
                 return Some((d, Found::Target(key.clone())));
             }

@@ -482,7 +482,13 @@ fn decide_answer_at(
 #[test]
 fn step8_a_blocked_cname_target_blocks_the_asked_name() {
     let p = policy();
-    let d = decide_answer_at(&p, PUPIL, "front.test", &["cdn.test", "www.games.test"], morning());
+    let d = decide_answer_at(
+        &p,
+        PUPIL,
+        "front.test",
+        &["cdn.test", "www.games.test"],
+        morning(),
+    );
     assert!(
         matches!(
             d,
@@ -539,8 +545,17 @@ fn step8_an_explicit_allow_covers_its_chain_but_never_illegal_targets() {
         ),
         "{d:?}"
     );
-    let d = decide_answer_at(&p, PUPIL, "allowed.games.test", &["x.abuse.test"], morning());
-    assert!(matches!(d, Some(Decision::Block { incident: true, .. })), "{d:?}");
+    let d = decide_answer_at(
+        &p,
+        PUPIL,
+        "allowed.games.test",
+        &["x.abuse.test"],
+        morning(),
+    );
+    assert!(
+        matches!(d, Some(Decision::Block { incident: true, .. })),
+        "{d:?}"
+    );
 }
 
 #[test]

@@ -81,7 +81,10 @@ sha256 = "{}"
 const FILES: &[(&str, &str)] = &[
     ("gambling.txt", "gambling.test\n"),
     ("games.txt", "games.test\n"),
-    ("adult.txt", "adult.test\n203.0.113.66\n198.51.100.0/24\n2001:db8:bad::/48\n"),
+    (
+        "adult.txt",
+        "adult.test\n203.0.113.66\n198.51.100.0/24\n2001:db8:bad::/48\n",
+    ),
     ("illegal.txt", "abuse.test\n"),
 ];
 
@@ -146,7 +149,11 @@ async fn a_cname_chain_to_a_blocked_name_blocks_the_asked_name() {
         );
     }
     for m in every_path(&staff, "cloaked.test.", RecordType::A).await {
-        assert_eq!(rcode(&m), ResponseCode::NXDomain, "staff block gambling too");
+        assert_eq!(
+            rcode(&m),
+            ResponseCode::NXDomain,
+            "staff block gambling too"
+        );
     }
     for m in every_path(&pupil, "deep.test.", RecordType::A).await {
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
@@ -157,11 +164,17 @@ async fn a_cname_chain_to_a_blocked_name_blocks_the_asked_name() {
     }
     for m in every_path(&staff, "deep.test.", RecordType::A).await {
         assert_eq!(rcode(&m), ResponseCode::NoError);
-        assert_eq!(ips(&m), vec!["192.0.2.71".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            ips(&m),
+            vec!["192.0.2.71".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
     // A chain to nothing listed is answered whole.
     for m in every_path(&pupil, "clean.test.", RecordType::A).await {
-        assert_eq!(ips(&m), vec!["192.0.2.74".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            ips(&m),
+            vec!["192.0.2.74".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
     // The upstream was asked once per name: the blocks came from cached answers.
     assert_eq!(up.count("deep.test."), 1, "{:?}", up.seen());
@@ -189,7 +202,11 @@ async fn an_answer_address_in_a_blocked_range_blocks_the_name() {
             );
         }
         for m in every_path(&staff, name, qtype).await {
-            assert_eq!(rcode(&m), ResponseCode::NoError, "staff allow adult: {name}");
+            assert_eq!(
+                rcode(&m),
+                ResponseCode::NoError,
+                "staff allow adult: {name}"
+            );
             assert!(!m.answers.is_empty(), "{name}");
         }
     }
@@ -203,11 +220,22 @@ async fn an_illegal_target_blocks_for_everyone_even_under_an_exception() {
     let (_up, h) = setup().await;
     // Staff do not block games; an exception lets pupils reach deep.test explicitly.
     let body = serde_json::json!({"domain": "deep.test", "groups": ["pupils"], "reason": "lesson", "requested_by": "Ms Patel", "days": 1});
-    let (status, text) = http(h.admin(), "POST", "/exceptions", Some(TECH), Some(&body.to_string())).await;
+    let (status, text) = http(
+        h.admin(),
+        "POST",
+        "/exceptions",
+        Some(TECH),
+        Some(&body.to_string()),
+    )
+    .await;
     assert!(status == 200 || status == 201, "{status}: {text}");
     let pupil = h.client("127.0.0.2");
     for m in every_path(&pupil, "deep.test.", RecordType::A).await {
-        assert_eq!(rcode(&m), ResponseCode::NoError, "an explicit unblock covers its chain");
+        assert_eq!(
+            rcode(&m),
+            ResponseCode::NoError,
+            "an explicit unblock covers its chain"
+        );
     }
     for from in ["127.0.0.2", "127.0.0.3"] {
         for m in every_path(&h.client(from), "abusive.test.", RecordType::A).await {
@@ -285,7 +313,12 @@ async fn the_query_log_and_explain_name_what_the_answer_led_to() {
     .await;
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["decision"], "allowed", "{v}");
-    assert!(v["trace"].to_string().contains("inspected, nothing blocked"), "{v}");
+    assert!(
+        v["trace"]
+            .to_string()
+            .contains("inspected, nothing blocked"),
+        "{v}"
+    );
     h.stop().await;
 }
 
@@ -313,10 +346,10 @@ fn fix_example(v: &mut toml::Value, key: &str) {
             let addr: std::net::SocketAddr = s.parse().unwrap();
             *s = std::net::SocketAddr::new(addr.ip(), 0).to_string();
         }
-        toml::Value::String(s) if ["path", "cert", "key", "csv", "dir"].contains(&key) => {
-            if !s.starts_with('/') {
-                *s = crate_root().join("config").join(&*s).display().to_string();
-            }
+        toml::Value::String(s)
+            if ["path", "cert", "key", "csv", "dir"].contains(&key) && !s.starts_with('/') =>
+        {
+            *s = crate_root().join("config").join(&*s).display().to_string();
         }
         _ => {}
     }
@@ -334,7 +367,8 @@ cloaked          IN CNAME casino.gambling.test.
 front            IN A 203.0.113.66
 clean            IN A 192.0.2.80
 "#;
-    let gambling = "$TTL 300\n@ IN SOA ns.example. h.example. 1 3600 600 86400 60\ncasino IN A 192.0.2.81\n";
+    let gambling =
+        "$TTL 300\n@ IN SOA ns.example. h.example. 1 3600 600 86400 60\ncasino IN A 192.0.2.81\n";
     let up = authority(
         "127.0.0.1:0".parse().unwrap(),
         &[("example.", zone), ("gambling.test.", gambling)],
@@ -361,6 +395,9 @@ clean            IN A 192.0.2.80
         assert!(m.answers.is_empty(), "DDR gets NODATA: {m:?}");
     }
     let clean = pupil.udp("clean.example.", RecordType::A).await;
-    assert_eq!(ips(&clean), vec!["192.0.2.80".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        ips(&clean),
+        vec!["192.0.2.80".parse::<std::net::IpAddr>().unwrap()]
+    );
     h.stop().await;
 }
