@@ -9,6 +9,8 @@
 # pupils, and the query log on (SQLite, pseudonymised groups), with dnsperf's 127.0.0.1
 # placed in the pupils' network. CHAPERONE_QUERYLOG=false turns the log off in it;
 # CHAPERONE_LEASES=FILE uses that dnsmasq lease file instead of the example's sample.
+# CHAPERONE_INSPECT=false turns response inspection ([inspect] cname and addresses) off, to
+# measure its cost in either profile.
 # CHAPERONE_PROFILE=minimal is one group, one category, log off unless CHAPERONE_QUERYLOG=true:
 # the configuration the first-wave figures were measured with.
 set -euo pipefail
@@ -38,6 +40,9 @@ group = "all"
 block = ["blocked"]
 [querylog]
 enabled = ${CHAPERONE_QUERYLOG:-false}
+[inspect]
+cname = ${CHAPERONE_INSPECT:-true}
+addresses = ${CHAPERONE_INSPECT:-true}
 TOML
 else
   python3 - "$ROOT" "$WORK" "$threads" "${CHAPERONE_QUERYLOG:-true}" <<'PY'
@@ -68,6 +73,8 @@ if '[ratelimit]' in s:
     s = re.sub(r'(\[ratelimit\][^\[]*?)exempt = \[[^\]]*\]', r'\1exempt = ["127.0.0.0/8"]', s, flags=re.S)
 else:
     s += '\n[ratelimit]\nexempt = ["127.0.0.0/8"]\n'
+inspect = os.environ.get("CHAPERONE_INSPECT", "true")
+s = s.replace('[inspect]\ncname = true\naddresses = true', f'[inspect]\ncname = {inspect}\naddresses = {inspect}')
 open(f"{work}/chaperone.toml", "w").write(s)
 PY
 fi

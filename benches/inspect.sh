@@ -8,8 +8,8 @@
 # The upstream (unbound on 127.0.0.1:15353) answers most popular names through a CDN
 # chain, as real sites do: 50% of names by one CNAME hop, 20% by two, 30% by an A record
 # directly; every answer has two addresses. The lists hold names/10 blocked names and as
-# many blocked /32 addresses and /24 ranges (none matching an answer: this measures the
-# cost of looking, the common case). The query file is 90% allowed names, 10% subdomains
+# every IPv4 entry of the real UT1 lists (../shared/lists-real/ut1, ~68k addresses in ~21k
+# intervals; none matches an answer: this measures the cost of looking, the common case). The query file is 90% allowed names, 10% subdomains
 # of blocked names. Query log off, one worker thread each: the stage's cost is not hidden
 # behind the log. Loopback only; every load round is bounded by dnsperf -l.
 # CHAPERONE_BIN: a release binary (default target/release/chaperone).
@@ -25,9 +25,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-python3 - "$N" <<'PY'
-import sys
+python3 - "$N" "$ROOT/../shared/lists-real/ut1" <<'PY'
+import sys, os, re, lzma
 n = int(sys.argv[1])
+ut1 = sys.argv[2]
+ips = []
+for cat in sorted(os.listdir(ut1)):
+    for name in ("domains", "domains.xz"):
+        p = os.path.join(ut1, cat, name)
+        if os.path.exists(p):
+            text = (lzma.open(p, "rt") if p.endswith(".xz") else open(p)).read()
+            ips += [l.strip() for l in text.splitlines() if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", l.strip())]
 with open("upstream.conf", "w") as f:
     f.write("server:\n  interface: 127.0.0.1@15353\n  do-not-query-localhost: no\n"
             "  username: \"\"\n  chroot: \"\"\n  use-syslog: no\n  num-threads: 1\n"
@@ -49,8 +57,7 @@ with open("upstream.conf", "w") as f:
 with open("blocked.txt", "w") as b:
     for i in range(n // 10):
         b.write(f"blocked{i}.test\n")
-        b.write(f"172.{16 + (i >> 16 & 15)}.{i >> 8 & 255}.{i & 255}\n")
-        b.write(f"100.{64 + (i >> 8 & 63)}.{i & 255}.0/24\n")
+    b.write("".join(f"{ip}\n" for ip in sorted(set(ips)) if not ip.startswith("10.")))
 with open("mix.q", "w") as q:
     for i in range(n):
         q.write(f"www.blocked{i // 10}.test A\n" if i % 10 == 9 else f"site{i}.test A\n")
