@@ -100,13 +100,21 @@ struct Entry {
     findings: Option<Arc<Findings>>,
 }
 
-/// A wire cache hit: the response is in the caller's buffer.
+/// A wire cache hit: the response is in the caller's buffer. It holds the entry itself,
+/// so reading its findings costs no reference count of its own.
 #[derive(Debug)]
-pub struct Hit {
-    /// Its response code.
-    pub rcode: u8,
+pub struct Hit(Arc<Entry>);
+
+impl Hit {
+    /// The response code.
+    pub fn rcode(&self) -> u8 {
+        self.0.rcode
+    }
+
     /// What response inspection must check for this client.
-    pub findings: Option<Arc<Findings>>,
+    pub fn findings(&self) -> Option<&Findings> {
+        self.0.findings.as_deref()
+    }
 }
 
 /// The cache.
@@ -153,10 +161,7 @@ impl WireCache {
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).max(1).to_be_bytes());
         }
         crate::transport::wire::truncate(out, usize::from(q.limit));
-        Some(Hit {
-            rcode: e.rcode,
-            findings: e.findings.clone(),
-        })
+        Some(Hit(e))
     }
 
     /// Store a finished response for `q` (`stripped`: the ECH-less form), fresh for

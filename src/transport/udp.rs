@@ -300,10 +300,10 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
             {
                 Some(hit) => {
                     p.cache_counters().hit.inc();
-                    if p.inspect(&mut d, hit.findings.as_deref()) {
+                    if p.inspect(&mut d, hit.findings()) {
                         (write_block(out, pkt, &q, &d), MetricOutcome::Blocked)
                     } else {
-                        (ResponseCode::from(0, hit.rcode), MetricOutcome::Allowed)
+                        (ResponseCode::from(0, hit.rcode()), MetricOutcome::Allowed)
                     }
                 }
                 None => return Fast::Resolve(Box::new(q), Box::new(d)),
