@@ -62,6 +62,13 @@ enum Command {
         /// the group the `[users]` rules give them.
         #[arg(long)]
         user: Option<String>,
+        /// For an allowed name, ask the configured upstream (or its [[zone]]) and inspect
+        /// the answer as the server does: a CNAME target or an address that is blocked.
+        #[arg(long)]
+        resolve: bool,
+        /// The record type to resolve with --resolve.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
         /// The name queried.
         name: String,
     },
@@ -192,6 +199,8 @@ fn main() -> ExitCode {
             at,
             device,
             user,
+            resolve,
+            qtype,
             name,
         } => explain(&ExplainArgs {
             config: &config,
@@ -200,6 +209,7 @@ fn main() -> ExitCode {
             at: at.as_deref(),
             device: device.as_deref(),
             user: user.as_deref(),
+            resolve: resolve.then_some(qtype.as_str()),
             name: &name,
         }),
         Command::Compile { out, config, lists } => compile_cmd(out, config, &lists),
@@ -356,6 +366,70 @@ fn check(config: &Path) -> Result<bool> {
     }
 }
 
+/// `explain --resolve`: resolve an allowed name as the server would (its `[[zone]]`, else
+/// the upstream; names answered locally are not inspected) and inspect the answer.
+fn explain_answer(
+    loaded: &state::Loaded,
+    name: &str,
+    qtype: &str,
+    outcome: &mut chaperone::policy::Outcome,
+    now: jiff::Timestamp,
+    trace: &mut Vec<String>,
+) -> Result<Option<chaperone::policy::Found>> {
+    use hickory_proto::rr::{Name, RecordType};
+    if !matches!(outcome.decision, chaperone::policy::Decision::Allow(_)) {
+        return Ok(None);
+    }
+    let qtype: RecordType = qtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--type: unknown record type {qtype:?}"))?;
+    let fqdn = Name::from_ascii(format!("{name}.")).context("name")?;
+    let local = chaperone::local::LocalZones::new(&loaded.config);
+    if local
+        .explain(&chaperone::lists::key::reverse_key(name), &fqdn)
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let config = &loaded.config;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let answer = rt.block_on(async {
+        let zones = chaperone::resolve::zones::Zones::new(&config.zones)?;
+        match zones.route(&fqdn) {
+            Some(z) => z.forwarder.resolve(&fqdn, qtype).await,
+            None => {
+                let upstream = chaperone::resolve::Upstream::from_config(&config.upstream)?;
+                upstream.resolve(&fqdn, qtype, false).await
+            }
+        }
+    });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            trace.push(format!("answer: {qtype} not inspected: {e}"));
+            return Ok(None);
+        }
+    };
+    let findings = chaperone::inspect::Findings::of_records(&answer.answers);
+    match loaded
+        .policy
+        .decide_answer(outcome, &findings, now, Some(trace))
+    {
+        Some((decision, found)) => {
+            outcome.decision = decision;
+            Ok(Some(found))
+        }
+        None => {
+            trace.push(format!("answer: {qtype} inspected, nothing blocked"));
+            Ok(None)
+        }
+    }
+}
+
 /// What `chaperone explain` was asked.
 struct ExplainArgs<'a> {
     config: &'a Path,
@@ -364,6 +438,8 @@ struct ExplainArgs<'a> {
     at: Option<&'a str>,
     device: Option<&'a str>,
     user: Option<&'a str>,
+    /// `--resolve`: the record type whose upstream answer is inspected.
+    resolve: Option<&'a str>,
     name: &'a str,
 }
 
@@ -428,9 +504,13 @@ fn explain(args: &ExplainArgs<'_>) -> Result<bool> {
         ));
     }
     let client = who.client;
-    let outcome = loaded
+    let mut outcome = loaded
         .policy
         .decide(&client, key.as_bytes(), now, Some(&mut trace));
+    let found = match args.resolve {
+        Some(qtype) => explain_answer(&loaded, &normalized, qtype, &mut outcome, now, &mut trace)?,
+        None => None,
+    };
     println!(
         "query: {normalized} from {ip} at {} ({now})",
         now.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z")
@@ -438,8 +518,11 @@ fn explain(args: &ExplainArgs<'_>) -> Result<bool> {
     for line in &trace {
         println!("  {line}");
     }
-    let (decision, category, rule, incident) =
+    let (decision, category, mut rule, incident) =
         chaperone::record::describe(&loaded.policy, outcome.decision, key.as_bytes());
+    if let Some(f) = found {
+        rule = Some(f.to_string());
+    }
     print!("decision: {decision}");
     if let chaperone::policy::Decision::Allow(reason) = outcome.decision {
         print!(" ({})", allow_words(&loaded.policy, reason, &tz));

@@ -401,3 +401,56 @@ clean            IN A 192.0.2.80
     );
     h.stop().await;
 }
+
+/// The offline `chaperone explain --resolve` asks the configured upstream and inspects the
+/// answer as the server does; without `--resolve` it explains the name alone.
+#[tokio::test]
+async fn explain_resolve_inspects_the_answer_from_the_command_line() {
+    let (_up, h) = setup().await;
+    // The test's upstream runs on this runtime: the command runs on a blocking thread.
+    let config = h.config.clone();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["explain".to_owned(), "--config".into()];
+        args.push(config.display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"))
+                    .args(&args)
+                    .output()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let text = run(&["--client", "127.0.0.2", "--resolve", "deep.test"]).await;
+    assert!(
+        text.contains("CNAME target play.games.test is in games"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision: blocked (category games, rule CNAME target play.games.test)"),
+        "{text}"
+    );
+    let text = run(&[
+        "--client",
+        "127.0.0.2",
+        "--resolve",
+        "--type",
+        "A",
+        "front.test",
+    ])
+    .await;
+    assert!(text.contains("rule answer address 203.0.113.66"), "{text}");
+    let text = run(&["--client", "127.0.0.3", "--resolve", "deep.test"]).await;
+    assert!(text.contains("decision: allowed"), "{text}");
+    assert!(text.contains("inspected, nothing blocked"), "{text}");
+    let text = run(&["--client", "127.0.0.2", "deep.test"]).await;
+    assert!(
+        text.contains("decision: allowed"),
+        "without --resolve: {text}"
+    );
+    h.stop().await;
+}
