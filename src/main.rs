@@ -415,19 +415,9 @@ fn explain_answer(
         }
     };
     let findings = chaperone::inspect::Findings::of_records(&answer.answers);
-    match loaded
+    Ok(loaded
         .policy
-        .decide_answer(outcome, &findings, now, Some(trace))
-    {
-        Some((decision, found)) => {
-            outcome.decision = decision;
-            Ok(Some(found))
-        }
-        None => {
-            trace.push(format!("answer: {qtype} inspected, nothing blocked"));
-            Ok(None)
-        }
-    }
+        .explain_answer(outcome, &qtype.to_string(), &findings, now, trace))
 }
 
 /// What `chaperone explain` was asked.

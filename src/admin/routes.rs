@@ -276,25 +276,11 @@ async fn inspect_answer(
             return Ok(None);
         }
     };
-    let Some(findings) = answer.findings.as_deref() else {
-        trace.push(format!(
-            "answer: {qtype} has no chain or addresses to inspect"
-        ));
-        return Ok(None);
-    };
-    match snap
+    let none = crate::inspect::Findings::default();
+    let findings = answer.findings.as_deref().unwrap_or(&none);
+    Ok(snap
         .policy
-        .decide_answer(outcome, findings, now, Some(trace))
-    {
-        Some((decision, found)) => {
-            outcome.decision = decision;
-            Ok(Some(found))
-        }
-        None => {
-            trace.push(format!("answer: {qtype} inspected, nothing blocked"));
-            Ok(None)
-        }
-    }
+        .explain_answer(outcome, &qtype.to_string(), findings, now, trace))
 }
 
 #[derive(Deserialize)]

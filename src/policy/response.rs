@@ -85,6 +85,34 @@ impl Policy {
         self.check_addresses(group, outcome.device, findings, explicit, now, &mut t)
     }
 
+    /// `explain`'s step 8 (the admin API's and the command line's): inspect a resolved
+    /// answer of type `qtype` with the trace, replacing `outcome`'s decision when it blocks.
+    pub fn explain_answer(
+        &self,
+        outcome: &mut Outcome,
+        qtype: &str,
+        findings: &Findings,
+        now: jiff::Timestamp,
+        trace: &mut Vec<String>,
+    ) -> Option<Found> {
+        if findings.is_empty() {
+            trace.push(format!(
+                "answer: {qtype} has no chain or addresses to inspect"
+            ));
+            return None;
+        }
+        match self.decide_answer(outcome, findings, now, Some(trace)) {
+            Some((decision, found)) => {
+                outcome.decision = decision;
+                Some(found)
+            }
+            None => {
+                trace.push(format!("answer: {qtype} inspected, nothing blocked"));
+                None
+            }
+        }
+    }
+
     /// The addresses a client may not reach (for HTTPS/SVCB hints): blocked in one of its
     /// group's categories now, or illegal.
     pub fn blocks_address(&self, outcome: &Outcome, ip: IpAddr, now: jiff::Timestamp) -> bool {
