@@ -134,9 +134,10 @@ block = ["social"]
     let loaded = state::load(&config, Vec::new()).expect("config loads");
     let cfg = loaded.config.querylog.clone();
     let db = loaded.config.storage_path.clone();
+    let store = chaperone::store::open(&loaded.config).expect("open the store");
     let state = State::new(&config, loaded, Arc::new(Metrics::new()));
     let (log, writer) =
-        querylog::start(&cfg, &db, state, Arc::new(SystemClock)).expect("start the writer");
+        querylog::start(store, &cfg, state, Arc::new(SystemClock)).expect("start the writer");
 
     let started = Instant::now();
     let mut offer = Duration::ZERO;

@@ -9,18 +9,16 @@
 //! of illegal-category hits cannot grow tasks without bound. Incident records live in their own table, which query-log
 //! retention never touches.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use crate::config::AlertsConfig;
 use crate::policy::clock::SharedClock;
 use crate::record::LogEvent;
 use crate::state::State;
-use crate::store::{self, StoreError};
+use crate::store::{self, AlertStatus, Store, StoreError};
 
 /// First retry delay; doubles each attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -60,11 +58,11 @@ pub struct IncidentAlert {
 
 /// Start the incident task; returns the channel the record stage sends incidents to.
 pub fn start(
-    db: PathBuf,
+    db: Box<dyn Store>,
     state: Arc<State>,
     clock: SharedClock,
 ) -> Result<mpsc::Sender<LogEvent>, StoreError> {
-    let conn = Arc::new(Mutex::new(store::open(&db)?));
+    let conn = Arc::new(Mutex::new(db));
     let (tx, mut rx) = mpsc::channel::<LogEvent>(QUEUE);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(
         state
@@ -82,7 +80,13 @@ pub fn start(
         while let Some(event) = rx.recv().await {
             let c = conn.clone();
             let e = event.clone();
-            let id = match tokio::task::spawn_blocking(move || insert_incident(&c, &e)).await {
+            let id = match tokio::task::spawn_blocking(move || {
+                c.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert_incident(&e)
+            })
+            .await
+            {
                 Ok(Ok(id)) => id,
                 Ok(Err(err)) => {
                     tracing::error!(
@@ -124,11 +128,15 @@ pub fn start(
                     );
                     let c = conn.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        let conn = c.lock().unwrap_or_else(|p| p.into_inner());
-                        conn.execute(
-                            "UPDATE incidents SET alert_status = 'dropped' WHERE id = ?1",
-                            params![id],
-                        )
+                        let dropped = AlertStatus {
+                            status: "dropped",
+                            attempts: 0,
+                            error: None,
+                            delivered_us: None,
+                        };
+                        c.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .set_alert_status(id, &dropped)
                     })
                     .await;
                     continue;
@@ -144,22 +152,13 @@ pub fn start(
     Ok(tx)
 }
 
-fn insert_incident(conn: &Mutex<Connection>, e: &LogEvent) -> rusqlite::Result<i64> {
-    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-    conn.execute(
-        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, user, device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.clone().unwrap_or_default(), e.rule, e.hostname, e.user, e.device_id],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
 /// POST the alert until it is accepted (2xx) or the retry budget is spent, recording each
 /// attempt on the incident.
 async fn deliver(
     http: reqwest::Client,
     cfg: AlertsConfig,
     alert: IncidentAlert,
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Box<dyn Store>>>,
     clock: SharedClock,
 ) {
     let started = tokio::time::Instant::now();
@@ -186,11 +185,15 @@ async fn deliver(
         let c = conn.clone();
         let id = alert.incident_id;
         let _ = tokio::task::spawn_blocking(move || {
-            let conn = c.lock().unwrap_or_else(|p| p.into_inner());
-            conn.execute(
-                "UPDATE incidents SET alert_status = ?1, alert_attempts = ?2, alert_last_error = ?3, delivered_us = ?4 WHERE id = ?5",
-                params![status, attempts, error, delivered, id],
-            )
+            let s = AlertStatus {
+                status,
+                attempts,
+                error: error.as_deref(),
+                delivered_us: delivered,
+            };
+            c.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_alert_status(id, &s)
         })
         .await;
         match result {

@@ -458,8 +458,12 @@ fn explain(args: &ExplainArgs<'_>) -> Result<bool> {
     };
     // The exceptions in force at that time, read from the database as the server reads
     // them at start and on every refresh.
-    let live = chaperone::store::safeguarding::live_exceptions_at(&cfg.storage_path, now)
-        .context("reading live exceptions")?;
+    let live = if cfg.postgres.is_some() {
+        chaperone::store::open(&cfg)?.live_exceptions(now)
+    } else {
+        chaperone::store::safeguarding::live_exceptions_at(&cfg.storage_path, now)
+    }
+    .context("reading live exceptions")?;
     let loaded = state::load(config, live)?;
     let normalized =
         normalize_domain(name).with_context(|| format!("{name:?} is not a domain name"))?;
@@ -575,15 +579,15 @@ fn admin(
     rt.block_on(chaperone::cli_admin::run(url, token, command, &output))
 }
 
-fn open_store(config: &Path) -> Result<rusqlite::Connection> {
+fn open_store(config: &Path) -> Result<Box<dyn chaperone::store::Store>> {
     let cfg = chaperone::config::Config::load(config)?;
-    if !cfg.storage_path.exists() {
+    if cfg.postgres.is_none() && !cfg.storage_path.exists() {
         anyhow::bail!(
             "{} does not exist yet: Chaperone has not run with this config",
             cfg.storage_path.display()
         );
     }
-    Ok(chaperone::store::open(&cfg.storage_path)?)
+    Ok(chaperone::store::open(&cfg)?)
 }
 
 fn report(
@@ -592,7 +596,7 @@ fn report(
     format: chaperone::report::Format,
     detail: bool,
 ) -> Result<bool> {
-    let conn = open_store(config)?;
+    let mut db = open_store(config)?;
     let now = jiff::Timestamp::now();
     let from = chaperone::report::parse_since(since, now).map_err(anyhow::Error::msg)?;
     let period = format!(
@@ -602,14 +606,14 @@ fn report(
     );
     let (tables, heading) = if detail {
         (
-            chaperone::report::detail(&conn, from)?,
+            chaperone::report::detail(db.as_mut(), from)?,
             format!(
                 "Chaperone blocked attempts by device, {period} (CONFIDENTIAL: safeguarding lead only)"
             ),
         )
     } else {
         (
-            chaperone::report::summary(&conn, from)?,
+            chaperone::report::summary(db.as_mut(), from)?,
             format!("Chaperone filtering summary, {period}"),
         )
     };
@@ -625,7 +629,7 @@ fn audit(command: AuditCommand) -> Result<bool> {
             expect_count,
             expect_head,
         } => {
-            let conn = open_store(&config)?;
+            let mut db = open_store(&config)?;
             let cfg = chaperone::config::Config::load(&config)?;
             let key = if cfg.audit.key_file.exists() {
                 Some(audit::load_key(&cfg.audit.key_file)?)
@@ -645,15 +649,16 @@ fn audit(command: AuditCommand) -> Result<bool> {
                 count: expect_count,
                 head: expect_head,
             };
-            let unkeyed = audit::list(&conn, None, usize::MAX >> 1)?
+            let unkeyed = db
+                .audit_list(None, usize::MAX >> 1)?
                 .iter()
                 .filter(|r| !r.keyed)
                 .count();
-            match audit::verify(&conn, &expect)? {
+            match audit::verify(db.as_mut(), &expect)? {
                 audit::Verification::Intact(n) => {
                     println!(
                         "audit log intact: {n} records, head {}",
-                        audit::head(&conn)?
+                        db.audit_head()?.head
                     );
                     if unkeyed > 0 {
                         println!(
@@ -676,8 +681,8 @@ fn audit(command: AuditCommand) -> Result<bool> {
             }
         }
         AuditCommand::List { config } => {
-            let conn = open_store(&config)?;
-            for r in audit::list(&conn, None, usize::MAX >> 1)? {
+            let mut db = open_store(&config)?;
+            for r in db.audit_list(None, usize::MAX >> 1)? {
                 println!(
                     "{} {} {} ({}) {} {} {}",
                     r.id, r.at, r.actor, r.role, r.action, r.subject, r.detail

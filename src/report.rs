@@ -12,9 +12,7 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::{Connection, params};
-
-use crate::store::micros;
+use crate::store::{Store, StoreError, micros};
 
 /// One table of a report.
 #[derive(Debug, Clone)]
@@ -68,35 +66,33 @@ fn pct(part: i64, whole: i64) -> String {
     }
 }
 
-fn query(conn: &Connection, sql: &str, since: i64) -> rusqlite::Result<Vec<Vec<String>>> {
-    let mut stmt = conn.prepare(sql)?;
-    let cols = stmt.column_count();
-    let rows = stmt.query_map(params![since], |r| {
-        (0..cols)
-            .map(|i| {
-                let v: rusqlite::types::Value = r.get(i)?;
-                Ok(match v {
-                    rusqlite::types::Value::Null => String::new(),
-                    rusqlite::types::Value::Integer(i) => i.to_string(),
-                    rusqlite::types::Value::Real(f) => f.to_string(),
-                    rusqlite::types::Value::Text(t) => t,
-                    rusqlite::types::Value::Blob(_) => "<blob>".to_owned(),
-                })
-            })
-            .collect()
-    })?;
-    rows.collect()
+/// A stored time (µs since the epoch, as text) as "YYYY-MM-DD HH:MM:SS" UTC.
+fn utc(cell: &mut String) {
+    if let Ok(us) = cell.parse::<i64>() {
+        *cell = crate::store::from_micros(us)
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string();
+    }
+}
+
+/// Format the given columns of every row with [`utc`].
+fn utc_columns(rows: &mut [Vec<String>], columns: &[usize]) {
+    for row in rows {
+        for &c in columns {
+            if let Some(cell) = row.get_mut(c) {
+                utc(cell);
+            }
+        }
+    }
 }
 
 /// The governors' summary: totals, block rate per group, per category and per group and
 /// category, incidents, exceptions granted. No addresses, pseudonyms, devices or queried
 /// names.
-pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec<Table>> {
+pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>, StoreError> {
     let s = micros(since);
     let count = |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok());
-    let totals = query(
-        conn,
-        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= ?1 GROUP BY decision ORDER BY 2 DESC, 1",
+    let totals = db.table("SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
         s,
     )?;
     let all: i64 = totals.iter().filter_map(|r| count(r, 1)).sum();
@@ -112,9 +108,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
         .collect();
     total_rows.push(vec!["all".into(), all.to_string(), pct(all, all)]);
 
-    let groups = query(
-        conn,
-        "SELECT grp, COUNT(*), SUM(decision = 'blocked') FROM queries WHERE ts_us >= ?1 GROUP BY grp ORDER BY grp",
+    let groups = db.table("SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
         s,
     )?;
     let group_size: std::collections::HashMap<String, i64> = groups
@@ -128,9 +122,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             vec![r[0].clone(), n.to_string(), b.to_string(), pct(b, n)]
         })
         .collect();
-    let categories = query(
-        conn,
-        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let categories = db.table("SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let category_rows = categories
@@ -140,9 +132,7 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             vec![r[0].clone(), b.to_string(), pct(b, all)]
         })
         .collect();
-    let group_categories = query(
-        conn,
-        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let group_categories = db.table("SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
     let group_category_rows = group_categories
@@ -153,21 +143,19 @@ pub fn summary(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Ve
             vec![r[0].clone(), r[1].clone(), b.to_string(), pct(b, n)]
         })
         .collect();
-    let (service_rows, group_service_rows) = services(conn, s, all, &group_size)?;
-    let mut incidents = query(
-        conn,
-        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= ?1 GROUP BY category ORDER BY 2 DESC, 1",
+    let (service_rows, group_service_rows) = services(db, s, all, &group_size)?;
+    let mut incidents = db.table("SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 1)).sum();
     incidents.push(vec!["all".into(), incident_total.to_string()]);
-    let mut exceptions = query(
-        conn,
-        "SELECT domain, groups, reason, datetime(created_us / 1000000, 'unixepoch'), datetime(expires_us / 1000000, 'unixepoch'),
+    let mut exceptions = db.table(
+        "SELECT domain, groups, reason, created_us, expires_us,
                 CASE WHEN revoked_us IS NULL THEN '' ELSE 'revoked' END
-         FROM exceptions WHERE created_us >= ?1 ORDER BY created_us",
+         FROM exceptions WHERE created_us >= $1 ORDER BY created_us",
         s,
     )?;
+    utc_columns(&mut exceptions, &[3, 4]);
     for row in &mut exceptions {
         // Stored as a JSON array; empty means every group.
         if let Ok(groups) = serde_json::from_str::<Vec<String>>(&row[1]) {
@@ -236,11 +224,11 @@ type Rows = Vec<Vec<String>>;
 /// Blocks by catalogue service (categories named `service:NAME`, shown by service name in
 /// their own tables rather than among the list categories): overall and per group.
 fn services(
-    conn: &Connection,
+    db: &mut dyn Store,
     s: i64,
     all: i64,
     group_size: &std::collections::HashMap<String, i64>,
-) -> rusqlite::Result<(Rows, Rows)> {
+) -> Result<(Rows, Rows), StoreError> {
     let count =
         |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
     let name = |c: &str| {
@@ -248,17 +236,13 @@ fn services(
             .unwrap_or(c)
             .to_owned()
     };
-    let overall = query(
-        conn,
-        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let overall = db.table("SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?
     .iter()
     .map(|r| vec![name(&r[0]), count(r, 1).to_string(), pct(count(r, 1), all)])
     .collect();
-    let per_group = query(
-        conn,
-        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= ?1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let per_group = db.table("SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?
     .iter()
@@ -273,22 +257,20 @@ fn services(
 /// For the safeguarding lead: blocked attempts per device (address or pseudonym,
 /// nominated device name, MAC, the device name from its enrolment or DHCP lease, and the
 /// user from RADIUS or ChromeOS), with what was asked and when.
-pub fn detail(conn: &Connection, since: jiff::Timestamp) -> rusqlite::Result<Vec<Table>> {
+pub fn detail(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>, StoreError> {
     let s = micros(since);
-    let rows = query(
-        conn,
-        "SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE(user, ''), grp, name, category, COUNT(*),
-                datetime(MIN(ts_us) / 1000000, 'unixepoch'), datetime(MAX(ts_us) / 1000000, 'unixepoch')
-         FROM queries WHERE ts_us >= ?1 AND decision = 'blocked'
-         GROUP BY client, device, mac, hostname, user, grp, name, category ORDER BY client, 9 DESC",
+    let mut rows = db.table(r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
+                MIN(ts_us), MAX(ts_us)
+         FROM queries WHERE ts_us >= $1 AND decision = 'blocked'
+         GROUP BY client, device, mac, hostname, "user", grp, name, category ORDER BY client, 9 DESC"#,
         s,
     )?;
-    let incidents = query(
-        conn,
-        "SELECT datetime(ts_us / 1000000, 'unixepoch'), client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE(user, ''), COALESCE(mac, ''), grp, name, category, alert_status
-         FROM incidents WHERE ts_us >= ?1 ORDER BY ts_us",
+    utc_columns(&mut rows, &[9, 10]);
+    let mut incidents = db.table(r#"SELECT ts_us, client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE("user", ''), COALESCE(mac, ''), grp, name, category, alert_status
+         FROM incidents WHERE ts_us >= $1 ORDER BY ts_us"#,
         s,
     )?;
+    utc_columns(&mut incidents, &[0]);
     Ok(vec![
         Table {
             title: "Blocked attempts per device".into(),

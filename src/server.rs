@@ -122,6 +122,18 @@ pub enum StartError {
     Tls(String),
 }
 
+/// The query log writer's and the alert sender's own store connections, opened on a
+/// blocking thread.
+async fn open_stores(
+    config: &crate::config::Config,
+) -> Result<(Box<dyn store::Store>, Box<dyn store::Store>), StartError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || Ok((store::open(&config)?, store::open(&config)?)))
+        .await
+        .map_err(|e| StartError::Store(format!("start-up task failed: {e}")))?
+        .map_err(|e: store::StoreError| StartError::Store(e.to_string()))
+}
+
 /// Load the config, bind every listener and start serving.
 pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
@@ -131,9 +143,9 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let clock = opts.clock.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<state::Loaded, StartError> {
         let config = crate::config::Config::load(&path).map_err(state::LoadError::from)?;
-        let conn =
-            store::open(&config.storage_path).map_err(|e| StartError::Store(e.to_string()))?;
-        let live = store::safeguarding::live_exceptions(&conn, clock.now())
+        let mut db = store::open(&config).map_err(|e| StartError::Store(e.to_string()))?;
+        let live = db
+            .live_exceptions(clock.now())
             .map_err(|e| StartError::Store(e.to_string()))?;
         Ok(state::load(&path, live)?)
     })
@@ -145,19 +157,19 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let state = State::new(config_path, loaded, metrics.clone());
     let snap = state.snapshot();
     crate::leases::watch::initial(state.leases(), snap.config.identify.leases.clone()).await;
-    let db = snap.config.storage_path.clone();
+    let (log_db, alert_db) = open_stores(&snap.config).await?;
     // The writer also runs retention, so it starts even with logging off: records kept
     // from when it was on still expire.
     let writer = querylog::start(
+        log_db,
         &snap.config.querylog,
-        &db,
         state.clone(),
         opts.clock.clone(),
     )
     .map_err(|e| StartError::Store(e.to_string()))?
     .0;
     let querylog = snap.config.querylog.enabled.then(|| writer.clone());
-    let incidents = alerts::start(db.clone(), state.clone(), opts.clock.clone())
+    let incidents = alerts::start(alert_db, state.clone(), opts.clock.clone())
         .map_err(|e| StartError::Store(e.to_string()))?;
     let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
     let pipeline = Arc::new(Pipeline::new(state.clone(), opts.clock.clone(), recorder)?);
@@ -202,7 +214,9 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         tcp_limits(&snap.config.server),
         &shutdown,
     )?;
-    let admin = Admin::new(pipeline.clone(), &db).map_err(|e| StartError::Store(e.to_string()))?;
+    let admin = Admin::open(pipeline.clone())
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
     let admin_addr = match &snap.config.admin {
         Some(a) => Some(
             admin::start(a.listen, admin.clone(), shutdown.clone())

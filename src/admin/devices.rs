@@ -67,9 +67,9 @@ fn not_found(id: &str) -> Response {
 /// `[[enrolled_device]]` entries. Called at start and after every enrol and revoke.
 pub fn rebuild_from_store(
     state: &crate::state::State,
-    conn: &rusqlite::Connection,
+    db: &mut dyn crate::store::Store,
 ) -> std::result::Result<usize, StoreError> {
-    let live = devices::live(conn)?;
+    let live = db.live_devices()?;
     let n = live.len();
     state
         .identities()
@@ -219,7 +219,7 @@ pub async fn enrol_device(
                 created: now,
                 expires: c.expires,
             };
-            devices::enrol(conn, &new, &|id| index.lookup(id, i64::MIN).is_some())
+            conn.enrol_device(&new, &|id| index.lookup(id, i64::MIN).is_some())
         })
         .await
         .map_err(store_error)?;
@@ -244,7 +244,7 @@ async fn get_row(a: &Admin, id: String) -> Result<Option<DeviceRow>> {
         return Ok(None);
     }
     let now = a.now();
-    a.with_db(move |c| devices::get(c, &id, now))
+    a.with_db(move |c| c.get_device(&id, now))
         .await
         .map_err(store_error)
 }
@@ -254,7 +254,7 @@ pub async fn list_devices(State(a): State<Admin>, caller: Caller) -> Result<Resp
     caller.require(Role::Technician)?;
     let now = a.now();
     let rows = a
-        .with_db(move |c| devices::list(c, now))
+        .with_db(move |c| c.list_devices(now))
         .await
         .map_err(store_error)?;
     Ok(Json(rows).into_response())
@@ -299,7 +299,7 @@ pub async fn revoke_device(
     }
     let now = a.now();
     let (i, by, r) = (id.clone(), who.clone(), reason.clone());
-    a.with_db(move |c| devices::revoke(c, &i, &by, &r, now))
+    a.with_db(move |c| c.revoke_device(&i, &by, &r, now))
         .await
         .map_err(store_error)?;
     a.audit(

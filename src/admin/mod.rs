@@ -48,13 +48,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::{get, post};
-use rusqlite::Connection;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Role;
 use crate::pipeline::Pipeline;
-use crate::store::{self, StoreError, audit, safeguarding};
+use crate::store::{self, Store, StoreError, audit};
 
 pub use limits::Submissions;
 
@@ -68,10 +67,10 @@ const DB_CALLS_IN_FLIGHT: usize = 4;
 pub struct Admin {
     /// The pipeline (state, clock, reload).
     pub pipeline: Arc<Pipeline>,
-    /// The admin connection to the storage database. Only ever used on a blocking thread
-    /// (see [`Admin::with_db`]): SQLite may wait up to its busy timeout for a lock, and
-    /// the async worker threads also answer DNS.
-    db: Arc<Mutex<Connection>>,
+    /// The admin API's own store connection. Only ever used on a blocking thread (see
+    /// [`Admin::with_db`]): SQLite may wait up to its busy timeout for a lock, PostgreSQL
+    /// for the network, and the async worker threads also answer DNS.
+    db: Arc<Mutex<Box<dyn Store>>>,
     /// Turns for storage calls.
     db_turns: Arc<Semaphore>,
     /// Key of the block page's CSRF tokens (random per start).
@@ -83,25 +82,30 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Open the database for the admin API.
-    pub fn new(pipeline: Arc<Pipeline>, db_path: &std::path::Path) -> Result<Self, StoreError> {
+    /// Open the store for the admin API. Blocks (connects, reads): call it from a
+    /// blocking thread, or through [`Admin::open`].
+    pub fn new(pipeline: Arc<Pipeline>) -> Result<Self, StoreError> {
         let state = pipeline.state().clone();
         let chain = audit::Chain::open(&state.load().config.audit, Some(state.metrics().clone()))
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let conn = store::open(db_path)?;
-        load_enrolments(&state, &conn)?;
-        chain.announce(&conn).map_err(|source| StoreError::Sqlite {
-            path: db_path.to_owned(),
-            source,
-        })?;
+        let mut db = store::open(&state.load().config)?;
+        load_enrolments(&state, db.as_mut())?;
+        chain.announce(db.as_mut())?;
         Ok(Self {
             pipeline,
-            db: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Mutex::new(db)),
             db_turns: Arc::new(Semaphore::new(DB_CALLS_IN_FLIGHT)),
             csrf_key: Arc::new(rand::random()),
             submissions: Arc::new(Submissions::default()),
             chain: Arc::new(chain),
         })
+    }
+
+    /// [`Admin::new`] on a blocking thread.
+    pub async fn open(pipeline: Arc<Pipeline>) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || Self::new(pipeline))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("opening the store failed: {e}")))?
     }
 
     /// Now, by the pipeline's clock (tests move it).
@@ -113,15 +117,15 @@ impl Admin {
     /// [`DB_CALLS_IN_FLIGHT`] at once; the calling task waits without holding a worker.
     pub async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+        f: impl FnOnce(&mut dyn Store) -> T + Send + 'static,
     ) -> T {
         // The semaphore is never closed, so acquiring only waits.
         let turn = self.db_turns.clone().acquire_owned().await;
         let db = self.db.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
+            let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(db.as_mut())
         })
         .await;
         match joined {
@@ -157,18 +161,12 @@ impl Admin {
         let chain = self.chain.clone();
         self.with_db(move |c| chain.append(c, now, &actor, role, &action, &subject, &detail))
             .await
-            .map_err(|source| StoreError::Sqlite {
-                path: "<audit>".into(),
-                source,
-            })
     }
 
     /// Re-read the exceptions in force and swap them into the policy.
     pub async fn refresh_exceptions(&self) -> Result<usize, StoreError> {
         let now = self.now();
-        let live = self
-            .with_db(move |c| safeguarding::live_exceptions(c, now))
-            .await?;
+        let live = self.with_db(move |c| c.live_exceptions(now)).await?;
         let n = live.len();
         if self.pipeline.state().load().policy.exceptions() != live.as_slice() {
             self.pipeline.state().set_exceptions(live);
@@ -188,8 +186,8 @@ impl Admin {
 /// Put the store's enrolled devices into the live index (with the config's), and start
 /// the ChromeOS identifier index with the configured salt unless it already has it (the
 /// user directory, when there is one, rebuilds it with its users).
-fn load_enrolments(state: &crate::state::State, conn: &Connection) -> Result<(), StoreError> {
-    let n = devices::rebuild_from_store(state, conn)?;
+fn load_enrolments(state: &crate::state::State, db: &mut dyn Store) -> Result<(), StoreError> {
+    let n = devices::rebuild_from_store(state, db)?;
     let snap = state.load();
     let salt = snap.config.enrolment.chromeos_salt.as_deref();
     let identities = state.identities();

@@ -20,7 +20,7 @@ use super::limits::{self, MAX_CATEGORY, MAX_NAME, MAX_TEXT, MAX_URL, one_line};
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::lists::parse::Format;
-use crate::store::{StoreError, audit, safeguarding as sg};
+use crate::store::{Store, StoreError, audit, safeguarding as sg};
 
 type Result<T> = std::result::Result<T, Response>;
 
@@ -37,17 +37,10 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-fn sql_error(source: rusqlite::Error) -> Response {
-    store_error(StoreError::Sqlite {
-        path: "<database>".into(),
-        source,
-    })
-}
-
 /// Read something from the database and answer it as JSON.
 async fn db_json<T: serde::Serialize + Send + 'static>(
     a: &Admin,
-    f: impl FnOnce(&mut rusqlite::Connection) -> std::result::Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&mut dyn Store) -> std::result::Result<T, StoreError> + Send + 'static,
 ) -> Result<Response> {
     Ok(Json(a.with_db(f).await.map_err(store_error)?).into_response())
 }
@@ -298,7 +291,7 @@ pub async fn list_exceptions(
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
     let now = a.now();
-    db_json(&a, move |c| sg::list_exceptions(c, now, !q.all)).await
+    db_json(&a, move |c| c.list_exceptions(now, !q.all)).await
 }
 
 pub async fn get_exception(
@@ -309,7 +302,7 @@ pub async fn get_exception(
     caller.require(Role::Viewer)?;
     let now = a.now();
     match a
-        .with_db(move |c| sg::get_exception(c, id, now))
+        .with_db(move |c| c.get_exception(id, now))
         .await
         .map_err(store_error)?
     {
@@ -494,19 +487,16 @@ pub async fn create_exception(
     );
     let id = a
         .with_db(move |c| {
-            sg::create_exception(
-                c,
-                &sg::NewException {
-                    domain: &d,
-                    groups: &g,
-                    reason: &r,
-                    requested_by: &rb,
-                    granted_by: &gb,
-                    created: now,
-                    expires,
-                    request_id: None,
-                },
-            )
+            c.create_exception(&sg::NewException {
+                domain: &d,
+                groups: &g,
+                reason: &r,
+                requested_by: &rb,
+                granted_by: &gb,
+                created: now,
+                expires,
+                request_id: None,
+            })
         })
         .await
         .map_err(store_error)?;
@@ -515,7 +505,7 @@ pub async fn create_exception(
         .map_err(store_error)?;
     a.refresh_exceptions().await.map_err(store_error)?;
     let row = a
-        .with_db(move |c| sg::get_exception(c, id, now))
+        .with_db(move |c| c.get_exception(id, now))
         .await
         .map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -544,7 +534,7 @@ pub async fn revoke_exception(
         .to_owned();
     let now = a.now();
     let by = who.clone();
-    a.with_db(move |c| sg::revoke_exception(c, id, &by, now))
+    a.with_db(move |c| c.revoke_exception(id, &by, now))
         .await
         .map_err(store_error)?;
     a.audit(
@@ -558,7 +548,7 @@ pub async fn revoke_exception(
     .map_err(store_error)?;
     a.refresh_exceptions().await.map_err(store_error)?;
     Ok(Json(
-        a.with_db(move |c| sg::get_exception(c, id, now))
+        a.with_db(move |c| c.get_exception(id, now))
             .await
             .map_err(store_error)?,
     )
@@ -646,18 +636,15 @@ pub async fn new_request(a: &Admin, b: &NewRequestBody, who: &Submitter) -> Resu
     );
     let id = a
         .with_db(move |conn| {
-            sg::create_request(
-                conn,
-                &sg::NewRequest {
-                    domain: &d,
-                    reason: &r,
-                    requester: &q,
-                    days,
-                    groups: &g,
-                    category: c.as_deref(),
-                    created: now,
-                },
-            )
+            conn.create_request(&sg::NewRequest {
+                domain: &d,
+                reason: &r,
+                requester: &q,
+                days,
+                groups: &g,
+                category: c.as_deref(),
+                created: now,
+            })
         })
         .await
         .map_err(store_error)?;
@@ -676,7 +663,7 @@ pub async fn create_request(
 ) -> Result<Response> {
     let id = new_request(&a, &b, &Submitter::from_caller(&caller, client)).await?;
     let row = a
-        .with_db(move |c| sg::get_request(c, id))
+        .with_db(move |c| c.get_request(id))
         .await
         .map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -688,7 +675,7 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    db_json(&a, move |c| sg::list_requests(c, q.status.as_deref())).await
+    db_json(&a, move |c| c.list_requests(q.status.as_deref())).await
 }
 
 pub async fn get_request(
@@ -698,7 +685,7 @@ pub async fn get_request(
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
     match a
-        .with_db(move |c| sg::get_request(c, id))
+        .with_db(move |c| c.get_request(id))
         .await
         .map_err(store_error)?
     {
@@ -721,7 +708,7 @@ pub async fn approve_request(
         })?
         .to_owned();
     let req = a
-        .with_db(move |c| sg::get_request(c, id))
+        .with_db(move |c| c.get_request(id))
         .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no request {id}")))?;
@@ -746,10 +733,6 @@ pub async fn approve_request(
     let (d, granted_by, r) = (domain.clone(), who.clone(), reason.clone());
     let exception_id = a
         .with_db(move |c| -> std::result::Result<i64, StoreError> {
-            let tx = c.transaction().map_err(|e| StoreError::Sqlite {
-                path: "<database>".into(),
-                source: e,
-            })?;
             let new = sg::NewException {
                 domain: &d,
                 groups: &req.groups,
@@ -760,13 +743,14 @@ pub async fn approve_request(
                 expires,
                 request_id: Some(id),
             };
-            let eid = sg::create_exception(&tx, &new)?;
-            sg::decide_request(&tx, id, "approved", &granted_by, &r, now, Some(eid))?;
-            tx.commit().map_err(|e| StoreError::Sqlite {
-                path: "<database>".into(),
-                source: e,
-            })?;
-            Ok(eid)
+            let decision = sg::RequestDecision {
+                status: "approved",
+                by: &granted_by,
+                reason: &r,
+                now,
+                exception_id: None,
+            };
+            c.approve_request(id, &new, &decision)
         })
         .await
         .map_err(store_error)?;
@@ -775,7 +759,7 @@ pub async fn approve_request(
         .map_err(store_error)?;
     a.refresh_exceptions().await.map_err(store_error)?;
     Ok(Json(
-        a.with_db(move |c| sg::get_request(c, id))
+        a.with_db(move |c| c.get_request(id))
             .await
             .map_err(store_error)?,
     )
@@ -797,9 +781,20 @@ pub async fn decline_request(
         .to_owned();
     let now = a.now();
     let (by, r) = (who.clone(), reason.clone());
-    a.with_db(move |c| sg::decide_request(c, id, "declined", &by, &r, now, None))
-        .await
-        .map_err(store_error)?;
+    a.with_db(move |c| {
+        c.decide_request(
+            id,
+            &sg::RequestDecision {
+                status: "declined",
+                by: &by,
+                reason: &r,
+                now,
+                exception_id: None,
+            },
+        )
+    })
+    .await
+    .map_err(store_error)?;
     a.audit(
         &who,
         role,
@@ -810,7 +805,7 @@ pub async fn decline_request(
     .await
     .map_err(store_error)?;
     Ok(Json(
-        a.with_db(move |c| sg::get_request(c, id))
+        a.with_db(move |c| c.get_request(id))
             .await
             .map_err(store_error)?,
     )
@@ -853,7 +848,15 @@ pub async fn new_report(a: &Admin, b: &NewReportBody, who: &Submitter) -> Result
         comment.clone(),
     );
     let id = a
-        .with_db(move |conn| sg::create_report(conn, &u, &d, &r, &c, now))
+        .with_db(move |conn| {
+            conn.create_report(&sg::NewReport {
+                url: &u,
+                domain: &d,
+                reporter: &r,
+                comment: &c,
+                now,
+            })
+        })
         .await
         .map_err(store_error)?;
     let (actor, role) = who.actor();
@@ -879,7 +882,7 @@ pub async fn create_report(
     Ok((
         StatusCode::CREATED,
         Json(
-            a.with_db(move |c| sg::get_report(c, id))
+            a.with_db(move |c| c.get_report(id))
                 .await
                 .map_err(store_error)?,
         ),
@@ -893,7 +896,7 @@ pub async fn list_reports(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    db_json(&a, move |c| sg::list_reports(c, q.status.as_deref())).await
+    db_json(&a, move |c| c.list_reports(q.status.as_deref())).await
 }
 
 /// The lines that list `domain` in a file of `format`, with `note` as a comment, in the
@@ -937,7 +940,7 @@ pub async fn approve_report(
         .map_err(|m| bad(&m))?
         .to_owned();
     let report = a
-        .with_db(move |c| sg::get_report(c, id))
+        .with_db(move |c| c.get_report(id))
         .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no report {id}")))?;
@@ -994,14 +997,25 @@ pub async fn approve_report(
     }
     let now = a.now();
     let (by, r, c) = (who.clone(), reason.clone(), category.clone());
-    a.with_db(move |conn| sg::decide_report(conn, id, "approved", &by, &r, Some(&c), now))
-        .await
-        .map_err(store_error)?;
+    a.with_db(move |conn| {
+        conn.decide_report(
+            id,
+            &sg::ReportDecision {
+                status: "approved",
+                by: &by,
+                reason: &r,
+                category: Some(&c),
+                now,
+            },
+        )
+    })
+    .await
+    .map_err(store_error)?;
     a.audit(&who, role, "report.approve", &format!("report {id}"), json!({ "domain": report.domain, "category": category, "list": path.display().to_string(), "reason": reason }))
         .await
         .map_err(store_error)?;
     Ok(Json(json!({
-        "report": a.with_db(move |c| sg::get_report(c, id)).await.map_err(store_error)?,
+        "report": a.with_db(move |c| c.get_report(id)).await.map_err(store_error)?,
         "reloaded": true,
         "blocked": true,
     }))
@@ -1047,9 +1061,20 @@ pub async fn dismiss_report(
         .to_owned();
     let now = a.now();
     let (by, r) = (who.clone(), reason.clone());
-    a.with_db(move |c| sg::decide_report(c, id, "dismissed", &by, &r, None, now))
-        .await
-        .map_err(store_error)?;
+    a.with_db(move |c| {
+        c.decide_report(
+            id,
+            &sg::ReportDecision {
+                status: "dismissed",
+                by: &by,
+                reason: &r,
+                category: None,
+                now,
+            },
+        )
+    })
+    .await
+    .map_err(store_error)?;
     a.audit(
         &who,
         role,
@@ -1060,7 +1085,7 @@ pub async fn dismiss_report(
     .await
     .map_err(store_error)?;
     Ok(Json(
-        a.with_db(move |c| sg::get_report(c, id))
+        a.with_db(move |c| c.get_report(id))
             .await
             .map_err(store_error)?,
     )
@@ -1098,7 +1123,7 @@ pub async fn list_incidents(
     }
     let before = q.before;
     let rows = a
-        .with_db(move |c| sg::list_incidents(c, since, before, limit))
+        .with_db(move |c| c.list_incidents(since, before, limit))
         .await
         .map_err(store_error)?;
     let next = (rows.len() == limit)
@@ -1126,9 +1151,9 @@ pub async fn list_audit(
         .transpose()
         .map_err(|_| bad("since: expected an RFC 3339 time"))?;
     let rows = a
-        .with_db(move |c| audit::list(c, since, 10_000))
+        .with_db(move |c| c.audit_list(since, 10_000))
         .await
-        .map_err(sql_error)?;
+        .map_err(store_error)?;
     Ok(Json(rows).into_response())
 }
 
@@ -1146,10 +1171,10 @@ pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Resp
                 published,
                 ..Default::default()
             };
-            Ok::<_, rusqlite::Error>((audit::verify(c, &expect)?, audit::head(c)?))
+            Ok::<_, StoreError>((audit::verify(c, &expect)?, c.audit_head()?.head))
         })
         .await
-        .map_err(sql_error)?;
+        .map_err(store_error)?;
     Ok(match result {
         audit::Verification::Intact(n) => {
             Json(json!({ "intact": true, "records": n, "head": head })).into_response()

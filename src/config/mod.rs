@@ -14,6 +14,7 @@ mod radius;
 pub mod raw;
 mod resolve;
 mod services;
+pub mod storage;
 pub mod urlsource;
 mod zones;
 pub use inspect::InspectConfig;
@@ -60,8 +61,11 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// `[admin]`
     pub admin: Option<AdminConfig>,
-    /// The storage database file.
+    /// The SQLite storage database file (unused with PostgreSQL, except as the place the
+    /// audit key and head default to).
     pub storage_path: PathBuf,
+    /// PostgreSQL instead of SQLite (`[storage] url`).
+    pub postgres: Option<storage::PostgresConfig>,
     /// `[querylog]`
     pub querylog: QueryLogConfig,
     /// `[alerts]`

@@ -48,7 +48,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// Where Chaperone keeps its own data (query log, exceptions, audit log).
     #[serde(default)]
-    pub storage: RawStorage,
+    pub storage: super::storage::RawStorage,
     /// The query log.
     #[serde(default)]
     pub querylog: RawQueryLog,
@@ -206,14 +206,6 @@ fn default_http_max_body() -> usize {
 }
 fn default_http_submissions() -> u32 {
     10
-}
-
-/// `[storage]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStorage {
-    /// SQLite database file. Default: beside the config file, named after it (`.db`).
-    pub path: Option<PathBuf>,
 }
 
 /// `[querylog]`

@@ -69,6 +69,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let devices = devices(raw.device, &groups, &mut p);
     let admin = raw.admin.map(|a| admin(a, &mut p));
     check_block_page(&groups, &block_page, &mut p);
+    let postgres = super::storage::postgres(&raw.storage, base, &mut p.0);
     let storage_path = match raw.storage.path {
         Some(s) => base.join(s),
         None => config_path_with_ext(path, "db"),
@@ -113,6 +114,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         devices,
         admin,
         storage_path,
+        postgres,
         querylog,
         alerts,
         identify,

@@ -30,7 +30,7 @@ use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::{from_micros, micros};
+use super::{Store, StoreError, from_micros, micros};
 
 /// The hash the first record chains from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -182,8 +182,8 @@ impl Chain {
 
     /// Publish the current state at start-up: set the gauge, log the head, and say loudly
     /// if the database does not match the head published last time.
-    pub fn announce(&self, conn: &Connection) -> rusqlite::Result<()> {
-        let now = current_head(conn)?;
+    pub fn announce(&self, store: &mut dyn Store) -> Result<(), StoreError> {
+        let now = store.audit_head()?;
         if let Some(m) = &self.metrics {
             m.audit_records.set(now.records as i64);
         }
@@ -236,47 +236,106 @@ impl Chain {
         }
     }
 
-    /// Append a keyed record and publish the new head; returns the record's id. Runs in a
-    /// transaction so two writers cannot both chain from the same predecessor.
+    /// Append a keyed record and publish the new head; returns the record's id. The
+    /// store serialises appends, so two writers (two instances on one PostgreSQL) can
+    /// never both chain from the same predecessor.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &self,
-        conn: &mut Connection,
+        store: &mut dyn Store,
         at: jiff::Timestamp,
         actor: &str,
         role: &str,
         action: &str,
         subject: &str,
         detail: &serde_json::Value,
-    ) -> rusqlite::Result<i64> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let before = current_head(&tx)?;
-        let ts = micros(at);
+    ) -> Result<i64, StoreError> {
+        let ts_us = micros(at);
         let detail = detail.to_string();
-        let fields = [
-            before.head.as_str(),
-            &ts.to_string(),
-            actor,
-            role,
-            action,
-            subject,
-            &detail,
-        ];
-        let hash = keyed_hash(&self.key, &fields);
-        tx.execute(
-            "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
-            params![ts, actor, role, action, subject, detail, before.head, hash],
-        )?;
-        let id = tx.last_insert_rowid();
-        let after = current_head(&tx)?;
-        tx.commit()?;
-        self.publish(&after, Some(&before));
-        Ok(id)
+        let appended = store.audit_append(&mut |before: &Head| {
+            let fields = [
+                before.head.as_str(),
+                &ts_us.to_string(),
+                actor,
+                role,
+                action,
+                subject,
+                &detail,
+            ];
+            Sealed {
+                ts_us,
+                fields: [actor, role, action, subject, &detail].map(str::to_owned),
+                prev_hash: before.head.clone(),
+                hash: keyed_hash(&self.key, &fields),
+            }
+        })?;
+        self.publish(&appended.after, Some(&appended.before));
+        Ok(appended.id)
     }
 }
 
+/// A keyed record ready to insert, made inside the store's append transaction.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// When (µs).
+    pub ts_us: i64,
+    /// actor, role, action, subject, detail.
+    pub fields: [String; 5],
+    /// The head it chains from.
+    pub prev_hash: String,
+    /// Its keyed hash.
+    pub hash: String,
+}
+
+/// What an append did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The new record's id.
+    pub id: i64,
+    /// The head before it.
+    pub before: Head,
+    /// The head after it.
+    pub after: Head,
+}
+
+/// One record as stored, for [`verify`].
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Position (consecutive from 1).
+    pub id: i64,
+    /// When (µs).
+    pub ts_us: i64,
+    /// actor, role, action, subject, detail.
+    pub fields: [String; 5],
+    /// The previous record's hash.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+    /// Whether the hash is keyed.
+    pub keyed: bool,
+}
+
+/// SQLite: [`Store::audit_append`] in an immediate transaction.
+pub(crate) fn append_sqlite(
+    conn: &mut Connection,
+    seal: &mut dyn FnMut(&Head) -> Sealed,
+) -> rusqlite::Result<Appended> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let before = current_head(&tx)?;
+    let r = seal(&before);
+    let [actor, role, action, subject, detail] = &r.fields;
+    tx.execute(
+        "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+        params![r.ts_us, actor, role, action, subject, detail, r.prev_hash, r.hash],
+    )?;
+    let id = tx.last_insert_rowid();
+    let after = current_head(&tx)?;
+    tx.commit()?;
+    Ok(Appended { id, before, after })
+}
+
 /// Count, newest hash and first keyed id, from the database.
-pub fn current_head(conn: &Connection) -> rusqlite::Result<Head> {
+pub(crate) fn current_head(conn: &Connection) -> rusqlite::Result<Head> {
     let records: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
     let keyed_from: Option<i64> =
         conn.query_row("SELECT MIN(id) FROM audit WHERE keyed = 1", [], |r| {
@@ -383,7 +442,7 @@ pub(crate) fn append_unkeyed(
 }
 
 /// Records, oldest first, optionally only those at or after `since`.
-pub fn list(
+pub(crate) fn list(
     conn: &Connection,
     since: Option<jiff::Timestamp>,
     limit: usize,
@@ -438,71 +497,108 @@ pub struct Expect<'a> {
     pub head: Option<String>,
 }
 
-/// One row as stored.
-struct Row {
-    id: i64,
-    ts: i64,
-    fields: [String; 5],
-    prev_hash: String,
-    hash: String,
-    keyed: bool,
-}
-
 /// Walk the whole log, recomputing every hash and link, then compare the end with what
 /// `expect` knows. Names the first problem: an edited record (hash mismatch), a deleted
 /// one (gap in ids, broken link), a record forged without the key, or missing newest
 /// records / a rewritten chain (count or head differ from the published head).
-pub fn verify(conn: &Connection, expect: &Expect<'_>) -> rusqlite::Result<Verification> {
+pub fn verify(store: &mut dyn Store, expect: &Expect<'_>) -> Result<Verification, StoreError> {
+    let mut walk = Walk::new(expect);
+    let mut outcome = None;
+    store.audit_walk(&mut |row| match walk.step(row) {
+        Some(v) => {
+            outcome = Some(v);
+            std::ops::ControlFlow::Break(())
+        }
+        None => std::ops::ControlFlow::Continue(()),
+    })?;
+    Ok(outcome.unwrap_or_else(|| walk.finish(expect)))
+}
+
+/// SQLite: [`Store::audit_walk`].
+pub(crate) fn walk_sqlite(
+    conn: &Connection,
+    visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed FROM audit ORDER BY id")?;
     let mut rows = stmt.query([])?;
-    let mut prev = GENESIS.to_owned();
-    let mut expected_id = None;
-    let mut keyed_seen = false;
-    let keyed_from = expect.published.as_ref().and_then(|p| p.keyed_from);
-    // Every hash, by position, to compare with heads published at an earlier count.
-    let mut hashes: Vec<String> = Vec::new();
     while let Some(r) = rows.next()? {
-        let row = Row {
+        let row = Stored {
             id: r.get(0)?,
-            ts: r.get(1)?,
+            ts_us: r.get(1)?,
             fields: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
             prev_hash: r.get(7)?,
             hash: r.get(8)?,
             keyed: r.get::<_, i64>(9)? != 0,
         };
+        if visit(row).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The state of a verification walk.
+struct Walk<'e> {
+    prev: String,
+    expected_id: Option<i64>,
+    keyed_seen: bool,
+    keyed_from: Option<i64>,
+    key: Option<&'e [u8]>,
+    /// Every hash, by position, to compare with heads published at an earlier count.
+    hashes: Vec<String>,
+}
+
+impl<'e> Walk<'e> {
+    fn new(expect: &Expect<'e>) -> Self {
+        Self {
+            prev: GENESIS.to_owned(),
+            expected_id: None,
+            keyed_seen: false,
+            keyed_from: expect.published.as_ref().and_then(|p| p.keyed_from),
+            key: expect.key,
+            hashes: Vec::new(),
+        }
+    }
+
+    /// Check one record; Some when the walk has its answer.
+    fn step(&mut self, row: Stored) -> Option<Verification> {
         let id = row.id;
-        if let Some(want) = expected_id
+        if let Some(want) = self.expected_id
             && id != want
         {
-            return Ok(Verification::Broken {
+            return Some(Verification::Broken {
                 id,
                 reason: format!("record {want} is missing (deleted)"),
             });
         }
-        if row.prev_hash != prev {
-            return Ok(Verification::Broken { id, reason: "does not link to the previous record (a record before it was deleted or changed)".into() });
+        if row.prev_hash != self.prev {
+            return Some(Verification::Broken { id, reason: "does not link to the previous record (a record before it was deleted or changed)".into() });
         }
-        if !row.keyed && (keyed_seen || keyed_from.is_some_and(|k| id >= k)) {
-            return Ok(Verification::Broken {
+        if !row.keyed && (self.keyed_seen || self.keyed_from.is_some_and(|k| id >= k)) {
+            return Some(Verification::Broken {
                 id,
                 reason: "is unkeyed although keyed records began before it: it was written without the key (forged)".into(),
             });
         }
-        if let Some(reason) = check_hash(&row, expect.key) {
-            return Ok(match reason {
+        if let Some(reason) = check_hash(&row, self.key) {
+            return Some(match reason {
                 HashCheck::Mismatch(reason) => Verification::Broken { id, reason },
                 HashCheck::NoKey => Verification::Unverifiable(format!(
                     "record {id} is keyed and no audit key was given: cannot check the chain"
                 )),
             });
         }
-        keyed_seen |= row.keyed;
-        hashes.push(row.hash.clone());
-        prev = row.hash;
-        expected_id = Some(id + 1);
+        self.keyed_seen |= row.keyed;
+        self.hashes.push(row.hash.clone());
+        self.prev = row.hash;
+        self.expected_id = Some(id + 1);
+        None
     }
-    let last = expected_id.map_or(0, |next| next - 1);
-    Ok(compare_head(&hashes, last, expect))
+
+    fn finish(self, expect: &Expect<'_>) -> Verification {
+        let last = self.expected_id.map_or(0, |next| next - 1);
+        compare_head(&self.hashes, last, expect)
+    }
 }
 
 enum HashCheck {
@@ -510,20 +606,28 @@ enum HashCheck {
     NoKey,
 }
 
-fn check_hash(row: &Row, key: Option<&[u8]>) -> Option<HashCheck> {
+fn check_hash(row: &Stored, key: Option<&[u8]>) -> Option<HashCheck> {
     let [actor, role, action, subject, detail] = &row.fields;
     let want = if row.keyed {
         let key = match key {
             Some(k) => k,
             None => return Some(HashCheck::NoKey),
         };
-        let ts = row.ts.to_string();
+        let ts = row.ts_us.to_string();
         keyed_hash(
             key,
             &[&row.prev_hash, &ts, actor, role, action, subject, detail],
         )
     } else {
-        record_hash(&row.prev_hash, row.ts, actor, role, action, subject, detail)
+        record_hash(
+            &row.prev_hash,
+            row.ts_us,
+            actor,
+            role,
+            action,
+            subject,
+            detail,
+        )
     };
     (want != row.hash).then(|| {
         HashCheck::Mismatch(if row.keyed {
@@ -584,7 +688,7 @@ fn compare_head(hashes: &[String], last: i64, expect: &Expect<'_>) -> Verificati
 
 /// The hash of the newest record (GENESIS if empty): keep a copy elsewhere to detect a
 /// truncated log.
-pub fn head(conn: &Connection) -> rusqlite::Result<String> {
+pub(crate) fn head(conn: &Connection) -> rusqlite::Result<String> {
     Ok(conn
         .query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
             r.get(0)
@@ -599,19 +703,19 @@ mod tests {
 
     struct Db {
         dir: tempfile::TempDir,
-        conn: Connection,
+        s: crate::store::sqlite::Sqlite,
         chain: Chain,
     }
 
     fn db() -> Db {
         let dir = tempfile::tempdir().unwrap();
-        let conn = super::super::open(&dir.path().join("a.db")).unwrap();
+        let s = crate::store::sqlite::Sqlite::open(&dir.path().join("a.db")).unwrap();
         let cfg = crate::config::AuditConfig {
             key_file: dir.path().join("keys/audit.key"),
             head_file: dir.path().join("audit.head"),
         };
         let chain = Chain::open(&cfg, None).unwrap();
-        Db { dir, conn, chain }
+        Db { dir, s, chain }
     }
 
     fn t() -> jiff::Timestamp {
@@ -622,7 +726,7 @@ mod tests {
         for i in 0..n {
             d.chain
                 .append(
-                    &mut d.conn,
+                    &mut d.s,
                     t(),
                     "tech",
                     "technician",
@@ -635,13 +739,13 @@ mod tests {
     }
 
     /// What the server and `audit verify` check against: the key and the head file.
-    fn check(d: &Db) -> Verification {
+    fn check(d: &mut Db) -> Verification {
         let expect = Expect {
             key: Some(d.chain.key()),
             published: d.chain.published().unwrap(),
             ..Default::default()
         };
-        verify(&d.conn, &expect).unwrap()
+        verify(&mut d.s, &expect).unwrap()
     }
 
     fn reason(v: Verification) -> (i64, String) {
@@ -655,10 +759,10 @@ mod tests {
     fn an_untouched_chain_verifies_and_its_head_is_published() {
         let mut d = db();
         fill(&mut d, 5);
-        assert_eq!(check(&d), Verification::Intact(5));
+        assert_eq!(check(&mut d), Verification::Intact(5));
         let head = d.chain.published().unwrap().unwrap();
         assert_eq!(head.records, 5);
-        assert_eq!(head.head, super::head(&d.conn).unwrap());
+        assert_eq!(head.head, super::head(d.s.connection()).unwrap());
         assert_eq!(head.keyed_from, Some(1));
     }
 
@@ -685,12 +789,12 @@ mod tests {
         let mut d = db();
         fill(&mut d, 5);
         assert!(
-            d.conn
+            d.s.connection()
                 .execute("UPDATE audit SET actor = 'x' WHERE id = 2", [])
                 .is_err()
         );
         assert!(
-            d.conn
+            d.s.connection()
                 .execute("DELETE FROM audit WHERE id = 2", [])
                 .is_err()
         );
@@ -700,8 +804,8 @@ mod tests {
     fn an_edited_record_is_found() {
         let mut d = db();
         fill(&mut d, 5);
-        d.conn.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET detail = '{\"reason\":\"fun\"}' WHERE id = 3;").unwrap();
-        let (id, why) = reason(check(&d));
+        d.s.connection().execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET detail = '{\"reason\":\"fun\"}' WHERE id = 3;").unwrap();
+        let (id, why) = reason(check(&mut d));
         assert_eq!(id, 3);
         assert!(why.contains("keyed hash"), "{why}");
     }
@@ -710,10 +814,10 @@ mod tests {
     fn a_deleted_record_is_found() {
         let mut d = db();
         fill(&mut d, 5);
-        d.conn
+        d.s.connection()
             .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 2;")
             .unwrap();
-        assert_eq!(reason(check(&d)).0, 3);
+        assert_eq!(reason(check(&mut d)).0, 3);
     }
 
     /// The attack the plain chain could not see: edit a record, recompute every later hash.
@@ -724,10 +828,10 @@ mod tests {
         for forge_key in [None, Some(&b"a guessed key of thirty-two bytes"[..])] {
             let mut d = db();
             fill(&mut d, 5);
-            d.conn
+            d.s.connection()
                 .execute_batch("DROP TRIGGER audit_no_update;")
                 .unwrap();
-            let rows = list(&d.conn, None, 100).unwrap();
+            let rows = list(d.s.connection(), None, 100).unwrap();
             let mut prev = rows[1].hash.clone();
             for r in &rows[2..] {
                 let detail = if r.id == 3 {
@@ -753,7 +857,7 @@ mod tests {
                         ],
                     ),
                 };
-                d.conn
+                d.s.connection()
                     .execute(
                         "UPDATE audit SET detail = ?1, prev_hash = ?2, hash = ?3, keyed = ?4 WHERE id = ?5",
                         params![detail, prev, hash, i64::from(forge_key.is_some()), r.id],
@@ -771,7 +875,7 @@ mod tests {
                 },
             )
             .unwrap();
-            let (id, why) = reason(check(&d));
+            let (id, why) = reason(check(&mut d));
             assert_eq!(id, 3, "{forge_key:?}: {why}");
         }
     }
@@ -780,10 +884,10 @@ mod tests {
     fn deleting_the_newest_records_is_found_by_the_published_head() {
         let mut d = db();
         fill(&mut d, 5);
-        d.conn
+        d.s.connection()
             .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > 3;")
             .unwrap();
-        let (id, why) = reason(check(&d));
+        let (id, why) = reason(check(&mut d));
         assert_eq!(id, 4);
         assert!(
             why.contains("has 3 records but the published head file says 5"),
@@ -796,7 +900,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            reason(verify(&d.conn, &expect).unwrap())
+            reason(verify(&mut d.s, &expect).unwrap())
                 .1
                 .contains("newest 2 record(s) were deleted")
         );
@@ -806,14 +910,14 @@ mod tests {
     fn deleted_newest_records_stay_visible_after_later_appends() {
         let mut d = db();
         fill(&mut d, 5);
-        d.conn
+        d.s.connection()
             .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > 3;")
             .unwrap();
         // Three honest appends bring the count past the published 5; the head file is
         // left as evidence because the log no longer matched it.
         fill(&mut d, 3);
         assert_eq!(d.chain.published().unwrap().unwrap().records, 5);
-        let (id, why) = reason(check(&d));
+        let (id, why) = reason(check(&mut d));
         assert_eq!(id, 5);
         assert!(why.contains("rewritten"), "{why}");
     }
@@ -826,26 +930,26 @@ mod tests {
         fill(&mut d, 2);
         // As if the process died after committing record 3 and 4 but before publishing.
         write_head(&d.dir.path().join("audit.head"), &old).unwrap();
-        assert_eq!(check(&d), Verification::Intact(4));
+        assert_eq!(check(&mut d), Verification::Intact(4));
     }
 
     #[test]
     fn expect_head_and_count_are_checked() {
         let mut d = db();
         fill(&mut d, 3);
-        let head = super::head(&d.conn).unwrap();
+        let head = super::head(d.s.connection()).unwrap();
         let good = Expect {
             key: Some(d.chain.key()),
             count: Some(3),
             head: Some(head.to_uppercase()),
             ..Default::default()
         };
-        assert_eq!(verify(&d.conn, &good).unwrap(), Verification::Intact(3));
+        assert_eq!(verify(&mut d.s, &good).unwrap(), Verification::Intact(3));
         let bad = Expect {
             head: Some(GENESIS.to_owned()),
             ..good
         };
-        assert_eq!(reason(verify(&d.conn, &bad).unwrap()).0, 3);
+        assert_eq!(reason(verify(&mut d.s, &bad).unwrap()).0, 3);
     }
 
     #[test]
@@ -853,7 +957,7 @@ mod tests {
         let mut d = db();
         for i in 0..3 {
             append_unkeyed(
-                &mut d.conn,
+                d.s.connection(),
                 t(),
                 "tech",
                 "technician",
@@ -864,19 +968,19 @@ mod tests {
             .unwrap();
         }
         assert_eq!(
-            verify(&d.conn, &Expect::default()).unwrap(),
+            verify(&mut d.s, &Expect::default()).unwrap(),
             Verification::Intact(3),
             "no key needed for the old records"
         );
         fill(&mut d, 2);
-        assert_eq!(check(&d), Verification::Intact(5));
+        assert_eq!(check(&mut d), Verification::Intact(5));
         assert!(matches!(
-            verify(&d.conn, &Expect::default()).unwrap(),
+            verify(&mut d.s, &Expect::default()).unwrap(),
             Verification::Unverifiable(_)
         ));
         // A record added without the key after keyed ones began is a forgery.
         append_unkeyed(
-            &mut d.conn,
+            d.s.connection(),
             t(),
             "mallory",
             "technician",
@@ -885,7 +989,7 @@ mod tests {
             &serde_json::json!({}),
         )
         .unwrap();
-        let (id, why) = reason(check(&d));
+        let (id, why) = reason(check(&mut d));
         assert_eq!(id, 6);
         assert!(why.contains("forged"), "{why}");
     }
@@ -906,11 +1010,11 @@ mod tests {
         )
         .unwrap();
         drop(old);
-        let conn = super::super::open(&path).unwrap();
+        let mut s = crate::store::sqlite::Sqlite::open(&path).unwrap();
         assert_eq!(
-            verify(&conn, &Expect::default()).unwrap(),
+            verify(&mut s, &Expect::default()).unwrap(),
             Verification::Intact(1)
         );
-        assert!(!list(&conn, None, 10).unwrap()[0].keyed);
+        assert!(!list(s.connection(), None, 10).unwrap()[0].keyed);
     }
 }

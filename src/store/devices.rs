@@ -278,7 +278,7 @@ mod tests {
 
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = super::super::open(&dir.path().join("d.db")).unwrap();
+        let conn = crate::store::sqlite::connect(&dir.path().join("d.db")).unwrap();
         (dir, conn)
     }
 

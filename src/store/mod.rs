@@ -1,20 +1,36 @@
-//! Storage: one SQLite database (rusqlite, bundled: nothing to install) for the query log,
-//! incidents, exceptions, unblock requests, site reports, enrolled devices and the audit log.
+//! Storage: the query log, incidents, exceptions, unblock requests, site reports,
+//! enrolled devices and the audit log, behind one [`Store`] trait with two backends:
 //!
-//! Each user of the database opens its own connection (WAL mode), so the query log writer,
-//! the admin API and the alert sender never wait on one another's locks for long. The
-//! schema is created or upgraded on open; the audit table refuses UPDATE and DELETE by
-//! trigger, and its records are hash-chained (see [`audit`]).
+//! - [`sqlite`]: one SQLite file (rusqlite, bundled: nothing to install), the default for
+//!   a single school. Each user of the database opens its own connection (WAL mode), so
+//!   the query log writer, the admin API and the alert sender never wait on one another's
+//!   locks for long.
+//! - [`postgres`]: one PostgreSQL database shared by several resolvers and schools
+//!   (`[storage] url`); changes are announced with NOTIFY so every instance applies them
+//!   within a second.
+//!
+//! The row types and the logic above SQL (the audit chain's hashing and verification,
+//! pseudonyms) live in the topic modules and are the same for both.
 
 pub mod audit;
 pub mod devices;
+pub mod postgres;
 pub mod querylog;
 pub mod safeguarding;
+pub mod sqlite;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::config::Config;
+use crate::identity::StoredEnrolment;
+use crate::policy::Exception;
+use audit::{AuditRecord, Head};
+use devices::{DeviceRow, NewDevice};
+use querylog::LogEvent;
+use safeguarding::{
+    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, ReportDecision, ReportRow,
+    RequestDecision, RequestRow,
+};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,196 +44,243 @@ pub enum StoreError {
         /// Cause.
         source: rusqlite::Error,
     },
+    /// PostgreSQL said no, or could not be reached.
+    #[error("PostgreSQL {target}: {source}")]
+    Postgres {
+        /// Host and database (no password).
+        target: String,
+        /// Cause.
+        source: ::postgres::Error,
+    },
     /// A request that cannot be carried out (unknown id, bad state).
     #[error("{0}")]
     Invalid(String),
 }
 
-/// Schema version this build writes.
-/// 2: `audit.keyed` (HMAC-keyed records), `refused_queries`.
-const SCHEMA_VERSION: i32 = 2;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS queries (
-    id INTEGER PRIMARY KEY,
-    ts_us INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    grp TEXT NOT NULL,
-    device TEXT,
-    mac TEXT,
-    name TEXT NOT NULL,
-    qtype TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    category TEXT,
-    rule TEXT,
-    rcode TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queries_ts ON queries(ts_us);
-CREATE TABLE IF NOT EXISTS refused_queries (ts_us INTEGER NOT NULL, count INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY,
-    ts_us INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    grp TEXT NOT NULL,
-    device TEXT,
-    mac TEXT,
-    name TEXT NOT NULL,
-    qtype TEXT NOT NULL,
-    category TEXT NOT NULL,
-    rule TEXT,
-    alert_status TEXT NOT NULL DEFAULT 'pending',
-    alert_attempts INTEGER NOT NULL DEFAULT 0,
-    alert_last_error TEXT,
-    delivered_us INTEGER
-);
-CREATE INDEX IF NOT EXISTS incidents_ts ON incidents(ts_us);
-CREATE TABLE IF NOT EXISTS exceptions (
-    id INTEGER PRIMARY KEY,
-    domain TEXT NOT NULL,
-    groups TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    requested_by TEXT NOT NULL,
-    granted_by TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    expires_us INTEGER NOT NULL,
-    revoked_us INTEGER,
-    revoked_by TEXT,
-    request_id INTEGER
-);
-CREATE TABLE IF NOT EXISTS unblock_requests (
-    id INTEGER PRIMARY KEY,
-    created_us INTEGER NOT NULL,
-    domain TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    requester TEXT NOT NULL,
-    days INTEGER NOT NULL,
-    groups TEXT NOT NULL,
-    category TEXT,
-    status TEXT NOT NULL DEFAULT 'pending',
-    decided_by TEXT,
-    decided_us INTEGER,
-    decision_reason TEXT,
-    exception_id INTEGER
-);
-CREATE TABLE IF NOT EXISTS site_reports (
-    id INTEGER PRIMARY KEY,
-    created_us INTEGER NOT NULL,
-    url TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    reporter TEXT NOT NULL,
-    comment TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    decided_by TEXT,
-    decided_us INTEGER,
-    decision_reason TEXT,
-    category TEXT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    ts_us INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    keyed INTEGER NOT NULL DEFAULT 0
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#;
-
-/// Open (creating or upgrading) the database at `path`.
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
-    let err = |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let conn = Connection::open(path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(err)?;
-    conn.execute_batch(SCHEMA).map_err(err)?;
-    conn.execute_batch(devices::SCHEMA).map_err(err)?;
-    upgrade(&conn).map_err(err)?;
-    let version: i32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err)?;
-    if version < SCHEMA_VERSION {
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(err)?;
-    }
-    Ok(conn)
+/// What changed, announced to every instance sharing the store (PostgreSQL NOTIFY on
+/// channel [`CHANGES_CHANNEL`]) so each re-reads it within a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Exceptions granted, revoked or approved from a request.
+    Exceptions,
+    /// Devices enrolled or revoked.
+    Devices,
+    /// A list entry added (an approved site report): reload the lists.
+    Lists,
 }
 
-/// Bring a schema-1 database up to date: its audit records stay unkeyed (`keyed = 0`)
-/// and still verify; new ones are keyed.
-fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
-    let has_keyed: bool = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('audit') WHERE name = 'keyed'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_keyed {
-        conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
-    }
-    add_identity_columns(conn)
-}
-
-/// Who asked, beyond the address, in query records and incidents: the device name
-/// (`hostname`: enrolment or DHCP lease), the individual (`user`: RADIUS, ChromeOS) and
-/// the enrolled device ID (`device_id`). Added by `ALTER TABLE` on every open (when
-/// missing) rather than in `SCHEMA`, so databases written before them gain the columns
-/// and new ones get them the same way.
-fn add_identity_columns(conn: &Connection) -> rusqlite::Result<()> {
-    for table in ["queries", "incidents"] {
-        for column in ["hostname", "user", "device_id"] {
-            let has: bool = conn.query_row(
-                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-                params![table, column],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )?;
-            if !has {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
-            }
+impl Change {
+    /// The NOTIFY payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Exceptions => "exceptions",
+            Change::Devices => "devices",
+            Change::Lists => "lists",
         }
     }
-    Ok(())
+
+    /// Back from a NOTIFY payload.
+    pub fn parse(s: &str) -> Option<Change> {
+        [Change::Exceptions, Change::Devices, Change::Lists]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
 }
 
-/// A secret kept in the database's meta table, created on first use (32 random bytes).
-/// Used as the key for pseudonymising client addresses, so the same client maps to the
-/// same pseudonym across restarts without the key ever being in the config file.
-pub fn secret(conn: &Connection, name: &str) -> Result<Vec<u8>, rusqlite::Error> {
-    if let Some(v) = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            params![name],
-            |r| r.get::<_, Vec<u8>>(0),
-        )
-        .optional()?
-    {
-        return Ok(v);
+/// The PostgreSQL channel changes are announced on.
+pub const CHANGES_CHANNEL: &str = "chaperone_changes";
+
+/// A delivery attempt's outcome, stored on the incident.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertStatus<'a> {
+    /// pending, retrying, delivered, failed, dropped.
+    pub status: &'a str,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// The last error, if the attempt failed.
+    pub error: Option<&'a str>,
+    /// When it was delivered (µs), if it was.
+    pub delivered_us: Option<i64>,
+}
+
+/// Everything Chaperone stores, behind one interface with two implementations: SQLite
+/// ([`sqlite::Sqlite`], the embedded default for one school) and PostgreSQL
+/// ([`postgres::Postgres`], shared by several resolvers and schools).
+///
+/// Synchronous on purpose: every caller already runs on a blocking thread (the query log
+/// writer's own thread, `spawn_blocking` in the admin API and the alert sender), SQLite
+/// is synchronous, and the DNS path never calls it. Each user opens its own store with
+/// [`open`], as each used to open its own connection.
+pub trait Store: Send {
+    /// "sqlite" or "postgres", for logs, `/healthz` and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// A secret kept in the store (created on first use, 32 random bytes), e.g. the
+    /// pseudonym key. Every instance sharing the store gets the same one.
+    fn secret(&mut self, name: &str) -> Result<Vec<u8>, StoreError>;
+
+    // --- query log ---
+
+    /// Write a batch of query records (already pseudonymised) in one transaction.
+    fn insert_queries(&mut self, batch: &[LogEvent]) -> Result<(), StoreError>;
+    /// Delete the oldest query records beyond `max_rows`; returns how many went.
+    fn trim_queries(&mut self, max_rows: u64) -> Result<u64, StoreError>;
+    /// Delete query records and refused-query counts older than `cutoff_us`; returns how
+    /// many query records went.
+    fn expire_queries(&mut self, cutoff_us: i64) -> Result<u64, StoreError>;
+    /// Store the number of refused queries counted up to `ts_us`.
+    fn insert_refused(&mut self, ts_us: i64, count: u64) -> Result<(), StoreError>;
+
+    // --- incidents ---
+
+    /// Record an incident; returns its id.
+    fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError>;
+    /// Record an alert delivery attempt on an incident.
+    fn set_alert_status(&mut self, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError>;
+    /// One page of incidents since `since`, newest first, ids below `before`.
+    fn list_incidents(
+        &mut self,
+        since: jiff::Timestamp,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<IncidentRow>, StoreError>;
+
+    // --- exceptions ---
+
+    /// Insert an exception; returns its id.
+    fn create_exception(&mut self, e: &NewException<'_>) -> Result<i64, StoreError>;
+    /// Exceptions, newest first; only those in force at `now` when `active_only`.
+    fn list_exceptions(
+        &mut self,
+        now: jiff::Timestamp,
+        active_only: bool,
+    ) -> Result<Vec<ExceptionRow>, StoreError>;
+    /// One exception.
+    fn get_exception(
+        &mut self,
+        id: i64,
+        now: jiff::Timestamp,
+    ) -> Result<Option<ExceptionRow>, StoreError>;
+    /// Revoke an exception in force; error if there is none.
+    fn revoke_exception(
+        &mut self,
+        id: i64,
+        by: &str,
+        now: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The exceptions in force at `now`, as the policy takes them.
+    fn live_exceptions(&mut self, now: jiff::Timestamp) -> Result<Vec<Exception>, StoreError> {
+        Ok(self
+            .list_exceptions(now, true)?
+            .into_iter()
+            .map(safeguarding::ExceptionRow::into_exception)
+            .collect())
     }
-    let key: [u8; 32] = rand::random();
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-        params![name, key.to_vec()],
-    )?;
-    conn.query_row(
-        "SELECT value FROM meta WHERE key = ?1",
-        params![name],
-        |r| r.get(0),
-    )
+
+    // --- unblock requests ---
+
+    /// Insert a request; returns its id.
+    fn create_request(&mut self, r: &NewRequest<'_>) -> Result<i64, StoreError>;
+    /// Requests, newest first, optionally by status.
+    fn list_requests(&mut self, status: Option<&str>) -> Result<Vec<RequestRow>, StoreError>;
+    /// One request.
+    fn get_request(&mut self, id: i64) -> Result<Option<RequestRow>, StoreError>;
+    /// Decide a pending request; error if it is not pending.
+    fn decide_request(&mut self, id: i64, d: &RequestDecision<'_>) -> Result<(), StoreError>;
+    /// Approve a pending request and create its exception, both or neither (one
+    /// transaction); `d.exception_id` is replaced by the new exception's id, returned.
+    fn approve_request(
+        &mut self,
+        id: i64,
+        e: &NewException<'_>,
+        d: &RequestDecision<'_>,
+    ) -> Result<i64, StoreError>;
+
+    // --- site reports ---
+
+    /// Insert a site report; returns its id.
+    fn create_report(&mut self, r: &NewReport<'_>) -> Result<i64, StoreError>;
+    /// Reports, newest first, optionally by status.
+    fn list_reports(&mut self, status: Option<&str>) -> Result<Vec<ReportRow>, StoreError>;
+    /// One report.
+    fn get_report(&mut self, id: i64) -> Result<Option<ReportRow>, StoreError>;
+    /// Decide a pending report; error if it is not pending.
+    fn decide_report(&mut self, id: i64, d: &ReportDecision<'_>) -> Result<(), StoreError>;
+
+    // --- enrolled devices ---
+
+    /// Enrol a device under a fresh ID (not `taken` elsewhere); returns the ID.
+    fn enrol_device(
+        &mut self,
+        d: &NewDevice<'_>,
+        taken: &dyn Fn(&str) -> bool,
+    ) -> Result<String, StoreError>;
+    /// Every enrolment, newest first.
+    fn list_devices(&mut self, now: jiff::Timestamp) -> Result<Vec<DeviceRow>, StoreError>;
+    /// One enrolment.
+    fn get_device(
+        &mut self,
+        id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Option<DeviceRow>, StoreError>;
+    /// Revoke an enrolment; error if none or already revoked.
+    fn revoke_device(
+        &mut self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Enrolments not revoked, for the live index.
+    fn live_devices(&mut self) -> Result<Vec<StoredEnrolment>, StoreError>;
+
+    // --- audit log ---
+
+    /// Append one record to the chain, serialised against every other writer (SQLite:
+    /// an immediate transaction; PostgreSQL: an advisory lock held by the transaction).
+    /// `seal` is called inside, with the head before the append, and returns the record
+    /// to insert (its `prev_hash` is that head's hash). Ids are consecutive.
+    fn audit_append(
+        &mut self,
+        seal: &mut dyn FnMut(&Head) -> audit::Sealed,
+    ) -> Result<audit::Appended, StoreError>;
+    /// Count, newest hash and first keyed id.
+    fn audit_head(&mut self) -> Result<Head, StoreError>;
+    /// Records, oldest first, at or after `since`, at most `limit`.
+    fn audit_list(
+        &mut self,
+        since: Option<jiff::Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Every record in id order, handed to `visit` until it breaks.
+    fn audit_walk(
+        &mut self,
+        visit: &mut dyn FnMut(audit::Stored) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+
+    // --- reports for governors and the DSL ---
+
+    /// Run a read-only report query written in the SQL both backends share (one
+    /// parameter, `$1`, bound to `since_us`; integers, text and NULL columns); every
+    /// value as text, NULL as "".
+    fn table(&mut self, sql: &str, since_us: i64) -> Result<Vec<Vec<String>>, StoreError>;
+
+    // --- instances ---
+
+    /// Tell every other instance sharing the store that `change` happened (PostgreSQL
+    /// NOTIFY; nothing for SQLite, which one instance owns).
+    fn announce(&mut self, change: Change) -> Result<(), StoreError>;
+}
+
+/// Open the configured store: PostgreSQL when `[storage] url` is set, else the SQLite
+/// file (created or upgraded). Connects on a blocking thread only: the PostgreSQL client
+/// runs its own event loop.
+pub fn open(cfg: &Config) -> Result<Box<dyn Store>, StoreError> {
+    match &cfg.postgres {
+        Some(pg) => Ok(Box::new(postgres::Postgres::connect(pg)?)),
+        None => Ok(Box::new(sqlite::Sqlite::open(&cfg.storage_path)?)),
+    }
 }
 
 /// Microseconds since the Unix epoch.

@@ -39,7 +39,7 @@ use hmac::{Hmac, Mac};
 use rusqlite::{Connection, params};
 use sha2::Sha256;
 
-use super::{StoreError, micros};
+use super::{Store, StoreError, micros};
 use crate::config::{QueryLogConfig, QueryLogFormat};
 use crate::metrics::Metrics;
 use crate::policy::clock::SharedClock;
@@ -175,19 +175,15 @@ impl SizeCap {
     }
 }
 
-/// Start the writer thread for `cfg`. The database at `db` holds the pseudonym key and, in
-/// SQLite mode, the records.
+/// Start the writer thread for `cfg`. `store` (the writer's own connection) holds the
+/// pseudonym key and, in database mode, the records.
 pub fn start(
+    mut store: Box<dyn Store>,
     cfg: &QueryLogConfig,
-    db: &Path,
     state: Arc<State>,
     clock: SharedClock,
 ) -> Result<(QueryLog, JoinHandle<()>), StoreError> {
-    let conn = super::open(db)?;
-    let key = super::secret(&conn, "pseudonym_key").map_err(|source| StoreError::Sqlite {
-        path: db.to_owned(),
-        source,
-    })?;
+    let key = store.secret("pseudonym_key")?;
     let jsonl = match cfg.format {
         QueryLogFormat::Sqlite => None,
         QueryLogFormat::Jsonl => Some(Jsonl::open(cfg.jsonl_path.clone()).map_err(|e| {
@@ -206,14 +202,13 @@ pub fn start(
     let writer = Writer {
         refused: refused.clone(),
         refused_since: Instant::now(),
-        conn,
+        store,
         jsonl,
         key,
         pseudonyms: Pseudonyms::default(),
         state,
         clock,
         metrics,
-        db: db.to_owned(),
     };
     let handle = std::thread::Builder::new()
         .name("querylog".into())
@@ -448,9 +443,9 @@ fn first_event_day(path: &Path) -> Option<i64> {
 }
 
 struct Writer {
-    /// The storage database: pseudonym key, the `queries` table (written in SQLite mode,
-    /// expired in both).
-    conn: Connection,
+    /// The store: pseudonym key, the query records (written in database mode, expired in
+    /// both).
+    store: Box<dyn Store>,
     /// JSON lines mode.
     jsonl: Option<Jsonl>,
     key: Vec<u8>,
@@ -459,7 +454,6 @@ struct Writer {
     state: Arc<State>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    db: PathBuf,
     /// Refused queries counted by the recorder, not yet stored.
     refused: Arc<AtomicU64>,
     /// When their total was last stored.
@@ -617,7 +611,7 @@ impl Writer {
         drop(snap);
         let n = batch.len() as u64;
         let result = match &mut self.jsonl {
-            None => insert_batch(&mut self.conn, batch).map_err(|e| e.to_string()),
+            None => self.store.insert_queries(batch).map_err(|e| e.to_string()),
             Some(j) => j.write(batch).map_err(|e| e.to_string()),
         };
         self.cap(max_rows, cap);
@@ -635,13 +629,13 @@ impl Writer {
     /// `max_rows`, JSON lines files beyond `max_bytes` / `max_files`. Incidents have their
     /// own table and are never touched.
     fn cap(&mut self, max_rows: u64, cap: SizeCap) {
-        match trim_rows(&self.conn, max_rows) {
+        match self.store.trim_queries(max_rows) {
             Ok(0) => {}
             Ok(n) => {
                 self.metrics.querylog_trimmed.inc_by(n);
                 tracing::debug!("query log cap: deleted {n} oldest records (max_rows {max_rows})");
             }
-            Err(e) => tracing::error!("query log cap failed on {}: {e}", self.db.display()),
+            Err(e) => tracing::error!("query log cap failed: {e}"),
         }
         if let Some(j) = &mut self.jsonl {
             match j.cap(cap) {
@@ -664,14 +658,8 @@ impl Writer {
             return;
         }
         let now = micros(self.clock.now());
-        if let Err(e) = self.conn.execute(
-            "INSERT INTO refused_queries (ts_us, count) VALUES (?1, ?2)",
-            params![now, n as i64],
-        ) {
-            tracing::error!(
-                "cannot store the refused query count on {}: {e}",
-                self.db.display()
-            );
+        if let Err(e) = self.store.insert_refused(now, n) {
+            tracing::error!("cannot store the refused query count: {e}");
         }
     }
 
@@ -681,32 +669,12 @@ impl Writer {
         let days = self.state.load().config.querylog.retention_days;
         let now = micros(self.clock.now());
         let cutoff = now - i64::from(days) * DAY_US;
-        let mut total = 0;
-        loop {
-            match self.conn.execute(
-                "DELETE FROM queries WHERE id IN (SELECT id FROM queries WHERE ts_us < ?1 LIMIT ?2)",
-                params![cutoff, DELETE_CHUNK as i64],
-            ) {
-                Ok(n) => {
-                    total += n;
-                    if n < DELETE_CHUNK {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("query log retention failed on {}: {e}", self.db.display());
-                    break;
-                }
-            }
-        }
-        if total > 0 {
-            tracing::info!("query log retention: deleted {total} records older than {days} days");
-        }
-        if let Err(e) = self.conn.execute(
-            "DELETE FROM refused_queries WHERE ts_us < ?1",
-            params![cutoff],
-        ) {
-            tracing::error!("refused query count retention failed: {e}");
+        match self.store.expire_queries(cutoff) {
+            Ok(0) => {}
+            Ok(total) => tracing::info!(
+                "query log retention: deleted {total} records older than {days} days"
+            ),
+            Err(e) => tracing::error!("query log retention failed: {e}"),
         }
         if let Some(j) = &mut self.jsonl {
             match j.expire(now, cutoff) {
@@ -726,7 +694,7 @@ impl Writer {
 /// scan. Each aggregate is its own subquery: SQLite answers `MIN` or `MAX` from the index
 /// only when it is the query's single aggregate, and `SELECT MIN(id), MAX(id)` scanned the
 /// whole table on every batch (`minmaxStep` was 5 % of a DoT benchmark's profile).
-fn trim_rows(conn: &Connection, max_rows: u64) -> rusqlite::Result<u64> {
+pub(crate) fn trim_rows(conn: &Connection, max_rows: u64) -> rusqlite::Result<u64> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
         "SELECT (SELECT MIN(id) FROM queries), (SELECT MAX(id) FROM queries)",
         [],
@@ -752,7 +720,28 @@ fn trim_rows(conn: &Connection, max_rows: u64) -> rusqlite::Result<u64> {
     Ok(deleted)
 }
 
-fn insert_batch(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<()> {
+/// SQLite: delete query records and refused-query counts older than `cutoff`, in chunks
+/// so one pass never holds the write lock long.
+pub(crate) fn expire_rows(conn: &Connection, cutoff: i64) -> rusqlite::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM queries WHERE id IN (SELECT id FROM queries WHERE ts_us < ?1 LIMIT ?2)",
+            params![cutoff, DELETE_CHUNK as i64],
+        )?;
+        total += n as u64;
+        if n < DELETE_CHUNK {
+            break;
+        }
+    }
+    conn.execute(
+        "DELETE FROM refused_queries WHERE ts_us < ?1",
+        params![cutoff],
+    )?;
+    Ok(total)
+}
+
+pub(crate) fn insert_batch(conn: &mut Connection, batch: &[LogEvent]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{StoreError, from_micros, micros};
+use super::querylog::LogEvent;
+use super::{AlertStatus, StoreError, from_micros, micros};
 use crate::policy::Exception;
 
 /// A temporary unblock as stored.
@@ -160,23 +161,19 @@ pub fn revoke_exception(
     Ok(())
 }
 
-/// Exceptions in force, as the policy needs them.
-pub fn live_exceptions(
-    conn: &Connection,
-    now: jiff::Timestamp,
-) -> Result<Vec<Exception>, StoreError> {
-    Ok(list_exceptions(conn, now, true)?
-        .into_iter()
-        .map(|e| Exception {
-            id: e.id,
-            domain: e.domain,
-            groups: e.groups,
-            expires: e.expires.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-        })
-        .collect())
+impl ExceptionRow {
+    /// As the policy takes it.
+    pub fn into_exception(self) -> Exception {
+        Exception {
+            id: self.id,
+            domain: self.domain,
+            groups: self.groups,
+            expires: self.expires.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
 }
 
-/// [`live_exceptions`] from the database at `path`, opened read-only, for tools beside a
+/// The exceptions in force, from the SQLite database at `path`, opened read-only, for tools beside a
 /// running server (`chaperone explain`): the same rows the server loads, never a write, and
 /// none if the server has not created the database yet.
 pub fn live_exceptions_at(
@@ -196,7 +193,10 @@ pub fn live_exceptions_at(
             path: path.to_owned(),
             source,
         })?;
-    live_exceptions(&conn, now)
+    Ok(list_exceptions(&conn, now, true)?
+        .into_iter()
+        .map(ExceptionRow::into_exception)
+        .collect())
 }
 
 /// An unblock request.
@@ -247,6 +247,21 @@ pub struct NewRequest<'a> {
     pub category: Option<&'a str>,
     /// When.
     pub created: jiff::Timestamp,
+}
+
+/// A decision on a pending unblock request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDecision<'a> {
+    /// "approved" or "declined".
+    pub status: &'a str,
+    /// Who decided.
+    pub by: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// When.
+    pub now: jiff::Timestamp,
+    /// The exception an approval created.
+    pub exception_id: Option<i64>,
 }
 
 /// Insert a request; returns its id.
@@ -310,12 +325,15 @@ pub fn get_request(conn: &Connection, id: i64) -> Result<Option<RequestRow>, Sto
 pub fn decide_request(
     conn: &Connection,
     id: i64,
-    status: &str,
-    by: &str,
-    reason: &str,
-    now: jiff::Timestamp,
-    exception_id: Option<i64>,
+    d: &RequestDecision<'_>,
 ) -> Result<(), StoreError> {
+    let RequestDecision {
+        status,
+        by,
+        reason,
+        now,
+        exception_id,
+    } = *d;
     let n = conn
         .execute(
             "UPDATE unblock_requests SET status = ?1, decided_by = ?2, decided_us = ?3, decision_reason = ?4, exception_id = ?5 WHERE id = ?6 AND status = 'pending'",
@@ -377,15 +395,45 @@ fn report_row(r: &Row<'_>) -> rusqlite::Result<ReportRow> {
     })
 }
 
+/// Fields of a new site report.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReport<'a> {
+    /// URL as reported.
+    pub url: &'a str,
+    /// Its domain.
+    pub domain: &'a str,
+    /// Who reported it.
+    pub reporter: &'a str,
+    /// What they saw.
+    pub comment: &'a str,
+    /// When.
+    pub now: jiff::Timestamp,
+}
+
+/// A decision on a pending site report.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportDecision<'a> {
+    /// "approved" or "dismissed".
+    pub status: &'a str,
+    /// Who decided.
+    pub by: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// The category it was added to, when approved.
+    pub category: Option<&'a str>,
+    /// When.
+    pub now: jiff::Timestamp,
+}
+
 /// Insert a site report; returns its id.
-pub fn create_report(
-    conn: &Connection,
-    url: &str,
-    domain: &str,
-    reporter: &str,
-    comment: &str,
-    now: jiff::Timestamp,
-) -> Result<i64, StoreError> {
+pub fn create_report(conn: &Connection, r: &NewReport<'_>) -> Result<i64, StoreError> {
+    let NewReport {
+        url,
+        domain,
+        reporter,
+        comment,
+        now,
+    } = *r;
     conn.execute(
         "INSERT INTO site_reports (created_us, url, domain, reporter, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![micros(now), url, domain, reporter, comment],
@@ -417,15 +465,14 @@ pub fn get_report(conn: &Connection, id: i64) -> Result<Option<ReportRow>, Store
 }
 
 /// Record a decision on a pending report.
-pub fn decide_report(
-    conn: &Connection,
-    id: i64,
-    status: &str,
-    by: &str,
-    reason: &str,
-    category: Option<&str>,
-    now: jiff::Timestamp,
-) -> Result<(), StoreError> {
+pub fn decide_report(conn: &Connection, id: i64, d: &ReportDecision<'_>) -> Result<(), StoreError> {
+    let ReportDecision {
+        status,
+        by,
+        reason,
+        category,
+        now,
+    } = *d;
     let n = conn
         .execute(
             "UPDATE site_reports SET status = ?1, decided_by = ?2, decided_us = ?3, decision_reason = ?4, category = ?5 WHERE id = ?6 AND status = 'pending'",
@@ -518,4 +565,24 @@ pub fn list_incidents(
         )
         .map_err(sql_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+}
+
+/// Record an incident; returns its id.
+pub fn insert_incident(conn: &Connection, e: &LogEvent) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, user, device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.as_deref().unwrap_or_default(), e.rule, e.hostname, e.user, e.device_id],
+    )
+    .map_err(sql_err)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Record an alert delivery attempt.
+pub fn set_alert_status(conn: &Connection, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE incidents SET alert_status = ?1, alert_attempts = ?2, alert_last_error = ?3, delivered_us = COALESCE(?4, delivered_us) WHERE id = ?5",
+        params![s.status, s.attempts, s.error, s.delivered_us, id],
+    )
+    .map_err(sql_err)?;
+    Ok(())
 }

@@ -473,7 +473,7 @@ fn a_database_from_before_device_names_gains_the_columns() {
         )
         .unwrap();
     }
-    let conn = chaperone::store::open(&path).unwrap();
+    let conn = chaperone::store::sqlite::connect(&path).unwrap();
     let (rows, hostname): (i64, Option<String>) = conn
         .query_row("SELECT COUNT(*), MAX(hostname) FROM queries", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
