@@ -188,7 +188,7 @@ impl Chain {
             m.audit_records.set(now.records as i64);
         }
         match self.published() {
-            Ok(Some(p)) if p.records != now.records || p.head != now.head => {
+            Ok(Some(p)) if !continues(store, &p, &now) => {
                 tracing::error!(
                     "audit log does not match its published head ({} records, head {}): it has {} records, head {}; run `chaperone audit verify`",
                     p.records,
@@ -197,21 +197,22 @@ impl Chain {
                     now.head
                 );
             }
+            Ok(Some(p)) if p != now => self.publish(store, &now, None),
             Ok(Some(_)) => {}
-            Ok(None) => self.publish(&now, None),
+            Ok(None) => self.publish(store, &now, None),
             Err(e) => tracing::error!("{e}"),
         }
         tracing::info!(records = now.records, head = %now.head, "audit log head");
         Ok(())
     }
 
-    fn publish(&self, head: &Head, before: Option<&Head>) {
+    fn publish(&self, store: &mut dyn Store, head: &Head, before: Option<&Head>) {
         if let Some(m) = &self.metrics {
             m.audit_records.set(head.records as i64);
         }
         tracing::info!(records = head.records, head = %head.head, "audit log appended");
         match (self.published(), before) {
-            (Ok(Some(p)), Some(b)) if p.records != b.records || p.head != b.head => {
+            (Ok(Some(p)), Some(b)) if !continues(store, &p, b) => {
                 tracing::error!(
                     "audit log did not match its published head in {} ({} records, head {}) before this append ({} records, head {}): leaving the head file as evidence; run `chaperone audit verify`",
                     self.head_file.display(),
@@ -269,9 +270,39 @@ impl Chain {
                 hash: keyed_hash(&self.key, &fields),
             }
         })?;
-        self.publish(&appended.after, Some(&appended.before));
+        self.publish(store, &appended.after, Some(&appended.before));
         Ok(appended.id)
     }
+}
+
+/// Whether the log at `now` is the published head `p` itself or `p` with records appended
+/// after it: the record at position `p.records` still has hash `p.head`. Several instances
+/// sharing one database each publish their own head file, which lags behind the others'
+/// appends without anything being wrong; a head the log no longer contains is evidence.
+fn continues(store: &mut dyn Store, p: &Head, now: &Head) -> bool {
+    if p.records >= now.records {
+        return p.records == now.records && p.head == now.head;
+    }
+    if p.records == 0 {
+        return p.head == GENESIS;
+    }
+    hash_at(store, p.records).is_some_and(|h| h == p.head)
+}
+
+/// The hash of the `n`-th record (1-based), walking the log in order.
+fn hash_at(store: &mut dyn Store, n: u64) -> Option<String> {
+    let mut seen = 0u64;
+    let mut found = None;
+    let walked = store.audit_walk(&mut |r| {
+        seen += 1;
+        if seen == n {
+            found = Some(r.hash);
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    walked.ok().and(found)
 }
 
 /// A keyed record ready to insert, made inside the store's append transaction.
@@ -931,6 +962,59 @@ mod tests {
         // As if the process died after committing record 3 and 4 but before publishing.
         write_head(&d.dir.path().join("audit.head"), &old).unwrap();
         assert_eq!(check(&mut d), Verification::Intact(4));
+    }
+
+    #[test]
+    fn instances_sharing_the_log_each_publish_a_head_that_follows_the_others() {
+        let mut d = db();
+        let other = Chain::open(
+            &crate::config::AuditConfig {
+                key_file: d.dir.path().join("keys/audit.key"),
+                head_file: d.dir.path().join("other.head"),
+            },
+            None,
+        )
+        .unwrap();
+        fill(&mut d, 1);
+        for i in 0..2 {
+            other
+                .append(
+                    &mut d.s,
+                    t(),
+                    "tech",
+                    "technician",
+                    "x",
+                    &format!("b{i}"),
+                    &serde_json::json!({}),
+                )
+                .unwrap();
+        }
+        fill(&mut d, 1);
+        // This instance's head file lagged one record behind the other's two appends; it
+        // follows them rather than being left as evidence of tampering.
+        let now = d.s.audit_head().unwrap();
+        assert_eq!(now.records, 4);
+        assert_eq!(d.chain.published().unwrap(), Some(now.clone()));
+        assert_eq!(other.published().unwrap().unwrap().records, 3);
+        assert_eq!(check(&mut d), Verification::Intact(4));
+        // A head the log no longer contains is still kept as evidence.
+        d.s.connection()
+            .execute_batch(
+                "DROP TRIGGER audit_no_update; UPDATE audit SET hash = 'x' WHERE id = 3;",
+            )
+            .unwrap();
+        other
+            .append(
+                &mut d.s,
+                t(),
+                "tech",
+                "technician",
+                "x",
+                "b2",
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        assert_eq!(other.published().unwrap().unwrap().records, 3);
     }
 
     #[test]
