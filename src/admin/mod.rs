@@ -39,6 +39,7 @@ pub mod auth;
 pub mod blockpage;
 pub mod devices;
 pub mod http;
+pub mod school;
 mod limits;
 mod routes;
 mod sessions;
