@@ -132,3 +132,30 @@ impl Scope {
         Ok(())
     }
 }
+
+/// What the block page says about the school of a client's group: its name, who to ask
+/// and its own text (HTML, escaped with `esc`), and the time zone its clock is shown in.
+/// Nothing for a group in no school, so a config without `[[school]]` shows today's page.
+pub fn block_page_section(
+    config: &Config,
+    group: &str,
+    esc: impl Fn(&str) -> String,
+) -> (String, jiff::tz::TimeZone) {
+    let Some(s) = config.schools.of_group(group) else {
+        return (String::new(), config.server.timezone.clone());
+    };
+    let mut html = format!(
+        "<h2>Your school</h2><p class=\"school\"><strong>{}</strong></p>",
+        esc(&s.name)
+    );
+    if !s.contact.is_empty() {
+        html.push_str(&format!(
+            "<p class=\"contact\">Who to ask: {}</p>",
+            esc(&s.contact)
+        ));
+    }
+    if let Some(t) = s.block_page_text.as_deref().filter(|t| !t.is_empty()) {
+        html.push_str(&format!("<p class=\"school-text\">{}</p>", esc(t)));
+    }
+    (html, s.timezone.clone())
+}
