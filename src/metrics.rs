@@ -13,11 +13,11 @@
 mod school;
 
 use crate::policy::BlockReason;
-pub use school::{SchoolFamilies, SchoolHandles};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+pub use school::{SchoolFamilies, SchoolHandles};
 
 /// Outcomes a query can have, as the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

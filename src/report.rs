@@ -127,7 +127,10 @@ pub fn summary_for(
     let f = f.as_str();
     let s = micros(since);
     let count = |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok());
-    let totals = scoped(db, f, "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
+    let totals = scoped(
+        db,
+        f,
+        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
         s,
     )?;
     let all: i64 = totals.iter().filter_map(|r| count(r, 1)).sum();
@@ -143,7 +146,10 @@ pub fn summary_for(
         .collect();
     total_rows.push(vec!["all".into(), all.to_string(), pct(all, all)]);
 
-    let groups = scoped(db, f, "SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
+    let groups = scoped(
+        db,
+        f,
+        "SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
         s,
     )?;
     let group_size: std::collections::HashMap<String, i64> = groups
@@ -157,7 +163,10 @@ pub fn summary_for(
             vec![r[0].clone(), n.to_string(), b.to_string(), pct(b, n)]
         })
         .collect();
-    let categories = scoped(db, f, "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let categories = scoped(
+        db,
+        f,
+        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let category_rows = categories
@@ -167,7 +176,10 @@ pub fn summary_for(
             vec![r[0].clone(), b.to_string(), pct(b, all)]
         })
         .collect();
-    let group_categories = scoped(db, f, "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let group_categories = scoped(
+        db,
+        f,
+        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
     let group_category_rows = group_categories
@@ -179,7 +191,10 @@ pub fn summary_for(
         })
         .collect();
     let (service_rows, group_service_rows) = services(db, f, s, all, &group_size)?;
-    let mut incidents = scoped(db, f, "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
+    let mut incidents = scoped(
+        db,
+        f,
+        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 1)).sum();
@@ -312,14 +327,20 @@ pub fn detail_for(
     let f = groups.map(school_filter).unwrap_or_default();
     let f = f.as_str();
     let s = micros(since);
-    let mut rows = scoped(db, f, r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
+    let mut rows = scoped(
+        db,
+        f,
+        r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
                 MIN(ts_us), MAX(ts_us)
          FROM queries WHERE ts_us >= $1 AND decision = 'blocked'
          GROUP BY client, device, mac, hostname, "user", grp, name, category ORDER BY client, 9 DESC"#,
         s,
     )?;
     utc_columns(&mut rows, &[9, 10]);
-    let mut incidents = scoped(db, f, r#"SELECT ts_us, client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE("user", ''), COALESCE(mac, ''), grp, name, category, alert_status
+    let mut incidents = scoped(
+        db,
+        f,
+        r#"SELECT ts_us, client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE("user", ''), COALESCE(mac, ''), grp, name, category, alert_status
          FROM incidents WHERE ts_us >= $1 ORDER BY ts_us"#,
         s,
     )?;

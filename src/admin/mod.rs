@@ -39,9 +39,9 @@ pub mod auth;
 pub mod blockpage;
 pub mod devices;
 pub mod http;
-pub mod school;
 mod limits;
 mod routes;
+pub mod school;
 mod sessions;
 
 use std::net::SocketAddr;

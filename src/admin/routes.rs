@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::Admin;
 use super::auth::{Caller, error};
-use super::school::Scope;
 use super::limits::{self, MAX_CATEGORY, MAX_NAME, MAX_TEXT, MAX_URL, one_line};
+use super::school::Scope;
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::lists::parse::Format;

@@ -124,7 +124,10 @@ pub(super) fn schools(
     if raw.len() > MAX_SCHOOLS {
         problems.push(Problem::new(
             "school",
-            format!("{} schools, but at most {MAX_SCHOOLS} are supported", raw.len()),
+            format!(
+                "{} schools, but at most {MAX_SCHOOLS} are supported",
+                raw.len()
+            ),
         ));
     }
     let mut ids = BTreeSet::new();
@@ -186,7 +189,10 @@ fn school(
     }
     for (j, g) in s.groups.iter().enumerate() {
         if !groups.contains_key(g) {
-            add(&format!("groups[{j}]"), format!("no [group.{g}] is defined"));
+            add(
+                &format!("groups[{j}]"),
+                format!("no [group.{g}] is defined"),
+            );
         } else if let Some(prev) = owner.insert(g.clone(), s.id.clone()) {
             add(
                 &format!("groups[{j}]"),
@@ -226,9 +232,7 @@ pub(super) fn apply_baseline(
     let mut refuse = |key: String, c: &str| {
         problems.push(Problem::new(
             key,
-            format!(
-                "{c:?} is blocked trust-wide ([trust] block) and cannot be opened by a school"
-            ),
+            format!("{c:?} is blocked trust-wide ([trust] block) and cannot be opened by a school"),
         ));
     };
     for (name, g) in groups.iter() {
@@ -413,7 +417,10 @@ allow = ["gambling"]
         }
         let c = load("[trust]\nblock = [\"gambling\"]\n").unwrap();
         for g in c.groups.values() {
-            assert!(g.block.contains(&"gambling".to_owned()), "every group blocks it");
+            assert!(
+                g.block.contains(&"gambling".to_owned()),
+                "every group blocks it"
+            );
         }
     }
 

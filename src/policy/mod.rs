@@ -342,10 +342,7 @@ impl Policy {
             .map(|(name, g)| build_group(name, g, &resolver, &mut problems))
             .collect();
         for g in &mut groups {
-            g.timezone = config
-                .schools
-                .of_group(&g.name)
-                .map(|s| s.timezone.clone());
+            g.timezone = config.schools.of_group(&g.name).map(|s| s.timezone.clone());
         }
         let group_index = |name: &str| {
             config
