@@ -69,6 +69,12 @@ impl Scope {
     pub fn grant_groups(&self, asked: &[String]) -> Result<Vec<String>, Response> {
         match &self.school {
             None => Ok(asked.to_vec()),
+            // A school with no groups (never after a checked load) grants nothing: an
+            // empty list would mean every group of the trust.
+            Some((id, mine)) if mine.is_empty() => Err(error(
+                StatusCode::FORBIDDEN,
+                &format!("school {id:?} has no groups"),
+            )),
             Some((_, mine)) if asked.is_empty() => Ok(mine.clone()),
             Some((id, _)) => match asked.iter().find(|g| !self.owns_group(g)) {
                 Some(g) => Err(error(
@@ -158,4 +164,84 @@ pub fn block_page_section(
         html.push_str(&format!("<p class=\"school-text\">{}</p>", esc(t)));
     }
     (html, s.timezone.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config() -> Config {
+        let text = r#"
+[server]
+listen = ["127.0.0.1:0"]
+[upstream]
+servers = ["192.0.2.53"]
+[[network]]
+cidrs = ["10.1.0.0/16"]
+group = "oak-pupils"
+[group.oak-pupils]
+[group.oak-staff]
+[group.elm-pupils]
+[[school]]
+id = "oak"
+name = "Oak"
+groups = ["oak-pupils", "oak-staff"]
+[[school]]
+id = "elm"
+name = "Elm"
+groups = ["elm-pupils"]
+"#;
+        Config::from_str(Path::new("/tmp/scope.toml"), text).unwrap()
+    }
+
+    fn caller(school: Option<&str>) -> Caller {
+        Caller {
+            who: Some(("t".into(), crate::config::Role::Technician)),
+            school: school.map(str::to_owned),
+        }
+    }
+
+    fn v(gs: &[&str]) -> Vec<String> {
+        gs.iter().map(|g| g.to_string()).collect()
+    }
+
+    #[test]
+    fn a_school_token_owns_only_rows_wholly_in_its_groups() {
+        let c = config();
+        let oak = Scope::of(&caller(Some("oak")), &c);
+        assert!(oak.owns_groups(&v(&["oak-pupils"])));
+        assert!(oak.owns_groups(&v(&["oak-pupils", "oak-staff"])));
+        assert!(!oak.owns_groups(&v(&["oak-pupils", "elm-pupils"])));
+        assert!(!oak.owns_groups(&[]), "every group is the trust's");
+        let trust = Scope::of(&caller(None), &c);
+        assert!(trust.owns_groups(&[]) && trust.owns_groups(&v(&["elm-pupils"])));
+    }
+
+    #[test]
+    fn grants_stay_inside_the_school() {
+        let c = config();
+        let oak = Scope::of(&caller(Some("oak")), &c);
+        assert_eq!(
+            oak.grant_groups(&[]).unwrap(),
+            v(&["oak-pupils", "oak-staff"])
+        );
+        assert_eq!(
+            oak.grant_groups(&v(&["oak-staff"])).unwrap(),
+            v(&["oak-staff"])
+        );
+        assert_eq!(
+            oak.grant_groups(&v(&["elm-pupils"])).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        let gone = Scope::of(&caller(Some("ash")), &c);
+        assert!(gone.grant_groups(&[]).is_err(), "never every group");
+        assert!(!gone.owns_groups(&v(&["oak-pupils"])));
+        assert!(
+            Scope::of(&caller(None), &c)
+                .grant_groups(&[])
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
