@@ -138,6 +138,10 @@ enum Command {
         /// Per-device detail for the safeguarding lead (contains personal data).
         #[arg(long)]
         detail: bool,
+        /// Only this [[school]] (its id): its groups' queries, incidents and unblocks.
+        /// Default: the whole trust.
+        #[arg(long)]
+        school: Option<String>,
     },
     /// Audit log tools.
     Audit {
@@ -242,7 +246,8 @@ fn main() -> ExitCode {
             since,
             format,
             detail,
-        } => report(&config, &since, format, detail),
+            school,
+        } => report(&config, &since, format, detail, school.as_deref()),
         Command::Audit { command } => audit(command),
         Command::Admin {
             url,
@@ -595,7 +600,25 @@ fn report(
     since: &str,
     format: chaperone::report::Format,
     detail: bool,
+    school: Option<&str>,
 ) -> Result<bool> {
+    let scope = match school {
+        None => None,
+        Some(id) => {
+            let cfg = chaperone::config::Config::load(config)?;
+            let Some(s) = cfg.schools.get(id) else {
+                anyhow::bail!(
+                    "--school {id:?}: no [[school]] with that id in {}",
+                    config.display()
+                );
+            };
+            Some((s.name.clone(), s.groups.clone()))
+        }
+    };
+    let groups = scope.as_ref().map(|(_, g)| g.as_slice());
+    let whose = scope
+        .as_ref()
+        .map_or_else(|| "the trust".to_owned(), |(n, _)| n.clone());
     let mut db = open_store(config)?;
     let now = jiff::Timestamp::now();
     let from = chaperone::report::parse_since(since, now).map_err(anyhow::Error::msg)?;
@@ -606,15 +629,19 @@ fn report(
     );
     let (tables, heading) = if detail {
         (
-            chaperone::report::detail(db.as_mut(), from)?,
+            chaperone::report::detail_for(db.as_mut(), from, groups)?,
             format!(
-                "Chaperone blocked attempts by device, {period} (CONFIDENTIAL: safeguarding lead only)"
+                "Chaperone blocked attempts by device, {whose}, {period} (CONFIDENTIAL: safeguarding lead only)"
             ),
         )
     } else {
         (
-            chaperone::report::summary(db.as_mut(), from)?,
-            format!("Chaperone filtering summary, {period}"),
+            chaperone::report::summary_for(db.as_mut(), from, groups)?,
+            if school.is_some() {
+                format!("Chaperone filtering summary, {whose}, {period}")
+            } else {
+                format!("Chaperone filtering summary, {period}")
+            },
         )
     };
     print!("{}", chaperone::report::render(&tables, format, &heading));

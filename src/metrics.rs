@@ -10,11 +10,14 @@
 //! exception is the upstream latency histogram, which appears with the first cache miss of
 //! a mode (its error counter is created alongside it when metrics are rendered).
 
+mod school;
+
 use crate::policy::BlockReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+pub use school::{SchoolFamilies, SchoolHandles};
 
 /// Outcomes a query can have, as the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,8 @@ pub struct Metrics {
     /// chaperone_ech_stripped_total: HTTPS/SVCB answers rewritten for bypass prevention
     /// (ECH removed, or address hints in blocked ranges dropped).
     pub ech_stripped: IntCounter,
+    /// chaperone_school_{queries,blocks,incidents}_total: the same counts by school.
+    pub schools: SchoolFamilies,
 }
 
 /// Label values of `chaperone_http_rejected_total`.
@@ -225,6 +230,7 @@ impl Metrics {
         r.register(Box::new(last_reload.clone()))
             .expect("metric registered once");
         let metrics = Self {
+            schools: SchoolFamilies::new(&r),
             queries: counter_vec(
                 &r,
                 "chaperone_queries_total",
@@ -446,9 +452,16 @@ impl Metrics {
         }
     }
 
-    /// Per-group handles for the categories of a bundle.
-    pub fn group_counters(&self, groups: &[String], categories: &[String]) -> GroupCounters {
-        let per_group = |g: &str| GroupHandles {
+    /// Per-group handles for the categories of a bundle; `schools[i]` is the `school`
+    /// label of `groups[i]` (missing: "none").
+    pub fn group_counters(
+        &self,
+        groups: &[String],
+        schools: &[&str],
+        categories: &[String],
+    ) -> GroupCounters {
+        let per_group = |g: &str, school: &str| GroupHandles {
+            school: self.schools.handles(school, categories),
             outcomes: Outcome::ALL.map(|o| self.queries.with_label_values(&[g, o.label()])),
             blocks: categories
                 .iter()
@@ -465,8 +478,12 @@ impl Metrics {
                 .collect(),
         };
         GroupCounters {
-            groups: groups.iter().map(|g| per_group(g)).collect(),
-            none: per_group(NO_GROUP),
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| per_group(g, schools.get(i).copied().unwrap_or(NO_GROUP)))
+                .collect(),
+            none: per_group(NO_GROUP, NO_GROUP),
             incidents: categories
                 .iter()
                 .map(|c| self.incidents.with_label_values(&[c]))
@@ -488,6 +505,8 @@ pub struct GroupHandles {
     blocks: Vec<IntCounter>,
     /// One per bundle category: the service's counter for a `service:NAME` category.
     services: Vec<Option<IntCounter>>,
+    /// The same counts for the group's school.
+    school: SchoolHandles,
 }
 
 /// Counter handles resolved for one snapshot's groups and categories.
@@ -506,7 +525,9 @@ impl GroupCounters {
 
     /// Count one query outcome.
     pub fn outcome(&self, group: Option<u16>, outcome: Outcome) {
-        self.group(group).outcomes[outcome as usize].inc();
+        let g = self.group(group);
+        g.outcomes[outcome as usize].inc();
+        g.school.outcomes[outcome as usize].inc();
     }
 
     /// Count one block by category.
@@ -515,6 +536,7 @@ impl GroupCounters {
         // The last two slots are not-approved and bypass, never a bundle category.
         if (category as usize) < blocks.len().saturating_sub(2) {
             blocks[category as usize].inc();
+            self.group(group).school.block_slot(category as usize);
         }
         if let Some(Some(c)) = self.group(group).services.get(category as usize) {
             c.inc();
@@ -531,14 +553,20 @@ impl GroupCounters {
             BlockReason::NotApproved => blocks.len().checked_sub(2),
             BlockReason::Bypass(_) => blocks.len().checked_sub(1),
         };
-        if let Some(c) = slot.and_then(|i| blocks.get(i)) {
+        if let Some(i) = slot
+            && let Some(c) = blocks.get(i)
+        {
             c.inc();
+            self.group(group).school.block_slot(i);
         }
     }
 
-    /// Count one incident.
-    pub fn incident(&self, category: u16) {
+    /// Count one incident (and for the group's school).
+    pub fn incident(&self, group: Option<u16>, category: u16) {
         if let Some(c) = self.incidents.get(category as usize) {
+            c.inc();
+        }
+        if let Some(c) = self.group(group).school.incidents.get(category as usize) {
             c.inc();
         }
     }

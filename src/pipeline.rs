@@ -271,7 +271,7 @@ impl Pipeline {
         {
             counters.block_reason(d.outcome.group, reason);
             if let (BlockReason::Category(cat), true) = (reason, incident) {
-                counters.incident(cat);
+                counters.incident(d.outcome.group, cat);
             }
         }
         counters.outcome(d.outcome.group, metric);

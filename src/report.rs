@@ -90,9 +90,47 @@ fn utc_columns(rows: &mut [Vec<String>], columns: &[usize]) {
 /// category, incidents, exceptions granted. No addresses, pseudonyms, devices or queried
 /// names.
 pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>, StoreError> {
+    summary_for(db, since, None)
+}
+
+/// Restrict the report's queries to one school's groups: `grp IN (...)` added to every
+/// query's time condition, so the same portable SQL runs on SQLite and PostgreSQL. Group
+/// names come from the checked config; quotes are doubled all the same (SQL literal
+/// syntax common to both).
+pub fn school_filter(groups: &[String]) -> String {
+    let list: Vec<String> = groups
+        .iter()
+        .map(|g| format!("'{}'", g.replace('\'', "''")))
+        .collect();
+    format!(" AND grp IN ({})", list.join(", "))
+}
+
+/// `db.table(sql)` with `filter` added after the time condition.
+fn scoped(
+    db: &mut dyn Store,
+    filter: &str,
+    sql: &str,
+    since_us: i64,
+) -> Result<Vec<Vec<String>>, StoreError> {
+    let sql = sql.replacen("ts_us >= $1", &format!("ts_us >= $1{filter}"), 1);
+    db.table(&sql, since_us)
+}
+
+/// [`summary`] for the trust (`groups` None) or for one school's groups: every figure,
+/// incident and unblock is that school's (an unblock for every group is the trust's).
+pub fn summary_for(
+    db: &mut dyn Store,
+    since: jiff::Timestamp,
+    school_groups: Option<&[String]>,
+) -> Result<Vec<Table>, StoreError> {
+    let f = school_groups.map(school_filter).unwrap_or_default();
+    let f = f.as_str();
     let s = micros(since);
     let count = |r: &Vec<String>, i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok());
-    let totals = db.table("SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
+    let totals = scoped(
+        db,
+        f,
+        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
         s,
     )?;
     let all: i64 = totals.iter().filter_map(|r| count(r, 1)).sum();
@@ -108,7 +146,10 @@ pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>,
         .collect();
     total_rows.push(vec!["all".into(), all.to_string(), pct(all, all)]);
 
-    let groups = db.table("SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
+    let groups = scoped(
+        db,
+        f,
+        "SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
         s,
     )?;
     let group_size: std::collections::HashMap<String, i64> = groups
@@ -122,7 +163,10 @@ pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>,
             vec![r[0].clone(), n.to_string(), b.to_string(), pct(b, n)]
         })
         .collect();
-    let categories = db.table("SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let categories = scoped(
+        db,
+        f,
+        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let category_rows = categories
@@ -132,7 +176,10 @@ pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>,
             vec![r[0].clone(), b.to_string(), pct(b, all)]
         })
         .collect();
-    let group_categories = db.table("SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let group_categories = scoped(
+        db,
+        f,
+        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
     let group_category_rows = group_categories
@@ -143,8 +190,11 @@ pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>,
             vec![r[0].clone(), r[1].clone(), b.to_string(), pct(b, n)]
         })
         .collect();
-    let (service_rows, group_service_rows) = services(db, s, all, &group_size)?;
-    let mut incidents = db.table("SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
+    let (service_rows, group_service_rows) = services(db, f, s, all, &group_size)?;
+    let mut incidents = scoped(
+        db,
+        f,
+        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 1)).sum();
@@ -155,6 +205,12 @@ pub fn summary(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>,
          FROM exceptions WHERE created_us >= $1 ORDER BY created_us",
         s,
     )?;
+    if let Some(mine) = school_groups {
+        exceptions.retain(|row| {
+            serde_json::from_str::<Vec<String>>(&row[1])
+                .is_ok_and(|gs| !gs.is_empty() && gs.iter().all(|g| mine.contains(g)))
+        });
+    }
     utc_columns(&mut exceptions, &[3, 4]);
     for row in &mut exceptions {
         // Stored as a JSON array; empty means every group.
@@ -225,6 +281,7 @@ type Rows = Vec<Vec<String>>;
 /// their own tables rather than among the list categories): overall and per group.
 fn services(
     db: &mut dyn Store,
+    f: &str,
     s: i64,
     all: i64,
     group_size: &std::collections::HashMap<String, i64>,
@@ -236,13 +293,13 @@ fn services(
             .unwrap_or(c)
             .to_owned()
     };
-    let overall = db.table("SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let overall = scoped(db, f, "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?
     .iter()
     .map(|r| vec![name(&r[0]), count(r, 1).to_string(), pct(count(r, 1), all)])
     .collect();
-    let per_group = db.table("SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let per_group = scoped(db, f, "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?
     .iter()
@@ -258,15 +315,32 @@ fn services(
 /// nominated device name, MAC, the device name from its enrolment or DHCP lease, and the
 /// user from RADIUS or ChromeOS), with what was asked and when.
 pub fn detail(db: &mut dyn Store, since: jiff::Timestamp) -> Result<Vec<Table>, StoreError> {
+    detail_for(db, since, None)
+}
+
+/// [`detail`] for the trust or one school's groups.
+pub fn detail_for(
+    db: &mut dyn Store,
+    since: jiff::Timestamp,
+    groups: Option<&[String]>,
+) -> Result<Vec<Table>, StoreError> {
+    let f = groups.map(school_filter).unwrap_or_default();
+    let f = f.as_str();
     let s = micros(since);
-    let mut rows = db.table(r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
+    let mut rows = scoped(
+        db,
+        f,
+        r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
                 MIN(ts_us), MAX(ts_us)
          FROM queries WHERE ts_us >= $1 AND decision = 'blocked'
          GROUP BY client, device, mac, hostname, "user", grp, name, category ORDER BY client, 9 DESC"#,
         s,
     )?;
     utc_columns(&mut rows, &[9, 10]);
-    let mut incidents = db.table(r#"SELECT ts_us, client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE("user", ''), COALESCE(mac, ''), grp, name, category, alert_status
+    let mut incidents = scoped(
+        db,
+        f,
+        r#"SELECT ts_us, client, COALESCE(device, ''), COALESCE(hostname, ''), COALESCE("user", ''), COALESCE(mac, ''), grp, name, category, alert_status
          FROM incidents WHERE ts_us >= $1 ORDER BY ts_us"#,
         s,
     )?;

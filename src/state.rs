@@ -376,8 +376,11 @@ impl State {
             let policy = policy.with_exceptions(cur.policy.exceptions().to_vec());
             let counters = counters.take().unwrap_or_else(|| {
                 let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
-                self.metrics
-                    .group_counters(&groups, policy.bundle().categories())
+                self.metrics.group_counters(
+                    &groups,
+                    &school_labels(&config, &groups),
+                    policy.bundle().categories(),
+                )
             });
             Snapshot {
                 config: config.clone(),
@@ -400,9 +403,11 @@ impl State {
             let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
             Snapshot {
                 config: cur.config.clone(),
-                counters: self
-                    .metrics
-                    .group_counters(&groups, policy.bundle().categories()),
+                counters: self.metrics.group_counters(
+                    &groups,
+                    &school_labels(&cur.config, &groups),
+                    policy.bundle().categories(),
+                ),
                 policy,
                 generation: cur.generation,
                 list_counts: cur.list_counts.clone(),
@@ -413,6 +418,14 @@ impl State {
     }
 }
 
+/// The `school` metrics label of each group (its `[[school]]` id, or "none").
+fn school_labels<'a>(config: &'a Config, groups: &[String]) -> Vec<&'a str> {
+    groups
+        .iter()
+        .map(|g| config.schools.label_of_group(g))
+        .collect()
+}
+
 fn make_snapshot(loaded: Loaded, generation: u64, metrics: &Metrics) -> Snapshot {
     let Loaded {
         config,
@@ -421,7 +434,11 @@ fn make_snapshot(loaded: Loaded, generation: u64, metrics: &Metrics) -> Snapshot
         ..
     } = loaded;
     let groups: Vec<String> = policy.groups().iter().map(|g| g.name.clone()).collect();
-    let counters = metrics.group_counters(&groups, policy.bundle().categories());
+    let counters = metrics.group_counters(
+        &groups,
+        &school_labels(&config, &groups),
+        policy.bundle().categories(),
+    );
     metrics.generation.set(generation as i64);
     metrics
         .exceptions_active

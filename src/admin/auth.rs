@@ -22,6 +22,8 @@ use crate::config::Role;
 pub struct Caller {
     /// Token holder's name and role, or None without a valid token.
     pub who: Option<(String, Role)>,
+    /// The `[[school]]` the token is scoped to (None: trust-wide, or no token).
+    pub school: Option<String>,
 }
 
 impl Caller {
@@ -71,16 +73,21 @@ impl FromRequestParts<Admin> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let Some(token) = presented else {
-            return Ok(Caller { who: None });
+            return Ok(Caller {
+                who: None,
+                school: None,
+            });
         };
         let digest = hash_token(token);
         let snap = admin.pipeline.state().load();
-        let who = snap.config.admin.as_ref().and_then(|a| {
+        let token = snap.config.admin.as_ref().and_then(|a| {
             a.tokens
                 .iter()
                 .find(|t| constant_time_eq(&t.sha256, &digest))
-                .map(|t| (t.name.clone(), t.role))
         });
-        Ok(Caller { who })
+        Ok(Caller {
+            who: token.map(|t| (t.name.clone(), t.role)),
+            school: token.and_then(|t| t.school.clone()),
+        })
     }
 }

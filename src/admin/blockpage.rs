@@ -367,9 +367,9 @@ async fn page(
         } => (group, category, category_name, rule),
     };
     let domain = domain.unwrap_or_default();
-    let now = a
-        .now()
-        .to_zoned(a.pipeline.state().load().config.server.timezone.clone());
+    let (school, zone) =
+        super::school::block_page_section(&a.pipeline.state().load().config, &group, esc);
+    let now = a.now().to_zoned(zone);
     let time = now.strftime("%A %-d %B %Y, %H:%M %Z").to_string();
     let heading = "This site is blocked";
     let device = own_device_name(&a, client)
@@ -388,7 +388,7 @@ async fn page(
     let body = format!(
         r#"<h1>{heading}</h1>
 {reason}
-<h2 id="request-heading">Ask for access</h2>
+{school}<h2 id="request-heading">Ask for access</h2>
 <p>If you need this site for your work or studies, ask for it to be unblocked for a while. A member of staff will review your request.</p>
 <form method="post" action="/request" aria-labelledby="request-heading">
 <input type="hidden" name="domain" value="{d}">

@@ -197,6 +197,8 @@ pub async fn enrol_device(
     Json(b): Json<EnrolBody>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("enrolled devices")?;
     let c = check_enrol(&a, &b)?;
     let now = a.now();
     // An ID in the live index (the config's entries included) is never handed out.
@@ -252,6 +254,8 @@ async fn get_row(a: &Admin, id: String) -> Result<Option<DeviceRow>> {
 /// `GET /devices`: every enrolment, newest first.
 pub async fn list_devices(State(a): State<Admin>, caller: Caller) -> Result<Response> {
     caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("enrolled devices")?;
     let now = a.now();
     let rows = a
         .with_db(move |c| c.list_devices(now))
@@ -267,6 +271,8 @@ pub async fn get_device(
     Path(id): Path<String>,
 ) -> Result<Response> {
     caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("enrolled devices")?;
     let row = get_row(&a, id.clone())
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -288,6 +294,8 @@ pub async fn revoke_device(
     body: Option<Json<RevokeBody>>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("enrolled devices")?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = limits::text("reason", &reason, MAX_TEXT, true, true)
         .map_err(|_| {
@@ -332,6 +340,8 @@ pub async fn device_profile(
     Query(q): Query<ProfileQuery>,
 ) -> Result<Response> {
     caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("enrolled devices")?;
     let kind =
         Kind::from_name(&q.kind).ok_or_else(|| bad(&format!("kind: expected {}", Kind::NAMES)))?;
     let row = get_row(&a, id.clone())

@@ -41,6 +41,7 @@ pub mod devices;
 pub mod http;
 mod limits;
 mod routes;
+pub mod school;
 mod sessions;
 
 use std::net::SocketAddr;

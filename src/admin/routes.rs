@@ -17,6 +17,7 @@ use serde_json::json;
 use super::Admin;
 use super::auth::{Caller, error};
 use super::limits::{self, MAX_CATEGORY, MAX_NAME, MAX_TEXT, MAX_URL, one_line};
+use super::school::Scope;
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::lists::parse::Format;
@@ -35,6 +36,11 @@ fn store_error(e: StoreError) -> Response {
             )
         }
     }
+}
+
+/// The reach of the caller's token (a `[[school]]`, or the whole trust).
+fn scope(a: &Admin, caller: &Caller) -> Scope {
+    Scope::of(caller, &a.pipeline.state().load().config)
 }
 
 /// Read something from the database and answer it as JSON.
@@ -290,8 +296,17 @@ pub async fn list_exceptions(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
+    let scope = scope(&a, &caller);
     let now = a.now();
-    db_json(&a, move |c| c.list_exceptions(now, !q.all)).await
+    let rows = a
+        .with_db(move |c| c.list_exceptions(now, !q.all))
+        .await
+        .map_err(store_error)?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| scope.owns_groups(&r.groups))
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 pub async fn get_exception(
@@ -306,7 +321,10 @@ pub async fn get_exception(
         .await
         .map_err(store_error)?
     {
-        Some(row) => Ok(Json(row).into_response()),
+        Some(row) => {
+            scope(&a, &caller).visible(&row.groups, "exception", id)?;
+            Ok(Json(row).into_response())
+        }
         None => Err(error(StatusCode::NOT_FOUND, &format!("no exception {id}"))),
     }
 }
@@ -474,10 +492,12 @@ pub async fn create_exception(
         })?
         .to_owned();
     let requested_by = field("requested_by", &b.requested_by, MAX_NAME, false)?.to_owned();
-    let domain = check_exceptable(&a, &b.domain, &b.groups)?;
+    let scope = scope(&a, &caller);
+    let groups = scope.grant_groups(&b.groups)?;
+    let domain = check_exceptable(&a, &b.domain, &groups)?;
+    scope.check_baseline(&a.pipeline.state().load(), &domain)?;
     let expires = expiry(&a, b.expires.as_deref(), b.days)?;
     let now = a.now();
-    let groups = b.groups.clone();
     let (d, g, r, rb, gb) = (
         domain.clone(),
         groups.clone(),
@@ -533,6 +553,15 @@ pub async fn revoke_exception(
         .map_err(|m| bad(&m))?
         .to_owned();
     let now = a.now();
+    let scope = scope(&a, &caller);
+    if !scope.is_trust() {
+        let row = a
+            .with_db(move |c| c.get_exception(id, now))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no exception {id}")))?;
+        scope.visible(&row.groups, "exception", id)?;
+    }
     let by = who.clone();
     a.with_db(move |c| c.revoke_exception(id, &by, now))
         .await
@@ -661,6 +690,9 @@ pub async fn create_request(
     caller: Caller,
     Json(b): Json<NewRequestBody>,
 ) -> Result<Response> {
+    if caller.who.is_some() {
+        scope(&a, &caller).grant_groups(&b.groups)?;
+    }
     let id = new_request(&a, &b, &Submitter::from_caller(&caller, client)).await?;
     let row = a
         .with_db(move |c| c.get_request(id))
@@ -675,7 +707,16 @@ pub async fn list_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
-    db_json(&a, move |c| c.list_requests(q.status.as_deref())).await
+    let scope = scope(&a, &caller);
+    let rows = a
+        .with_db(move |c| c.list_requests(q.status.as_deref()))
+        .await
+        .map_err(store_error)?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| scope.owns_groups(&r.groups))
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 pub async fn get_request(
@@ -689,7 +730,10 @@ pub async fn get_request(
         .await
         .map_err(store_error)?
     {
-        Some(r) => Ok(Json(r).into_response()),
+        Some(r) => {
+            scope(&a, &caller).visible(&r.groups, "request", id)?;
+            Ok(Json(r).into_response())
+        }
         None => Err(error(StatusCode::NOT_FOUND, &format!("no request {id}"))),
     }
 }
@@ -712,6 +756,8 @@ pub async fn approve_request(
         .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no request {id}")))?;
+    let scope = scope(&a, &caller);
+    scope.visible(&req.groups, "request", id)?;
     if req.status != "pending" {
         return Err(error(
             StatusCode::CONFLICT,
@@ -728,6 +774,7 @@ pub async fn approve_request(
         ));
     }
     let domain = check_exceptable(&a, &req.domain, &req.groups)?;
+    scope.check_baseline(&a.pipeline.state().load(), &domain)?;
     let expires = expiry(&a, None, Some(body.days.unwrap_or(req.days)))?;
     let now = a.now();
     let (d, granted_by, r) = (domain.clone(), who.clone(), reason.clone());
@@ -779,6 +826,15 @@ pub async fn decline_request(
             bad("reason: required (at most 1000 characters), so the decision is auditable")
         })?
         .to_owned();
+    let scope = scope(&a, &caller);
+    if !scope.is_trust() {
+        let req = a
+            .with_db(move |c| c.get_request(id))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no request {id}")))?;
+        scope.visible(&req.groups, "request", id)?;
+    }
     let now = a.now();
     let (by, r) = (who.clone(), reason.clone());
     a.with_db(move |c| {
@@ -896,6 +952,7 @@ pub async fn list_reports(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
+    scope(&a, &caller).require_trust("site reports (they change the trust's lists)")?;
     db_json(&a, move |c| c.list_reports(q.status.as_deref())).await
 }
 
@@ -935,6 +992,7 @@ pub async fn approve_report(
     body: Option<Json<DecisionBody>>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
+    scope(&a, &caller).require_trust("site reports (they change the trust's lists)")?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
         .map_err(|m| bad(&m))?
@@ -1055,6 +1113,7 @@ pub async fn dismiss_report(
     body: Option<Json<DecisionBody>>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
+    scope(&a, &caller).require_trust("site reports (they change the trust's lists)")?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
         .map_err(|m| bad(&m))?
@@ -1109,6 +1168,7 @@ pub async fn list_incidents(
     Query(q): Query<IncidentQuery>,
 ) -> Result<Response> {
     caller.require(Role::Dsl)?;
+    let scope = scope(&a, &caller);
     let since = match &q.since {
         Some(s) => s
             .parse()
@@ -1129,6 +1189,11 @@ pub async fn list_incidents(
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
+    // A school's page may be shorter than `limit`: the cursor still follows the store's.
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| scope.owns_group(&r.group))
+        .collect();
     let mut resp = Json(rows).into_response();
     if let Some(n) = next
         && let Ok(v) = header::HeaderValue::from_str(&n)
@@ -1144,6 +1209,7 @@ pub async fn list_audit(
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
     caller.require(Role::Dsl)?;
+    scope(&a, &caller).require_trust("the audit log")?;
     let since = q
         .since
         .as_deref()
@@ -1159,6 +1225,7 @@ pub async fn list_audit(
 
 pub async fn verify_audit(State(a): State<Admin>, caller: Caller) -> Result<Response> {
     caller.require(Role::Dsl)?;
+    scope(&a, &caller).require_trust("the audit log")?;
     let published = a
         .chain
         .published()

@@ -32,6 +32,8 @@ pub async fn list_sessions(
     Query(q): Query<SessionsQuery>,
 ) -> Result<Response, Response> {
     caller.require(Role::Technician)?;
+    super::school::Scope::of(&caller, &a.pipeline.state().load().config)
+        .require_trust("signed-in users")?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_SESSIONS);
     let now = a.now().as_second();
     let index = a.pipeline.state().identities().sessions.load();

@@ -13,6 +13,7 @@ mod inspect;
 mod radius;
 pub mod raw;
 mod resolve;
+pub mod school;
 mod services;
 pub mod storage;
 pub mod urlsource;
@@ -98,6 +99,8 @@ pub struct Config {
     pub users: UsersConfig,
     /// `[services]`: the service catalogue and the services the policy names.
     pub services: crate::services::ServicesConfig,
+    /// `[[school]]` and `[trust]`: the schools of a trust and its baseline.
+    pub schools: school::Schools,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.
@@ -496,6 +499,8 @@ pub struct TokenConfig {
     pub role: Role,
     /// SHA-256 of the token.
     pub sha256: [u8; 32],
+    /// The `[[school]]` it is scoped to (None: trust-wide).
+    pub school: Option<String>,
 }
 
 /// One configuration problem, naming the key it is about.

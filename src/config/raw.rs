@@ -104,6 +104,12 @@ pub struct RawConfig {
     /// The app/service catalogue (`service:NAME` in category lists).
     #[serde(default)]
     pub services: super::services::RawServices,
+    /// Schools of a trust, each owning some groups (`[[school]]`).
+    #[serde(default)]
+    pub school: Vec<super::school::RawSchool>,
+    /// The trust-wide baseline every school's groups block.
+    #[serde(default)]
+    pub trust: super::school::RawTrust,
 }
 
 /// `[audit]`
@@ -789,6 +795,9 @@ pub struct RawToken {
     pub role: String,
     /// SHA-256 of the token, hex. Make one with `chaperone hash-token`.
     pub sha256: String,
+    /// Scope the token to one `[[school]]` id: it sees and changes only that school's
+    /// data. Default: none (trust-wide).
+    pub school: Option<String>,
 }
 
 /// `[ratelimit]`: per-client query rate limiting (a token bucket per client prefix) and

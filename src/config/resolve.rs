@@ -57,7 +57,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         ttl: b.ttl,
         listen: b.listen,
     });
-    let groups: BTreeMap<String, GroupConfig> = raw
+    let mut groups: BTreeMap<String, GroupConfig> = raw
         .group
         .into_iter()
         .map(|(name, g)| {
@@ -68,6 +68,12 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let networks = networks(raw.network, &groups, &mut p);
     let devices = devices(raw.device, &groups, &mut p);
     let admin = raw.admin.map(|a| admin(a, &mut p));
+    let schools =
+        super::school::schools(raw.school, raw.trust, &server.timezone, &groups, &mut p.0);
+    super::school::apply_baseline(&schools, &mut groups, &devices, &mut p.0);
+    if let Some(a) = &admin {
+        super::school::check_token_schools(&schools, &a.tokens, &mut p.0);
+    }
     check_block_page(&groups, &block_page, &mut p);
     let postgres = super::storage::postgres(&raw.storage, base, &mut p.0);
     let storage_path = match raw.storage.path {
@@ -131,6 +137,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         radius,
         users,
         services,
+        schools,
     })
 }
 
@@ -934,6 +941,7 @@ fn admin(a: raw::RawAdmin, p: &mut Problems) -> AdminConfig {
                 name: t.name,
                 role: role?,
                 sha256: sha256?,
+                school: t.school,
             })
         })
         .collect();

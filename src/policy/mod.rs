@@ -224,6 +224,8 @@ pub struct Group {
     safe_search: SafeSearch,
     bypass: bool,
     schedules: Vec<Window>,
+    /// Its `[[school]]`'s time zone for schedules (None: `[server] timezone`).
+    timezone: Option<jiff::tz::TimeZone>,
 }
 
 #[derive(Debug, Clone)]
@@ -334,11 +336,14 @@ impl Policy {
             illegal,
             services: &config.services,
         };
-        let groups: Vec<Group> = config
+        let mut groups: Vec<Group> = config
             .groups
             .iter()
             .map(|(name, g)| build_group(name, g, &resolver, &mut problems))
             .collect();
+        for g in &mut groups {
+            g.timezone = config.schools.of_group(&g.name).map(|s| s.timezone.clone());
+        }
         let group_index = |name: &str| {
             config
                 .groups
@@ -779,7 +784,8 @@ impl Policy {
             mask |= self.doh;
         }
         if !group.schedules.is_empty() {
-            let local = now.to_zoned(self.timezone.clone());
+            let zone = group.timezone.as_ref().unwrap_or(&self.timezone);
+            let local = now.to_zoned(zone.clone());
             let (mut allow, mut block) = (0, 0);
             for w in &group.schedules {
                 if w.is_open(&local) {
@@ -1001,6 +1007,7 @@ fn build_group(
         safe_search: SafeSearch::new(&g.safe_search),
         bypass: g.bypass_prevention,
         schedules,
+        timezone: None,
     }
 }
 

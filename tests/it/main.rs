@@ -26,5 +26,6 @@ mod radius;
 mod recursive;
 mod reload;
 mod safeguarding;
+mod schools;
 mod services;
 mod zones;
