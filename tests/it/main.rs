@@ -27,4 +27,5 @@ mod recursive;
 mod reload;
 mod safeguarding;
 mod services;
+mod storage;
 mod zones;
