@@ -231,7 +231,10 @@ fn incidents_body(b: &Backend) {
     )
     .unwrap();
     let page = s.list_incidents(t(NOW), None, 2).unwrap();
-    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
     assert_eq!(page[0].alert_status, "delivered");
     assert_eq!(page[0].alert_attempts, 2);
     assert_eq!(page[0].user.as_deref(), Some("pupil@school"));
@@ -262,7 +265,10 @@ fn devices_body(b: &Backend) {
     let c = s
         .enrol_device(&new("ipad-2", Some(t("2026-11-24T00:00:00Z"))), &|_| false)
         .unwrap();
-    assert!(s.enrol_device(&new("x", None), &|_| true).is_err(), "every ID taken");
+    assert!(
+        s.enrol_device(&new("x", None), &|_| true).is_err(),
+        "every ID taken"
+    );
     let rows = s.list_devices(t("2026-11-25T00:00:00Z")).unwrap();
     assert_eq!(rows.len(), 2);
     let state = |id: &str| rows.iter().find(|r| r.id == id).unwrap().state.clone();
@@ -380,8 +386,11 @@ fn querylog_body(b: &Backend) {
     assert_eq!(s.expire_queries(cutoff).unwrap(), 15);
     assert_eq!(count_queries(s.as_mut()), 15);
     assert_eq!(
-        s.table("SELECT COUNT(*) FROM refused_queries WHERE ts_us >= $1", i64::MIN)
-            .unwrap()[0][0],
+        s.table(
+            "SELECT COUNT(*) FROM refused_queries WHERE ts_us >= $1",
+            i64::MIN
+        )
+        .unwrap()[0][0],
         "0"
     );
     // Cap at 8 rows: the oldest go.
@@ -414,7 +423,13 @@ fn report_tables_are_identical_on_sqlite_and_postgres() {
                 2 => ("pupils", "allowed"),
                 _ => ("staff", "blocked"),
             };
-            let mut e = event(base + i, &format!("10.0.0.{}", i % 3), group, "x.example", decision);
+            let mut e = event(
+                base + i,
+                &format!("10.0.0.{}", i % 3),
+                group,
+                "x.example",
+                decision,
+            );
             if i % 8 == 0 {
                 e.category = Some("service:tiktok".into());
             }
@@ -451,7 +466,15 @@ fn postgres_query_log_retention_drops_day_partitions() {
     let mut s = Postgres::connect_now(&db.config()).unwrap();
     let day0 = micros(t("2026-11-20T00:00:00Z"));
     let batch: Vec<LogEvent> = (0..4)
-        .map(|d| event(day0 + d * DAY_US + 1, "10.0.0.1", "pupils", "a.example", "allowed"))
+        .map(|d| {
+            event(
+                day0 + d * DAY_US + 1,
+                "10.0.0.1",
+                "pupils",
+                "a.example",
+                "allowed",
+            )
+        })
         .collect();
     s.insert_queries(&batch).unwrap();
     let mut su = db.superuser();
@@ -493,14 +516,25 @@ fn postgres_audit_refuses_edits_and_detects_tampering() {
     let chain = chain(dir.path());
     for i in 0..3 {
         chain
-            .append(&mut s, t(NOW), "dsl", "dsl", "exception.create", &format!("e{i}"), &serde_json::json!({}))
+            .append(
+                &mut s,
+                t(NOW),
+                "dsl",
+                "dsl",
+                "exception.create",
+                &format!("e{i}"),
+                &serde_json::json!({}),
+            )
             .unwrap();
     }
     let mut su = db.superuser();
     let err = su
         .execute("UPDATE audit SET detail = '{\"x\":1}' WHERE id = 2", &[])
         .unwrap_err();
-    assert!(err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"), "{err:?}");
+    assert!(
+        err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+        "{err:?}"
+    );
     assert!(su.execute("DELETE FROM audit WHERE id = 3", &[]).is_err());
     assert!(su.batch_execute("TRUNCATE audit").is_err());
     su.batch_execute(
@@ -535,7 +569,15 @@ fn postgres_concurrent_audit_appends_keep_one_chain() {
                 let mut s = Postgres::connect_now(&cfg).unwrap();
                 for i in 0..EACH {
                     chain
-                        .append(&mut s, t(NOW), "dsl", "dsl", "exception.create", &format!("t{th} #{i}"), &serde_json::json!({}))
+                        .append(
+                            &mut s,
+                            t(NOW),
+                            "dsl",
+                            "dsl",
+                            "exception.create",
+                            &format!("t{th} #{i}"),
+                            &serde_json::json!({}),
+                        )
                         .unwrap();
                 }
             });
@@ -555,7 +597,11 @@ fn postgres_concurrent_audit_appends_keep_one_chain() {
 
 /// Wait for a change on `rx`, announcing `change` every 100 ms meanwhile (the listener
 /// may not be listening yet).
-fn announce_until_heard(s: &mut dyn Store, rx: &mpsc::Receiver<Change>, change: Change) -> Duration {
+fn announce_until_heard(
+    s: &mut dyn Store,
+    rx: &mpsc::Receiver<Change>,
+    change: Change,
+) -> Duration {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         s.announce(change).unwrap();
@@ -608,9 +654,14 @@ fn postgres_listen_and_store_reconnect_after_a_restart() {
             heard.insert(c);
         }
     }
-    assert_eq!(heard.len(), 3, "every kind of change after the reconnect: {heard:?}");
+    assert_eq!(
+        heard.len(),
+        3,
+        "every kind of change after the reconnect: {heard:?}"
+    );
     // The store connects again on its own.
-    s.create_exception(&exception("back.example", &[], 1)).unwrap();
+    s.create_exception(&exception("back.example", &[], 1))
+        .unwrap();
     announce_until_heard(&mut s, &rx, Change::Exceptions);
     listener.stop();
     drop(db);
@@ -696,7 +747,10 @@ async fn postgres_server_logs_queries_to_postgresql() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let rows = s
-                .table("SELECT name, decision FROM queries WHERE ts_us >= $1 ORDER BY name", i64::MIN)
+                .table(
+                    "SELECT name, decision FROM queries WHERE ts_us >= $1 ORDER BY name",
+                    i64::MIN,
+                )
                 .unwrap();
             if rows.len() >= 2 || Instant::now() > deadline {
                 return rows;

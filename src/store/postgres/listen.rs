@@ -123,9 +123,7 @@ fn receive(
             return Err("the connection closed".into());
         }
         if pinged.elapsed() >= PING_EVERY {
-            client
-                .simple_query("SELECT 1")
-                .map_err(|e| e.to_string())?;
+            client.simple_query("SELECT 1").map_err(|e| e.to_string())?;
             pinged = Instant::now();
         }
     }

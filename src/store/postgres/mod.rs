@@ -128,12 +128,10 @@ impl Postgres {
 
     fn fill(&self, e: StoreError) -> StoreError {
         match e {
-            StoreError::Postgres { target, source } if target.is_empty() => {
-                StoreError::Postgres {
-                    target: self.target.clone(),
-                    source,
-                }
-            }
+            StoreError::Postgres { target, source } if target.is_empty() => StoreError::Postgres {
+                target: self.target.clone(),
+                source,
+            },
             other => other,
         }
     }

@@ -190,7 +190,10 @@ impl LogState {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .map_err(pg)?;
         let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("\"{name}\"")])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("\"{name}\"")],
+            )
             .map_err(pg)?
             .get(0);
         if !exists {
@@ -201,7 +204,8 @@ impl LogState {
             .query_one(&format!("SELECT COUNT(*) FROM \"{name}\""), &[])
             .map_err(pg)?
             .get(0);
-        tx.batch_execute(&format!("DROP TABLE \"{name}\"")).map_err(pg)?;
+        tx.batch_execute(&format!("DROP TABLE \"{name}\""))
+            .map_err(pg)?;
         tx.commit().map_err(pg)?;
         self.days.remove(&day);
         Ok(u64::try_from(rows).unwrap_or(0))
@@ -257,7 +261,10 @@ mod tests {
 
     #[test]
     fn partition_names_are_utc_days_and_read_back() {
-        let day = jiff::Timestamp::from_second(1_795_392_000).unwrap().as_second() / 86_400;
+        let day = jiff::Timestamp::from_second(1_795_392_000)
+            .unwrap()
+            .as_second()
+            / 86_400;
         assert_eq!(partition_name(day), "queries_2026_11_23");
         assert_eq!(partition_day("queries_2026_11_23"), Some(day));
         assert_eq!(partition_day("queries_ts"), None);

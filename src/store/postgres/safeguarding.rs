@@ -360,11 +360,7 @@ pub(super) fn list_incidents(
 /// here and integers read exactly as SQLite prints them.
 pub(super) fn table(c: &mut Client, sql: &str, since: i64) -> Result<Vec<Vec<String>>, StoreError> {
     let sql = sql.replace("$1", &format!("'{since}'::BIGINT"));
-    let mut tx = c
-        .build_transaction()
-        .read_only(true)
-        .start()
-        .map_err(pg)?;
+    let mut tx = c.build_transaction().read_only(true).start().map_err(pg)?;
     let mut out = Vec::new();
     for m in tx.simple_query(&sql).map_err(pg)? {
         if let SimpleQueryMessage::Row(row) = m {

@@ -191,7 +191,10 @@ impl Cluster {
     /// A superuser URL for database `db`.
     pub fn url(&self, db: &str) -> String {
         if self.host.starts_with('/') {
-            format!("postgres://{}@/{db}?host={}&port={}", self.user, self.host, self.port)
+            format!(
+                "postgres://{}@/{db}?host={}&port={}",
+                self.user, self.host, self.port
+            )
         } else {
             format!("postgres://{}@{}:{}/{db}", self.user, self.host, self.port)
         }
@@ -224,14 +227,20 @@ impl Cluster {
 
     /// Stop the server (fast shutdown), keeping its data for [`Cluster::start_again`].
     pub fn stop(&self) {
-        let local = self.local.as_ref().expect("only a cluster started here stops");
+        let local = self
+            .local
+            .as_ref()
+            .expect("only a cluster started here stops");
         local.lock().unwrap().stop();
     }
 
     /// Start it again after [`Cluster::stop`], on the same port (retried while the port
     /// is briefly still taken).
     pub fn start_again(&self) {
-        let local = self.local.as_ref().expect("only a cluster started here restarts");
+        let local = self
+            .local
+            .as_ref()
+            .expect("only a cluster started here restarts");
         let mut l = local.lock().unwrap();
         let deadline = Instant::now() + READY;
         loop {
@@ -311,7 +320,8 @@ impl Local {
 
     /// Start the postmaster on `port` and wait until it accepts connections.
     fn launch(&mut self, port: u16) -> Result<(), String> {
-        let log = std::fs::File::create(self.dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(self.dir.join("postgres.log")).map_err(|e| e.to_string())?;
         let mut child = self
             .command("postgres")
             .arg("-D")
@@ -331,7 +341,8 @@ impl Local {
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
                 return Err(format!("postgres exited ({status}): {log}"));
             }
             let mut cfg: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
@@ -343,7 +354,9 @@ impl Local {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("not accepting connections on {port} after {READY:?}"));
+                return Err(format!(
+                    "not accepting connections on {port} after {READY:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
