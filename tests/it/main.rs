@@ -28,4 +28,5 @@ mod reload;
 mod safeguarding;
 mod schools;
 mod services;
+mod storage;
 mod zones;
