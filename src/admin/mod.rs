@@ -42,6 +42,7 @@ pub mod http;
 mod limits;
 mod routes;
 mod sessions;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

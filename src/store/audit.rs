@@ -187,7 +187,15 @@ impl Chain {
         if let Some(m) = &self.metrics {
             m.audit_records.set(now.records as i64);
         }
+        let extends = self.extends(store, &now)?;
         match self.published() {
+            Ok(Some(p)) if extends => {
+                tracing::info!(
+                    "audit log: {} records appended by other instances since this one last published its head",
+                    now.records - p.records
+                );
+                self.publish(&now, None, true);
+            }
             Ok(Some(p)) if p.records != now.records || p.head != now.head => {
                 tracing::error!(
                     "audit log does not match its published head ({} records, head {}): it has {} records, head {}; run `chaperone audit verify`",
@@ -198,19 +206,25 @@ impl Chain {
                 );
             }
             Ok(Some(_)) => {}
-            Ok(None) => self.publish(&now, None),
+            Ok(None) => self.publish(&now, None, false),
             Err(e) => tracing::error!("{e}"),
         }
         tracing::info!(records = now.records, head = %now.head, "audit log head");
         Ok(())
     }
 
-    fn publish(&self, head: &Head, before: Option<&Head>) {
+    /// Publish `head`. `before` is the head the append chained from; `extends` says the
+    /// published head is an earlier record of the same log (other instances appended in
+    /// between), which is not evidence of tampering.
+    fn publish(&self, head: &Head, before: Option<&Head>, extends: bool) {
         if let Some(m) = &self.metrics {
             m.audit_records.set(head.records as i64);
         }
         tracing::info!(records = head.records, head = %head.head, "audit log appended");
         match (self.published(), before) {
+            // Behind: another instance sharing the store appended since this one last
+            // published, and the log still holds the published head where it was.
+            (Ok(Some(_)), Some(_)) if extends => {}
             (Ok(Some(p)), Some(b)) if p.records != b.records || p.head != b.head => {
                 tracing::error!(
                     "audit log did not match its published head in {} ({} records, head {}) before this append ({} records, head {}): leaving the head file as evidence; run `chaperone audit verify`",
@@ -269,8 +283,38 @@ impl Chain {
                 hash: keyed_hash(&self.key, &fields),
             }
         })?;
-        self.publish(&appended.after, Some(&appended.before));
+        let extends = self.extends(store, &appended.before)?;
+        self.publish(&appended.after, Some(&appended.before), extends);
         Ok(appended.id)
+    }
+
+    /// Whether the published head is an earlier point of the log whose head is now `now`:
+    /// fewer records, and the record at that position has the published hash. Several
+    /// instances sharing one store each publish their own head file, so each finds the
+    /// others' appends after its own; a truncated or rewritten log fails this test and the
+    /// head file stays as evidence. Reads the log up to the published position, only when
+    /// someone else appended.
+    fn extends(&self, store: &mut dyn Store, now: &Head) -> Result<bool, StoreError> {
+        let Ok(Some(p)) = self.published() else {
+            return Ok(false);
+        };
+        if p.records >= now.records {
+            return Ok(false);
+        }
+        if p.records == 0 {
+            return Ok(p.head == GENESIS);
+        }
+        let mut seen = 0u64;
+        let mut hash = None;
+        store.audit_walk(&mut |r: Stored| {
+            seen += 1;
+            if seen == p.records {
+                hash = Some(r.hash);
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(hash.is_some_and(|h| h.eq_ignore_ascii_case(&p.head)))
     }
 }
 
@@ -916,6 +960,65 @@ mod tests {
         // Three honest appends bring the count past the published 5; the head file is
         // left as evidence because the log no longer matched it.
         fill(&mut d, 3);
+        assert_eq!(d.chain.published().unwrap().unwrap().records, 5);
+        let (id, why) = reason(check(&mut d));
+        assert_eq!(id, 5);
+        assert!(why.contains("rewritten"), "{why}");
+    }
+
+    /// A second instance on the same store: the same key, its own head file.
+    fn second_instance(d: &Db) -> Chain {
+        let cfg = crate::config::AuditConfig {
+            key_file: d.dir.path().join("keys/audit.key"),
+            head_file: d.dir.path().join("b.head"),
+        };
+        Chain::open(&cfg, None).unwrap()
+    }
+
+    fn append_as(chain: &Chain, s: &mut dyn Store, i: usize) {
+        chain
+            .append(
+                s,
+                t(),
+                "tech",
+                "technician",
+                "exception.create",
+                &format!("exception {i}"),
+                &serde_json::json!({}),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn instances_sharing_a_store_each_keep_their_head_current() {
+        let mut d = db();
+        let b = second_instance(&d);
+        for i in 0..6 {
+            match i % 3 {
+                0 => append_as(&b, &mut d.s, i),
+                _ => append_as(&d.chain, &mut d.s, i),
+            }
+        }
+        // Each head file follows the log although the other instance appended in between.
+        assert_eq!(d.chain.published().unwrap().unwrap().records, 6);
+        assert_eq!(b.published().unwrap().unwrap().records, 4);
+        assert_eq!(check(&mut d), Verification::Intact(6));
+    }
+
+    #[test]
+    fn a_truncated_log_is_not_taken_for_another_instances_appends() {
+        let mut d = db();
+        let b = second_instance(&d);
+        fill(&mut d, 5);
+        d.s.connection()
+            .execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > 3;")
+            .unwrap();
+        // Appends past the published count from another instance: the first head file
+        // does not match the log below its count, so it stays as evidence.
+        for i in 0..4 {
+            append_as(&b, &mut d.s, i);
+        }
+        append_as(&d.chain, &mut d.s, 9);
         assert_eq!(d.chain.published().unwrap().unwrap().records, 5);
         let (id, why) = reason(check(&mut d));
         assert_eq!(id, 5);
