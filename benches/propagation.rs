@@ -43,7 +43,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(changes));
+    // The harness's PostgreSQL client blocks: outside the runtime.
+    let db = pg::database();
+    rt.block_on(run(changes, &db.url));
+    drop(rt);
+    drop(db);
 }
 
 fn config(dir: &Path, url: &str, key: &Path) -> std::path::PathBuf {
@@ -86,8 +90,7 @@ sha256 = "{hash}"
     path
 }
 
-async fn run(changes: usize) {
-    let db = pg::database();
+async fn run(changes: usize, url: &str) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let key = dirs[0].path().join("audit.key");
     let opts = StartOptions {
@@ -95,10 +98,10 @@ async fn run(changes: usize) {
         signals: false,
         ..StartOptions::default()
     };
-    let a = server::start(&config(dirs[0].path(), &db.url, &key), opts.clone())
+    let a = server::start(&config(dirs[0].path(), url, &key), opts.clone())
         .await
         .expect("A starts");
-    let b = server::start(&config(dirs[1].path(), &db.url, &key), opts)
+    let b = server::start(&config(dirs[1].path(), url, &key), opts)
         .await
         .expect("B starts");
     let admin_a = a.admin_addr.expect("A's admin API");
@@ -114,10 +117,18 @@ async fn run(changes: usize) {
         let (status, body) = if grant {
             post(admin_a, "/exceptions", r#"{"domain":"social.bench.test","groups":["pupils"],"reason":"bench","requested_by":"bench","days":1}"#).await
         } else {
-            post(admin_a, &format!("/exceptions/{id}/revoke"), r#"{"reason":"bench"}"#).await
+            post(
+                admin_a,
+                &format!("/exceptions/{id}/revoke"),
+                r#"{"reason":"bench"}"#,
+            )
+            .await
         };
         answered.push(sent.elapsed());
-        assert!(status == 200 || status == 201, "change {i}: {status} {body}");
+        assert!(
+            status == 200 || status == 201,
+            "change {i}: {status} {body}"
+        );
         if grant {
             id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
                 .as_i64()
