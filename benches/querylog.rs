@@ -10,6 +10,12 @@
 //!
 //! Run: `cargo bench --bench querylog` (release build); events per run:
 //! CHAPERONE_QUERYLOG_EVENTS (default 500000).
+//!
+//! PostgreSQL too when `CHAPERONE_BENCH_PG` is a superuser URL of a running server (the
+//! bench starts nothing; each run gets a fresh database, dropped afterwards), e.g. a
+//! throwaway cluster: `initdb -D /tmp/b --auth=trust -U postgres` and
+//! `postgres -D /tmp/b -p 5544 -c fsync=off` as the postgres user, then
+//! `CHAPERONE_BENCH_PG=postgres://postgres@127.0.0.1:5544/postgres cargo bench --bench querylog`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,18 +38,28 @@ fn main() {
         "| sink | pseudonymise | events | seconds | events/s | writer CPU ns/event | events/s per writer core | offer ns (producer, incl. 2 clock reads) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (format, pseudo) in [
-        (QueryLogFormat::Sqlite, false),
-        (QueryLogFormat::Sqlite, true),
-        (QueryLogFormat::Jsonl, false),
-    ] {
+    let pg = std::env::var("CHAPERONE_BENCH_PG")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut runs = vec![
+        (QueryLogFormat::Sqlite, false, None),
+        (QueryLogFormat::Sqlite, true, None),
+        (QueryLogFormat::Jsonl, false, None),
+    ];
+    if let Some(url) = &pg {
+        runs.push((QueryLogFormat::Sqlite, false, Some(url.as_str())));
+        runs.push((QueryLogFormat::Sqlite, true, Some(url.as_str())));
+    }
+    for (format, pseudo, pg) in runs {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (secs, offer_ns, writer_ns) = run(dir.path(), format, pseudo, &events);
+        let db = pg.map(PgDatabase::create);
+        let (secs, offer_ns, writer_ns) = run(dir.path(), format, pseudo, db.as_ref(), &events);
         println!(
             "| {} | {} | {n} | {secs:.2} | {:.0} | {writer_ns:.0} | {:.0} | {offer_ns:.0} |",
-            match format {
-                QueryLogFormat::Sqlite => "sqlite",
-                QueryLogFormat::Jsonl => "jsonl file",
+            match (format, &db) {
+                (_, Some(_)) => "postgres (COPY)",
+                (QueryLogFormat::Sqlite, None) => "sqlite",
+                (QueryLogFormat::Jsonl, None) => "jsonl file",
             },
             if pseudo { "all clients" } else { "none" },
             n as f64 / secs,
@@ -89,7 +105,13 @@ fn synthetic_events(n: usize) -> Vec<LogEvent> {
 }
 
 /// (wall seconds, producer ns per accepted offer, writer-thread CPU ns per event)
-fn run(dir: &Path, format: QueryLogFormat, pseudo: bool, events: &[LogEvent]) -> (f64, f64, f64) {
+fn run(
+    dir: &Path,
+    format: QueryLogFormat,
+    pseudo: bool,
+    pg: Option<&PgDatabase>,
+    events: &[LogEvent],
+) -> (f64, f64, f64) {
     std::fs::write(dir.join("social.txt"), "site1.example.org\n").expect("list");
     let querylog = match format {
         QueryLogFormat::Sqlite => "",
@@ -127,7 +149,8 @@ block = ["social"]
 
 [querylog]
 {querylog}{pseudonymise}
-"#
+{storage}"#,
+            storage = pg.map_or_else(String::new, |d| format!("[storage]\nurl = \"{}\"\n", d.url)),
         ),
     )
     .expect("config");
@@ -161,6 +184,7 @@ block = ["social"]
     drop(log);
     let _ = writer.join();
     let written = match format {
+        QueryLogFormat::Sqlite if pg.is_some() => pg.map_or(0, PgDatabase::rows),
         QueryLogFormat::Sqlite => rusqlite::Connection::open(&db)
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get::<_, i64>(0)))
             .expect("count rows") as usize,
@@ -194,4 +218,46 @@ fn thread_cpu_ns(name: &str) -> Option<u64> {
             .parse()
             .ok()
     })
+}
+
+/// A fresh database on the `CHAPERONE_BENCH_PG` server, dropped afterwards.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(admin: &str) -> Self {
+        let name = format!("chaperone_bench_{:08x}", rand::random::<u32>());
+        let mut c = postgres::Client::connect(admin, postgres::NoTls).expect("CHAPERONE_BENCH_PG");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the bench database");
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        Self {
+            admin: admin.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
+        let n: i64 = c
+            .query_one("SELECT COUNT(*) FROM queries", &[])
+            .expect("count rows")
+            .get(0);
+        n as usize
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }

@@ -117,6 +117,12 @@ const RETAIN_CHECK: Duration = Duration::from_secs(60);
 const DELETE_CHUNK: usize = 20_000;
 /// Microseconds in a day.
 const DAY_US: i64 = 86_400_000_000;
+/// First and longest pause between retries of a batch the database refused.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Most events held while the database is away (the held batch plus what arrives while
+/// retrying); beyond it they are dropped and counted.
+const HELD_MAX: usize = 2 * BATCH;
 /// How often the number of refused queries is stored.
 const REFUSED_EVERY: Duration = Duration::from_secs(60);
 
@@ -183,7 +189,13 @@ pub fn start(
     state: Arc<State>,
     clock: SharedClock,
 ) -> Result<(QueryLog, JoinHandle<()>), StoreError> {
-    let key = store.secret("pseudonym_key")?;
+    // PostgreSQL: the key is read on the writer's own thread (this runs in async code,
+    // where the PostgreSQL client must not block, and the server may be down at start:
+    // then it is read again before a batch needs it). SQLite: read here, as before.
+    let key = match store.backend() {
+        "postgres" => None,
+        _ => Some(store.secret("pseudonym_key")?),
+    };
     let jsonl = match cfg.format {
         QueryLogFormat::Sqlite => None,
         QueryLogFormat::Jsonl => Some(Jsonl::open(cfg.jsonl_path.clone()).map_err(|e| {
@@ -206,6 +218,8 @@ pub fn start(
         jsonl,
         key,
         pseudonyms: Pseudonyms::default(),
+        held: None,
+        backoff: RETRY_MIN,
         state,
         clock,
         metrics,
@@ -442,13 +456,29 @@ fn first_event_day(path: &Path) -> Option<i64> {
     Some(v.get("ts_us")?.as_i64()?.div_euclid(DAY_US))
 }
 
+/// What a retry of the held batch came to.
+enum Hold {
+    /// Written (or nothing was held): carry on draining.
+    Written,
+    /// Still failing: retry again before draining.
+    Waiting,
+    /// The server is shutting down.
+    Disconnected,
+}
+
 struct Writer {
     /// The store: pseudonym key, the query records (written in database mode, expired in
     /// both).
     store: Box<dyn Store>,
     /// JSON lines mode.
     jsonl: Option<Jsonl>,
-    key: Vec<u8>,
+    /// The pseudonym key (None until PostgreSQL could be read).
+    key: Option<Vec<u8>>,
+    /// A batch the database refused (PostgreSQL down): retried until written, while the
+    /// queue is left to fill so the DNS path drops (and counts) new events instead.
+    held: Option<Vec<LogEvent>>,
+    /// Pause before the next retry of `held`.
+    backoff: Duration,
     /// Pseudonyms already computed (a school has thousands of devices, not millions).
     pseudonyms: Pseudonyms,
     state: Arc<State>,
@@ -493,8 +523,21 @@ impl Writer {
         let mut since: Option<Instant> = None;
         let mut last_event = Instant::now();
         let mut last_retention = Instant::now();
+        if self.key.is_none() {
+            match self.store.secret("pseudonym_key") {
+                Ok(k) => self.key = Some(k),
+                Err(e) => tracing::warn!("query log: pseudonym key not read yet: {e}"),
+            }
+        }
         self.retain();
         loop {
+            if self.held.is_some() {
+                match self.retry_held(&rx) {
+                    Hold::Written => {}
+                    Hold::Waiting => continue,
+                    Hold::Disconnected => return,
+                }
+            }
             let mut control = None;
             let mut disconnected = false;
             let mut drained = false;
@@ -584,40 +627,117 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &mut Vec<LogEvent>) {
-        if batch.is_empty() {
+    /// Retry the held batch after a pause. While the database stays away, take at most one
+    /// message from the queue per retry (so a shutdown or a flush is still seen, and the
+    /// queue otherwise fills and the DNS path drops).
+    fn retry_held(&mut self, rx: &Receiver<Msg>) -> Hold {
+        std::thread::sleep(self.backoff);
+        let Some(mut held) = self.held.take() else {
+            return Hold::Written;
+        };
+        let n = held.len() as u64;
+        match self.store.insert_queries(&held) {
+            Ok(()) => {
+                tracing::info!("query log: database back, {n} held events written");
+                self.metrics.querylog_written.inc_by(n);
+                self.backoff = RETRY_MIN;
+                return Hold::Written;
+            }
+            Err(e) => tracing::debug!("query log: still cannot write: {e}"),
+        }
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        let outcome = match rx.try_recv() {
+            Ok(Msg::Event(mut e)) => {
+                if held.len() < HELD_MAX {
+                    self.pseudonymise(std::slice::from_mut(&mut e));
+                    held.push(e);
+                } else {
+                    self.metrics.querylog_dropped.inc();
+                }
+                Hold::Waiting
+            }
+            Ok(Msg::Flush(ack)) => {
+                let _ = ack.send(());
+                Hold::Waiting
+            }
+            Ok(Msg::Retain) | Err(TryRecvError::Empty) => Hold::Waiting,
+            Err(TryRecvError::Disconnected) => {
+                self.metrics.querylog_dropped.inc_by(held.len() as u64);
+                tracing::error!(
+                    "query log: stopping with {} events not written (database unreachable)",
+                    held.len()
+                );
+                return Hold::Disconnected;
+            }
+        };
+        self.held = Some(held);
+        outcome
+    }
+
+    /// Pseudonymise the clients of groups configured for it.
+    fn pseudonymise(&mut self, batch: &mut [LogEvent]) {
+        let snap = self.state.load();
+        let pseudo = &snap.config.querylog.pseudonymise;
+        if pseudo.is_empty() {
             return;
         }
-        let snap = self.state.load();
-        let max_rows = snap.config.querylog.max_rows;
-        let cap = SizeCap::of(&snap.config.querylog);
-        let pseudo = &snap.config.querylog.pseudonymise;
-        if !pseudo.is_empty() {
-            for e in batch.iter_mut() {
-                if pseudo.contains(&e.group) {
-                    e.client = self.pseudonyms.get(&self.key, &e.client);
-                    if let Some(mac) = &e.mac {
-                        e.mac = Some(self.pseudonyms.get(&self.key, mac));
-                    }
-                    // A device name identifies a pupil as well as the address does.
-                    for field in [&mut e.hostname, &mut e.user, &mut e.device_id] {
-                        if let Some(v) = field.as_deref() {
-                            *field = Some(self.pseudonyms.get(&self.key, v));
-                        }
+        if self.key.is_none() {
+            self.key = self.store.secret("pseudonym_key").ok();
+        }
+        // Without the key nothing identifying may be stored: blank it (only while the
+        // database is unreachable at start, when the batch cannot be written anyway).
+        let key = self.key.clone();
+        for e in batch.iter_mut() {
+            if pseudo.contains(&e.group) {
+                let Some(key) = key.as_deref() else {
+                    e.client = "anon".to_owned();
+                    e.mac = None;
+                    e.hostname = None;
+                    e.user = None;
+                    e.device_id = None;
+                    continue;
+                };
+                e.client = self.pseudonyms.get(key, &e.client);
+                if let Some(mac) = &e.mac {
+                    e.mac = Some(self.pseudonyms.get(key, mac));
+                }
+                // A device name identifies a pupil as well as the address does.
+                for field in [&mut e.hostname, &mut e.user, &mut e.device_id] {
+                    if let Some(v) = field.as_deref() {
+                        *field = Some(self.pseudonyms.get(key, v));
                     }
                 }
             }
         }
+    }
+
+    fn write(&mut self, batch: &mut Vec<LogEvent>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.pseudonymise(batch);
+        let snap = self.state.load();
+        let max_rows = snap.config.querylog.max_rows;
+        let cap = SizeCap::of(&snap.config.querylog);
         drop(snap);
         let n = batch.len() as u64;
         let result = match &mut self.jsonl {
             None => self.store.insert_queries(batch).map_err(|e| e.to_string()),
             Some(j) => j.write(batch).map_err(|e| e.to_string()),
         };
-        self.cap(max_rows, cap);
         match result {
-            Ok(()) => self.metrics.querylog_written.inc_by(n),
+            Ok(()) => {
+                self.cap(max_rows, cap);
+                self.metrics.querylog_written.inc_by(n);
+            }
+            Err(e) if self.jsonl.is_none() && self.store.backend() == "postgres" => {
+                // Keep it and retry (PostgreSQL away): see `retry_held`.
+                tracing::error!("query log write failed, holding {n} events and retrying: {e}");
+                self.held = Some(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+                return;
+            }
             Err(e) => {
+                self.cap(max_rows, cap);
                 self.metrics.querylog_dropped.inc_by(n);
                 tracing::error!("query log write failed ({n} events lost): {e}");
             }

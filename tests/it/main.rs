@@ -28,4 +28,5 @@ mod recursive;
 mod reload;
 mod safeguarding;
 mod services;
+mod storage;
 mod zones;
