@@ -4,7 +4,7 @@
 //! - every state-changing admin call announces what it changed ([`announce`], a NOTIFY on
 //!   [`crate::store::CHANGES_CHANNEL`]) right after its write;
 //! - [`start`] runs the receiving side: the store's LISTEN thread
-//!   ([`listen`]) raises a flag per [`Change`], and one task here
+//!   ([`crate::store::postgres::listen`]) raises a flag per [`Change`], and one task here
 //!   applies the raised flags (re-reads the exceptions, rebuilds the enrolment index, or
 //!   appends approved reports' domains to this instance's list files), plus a full resync
 //!   every `[storage] resync_secs` as the safety net for a lost notification.
@@ -23,8 +23,6 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-mod listen;
 
 use crate::admin::Admin;
 use crate::store::{Change, Store, StoreError};
@@ -153,7 +151,15 @@ pub fn start(
     };
     let pending = Arc::new(Pending::default());
     let raised = pending.clone();
-    let listener = listen::listen(pg, move |c: Change| raised.raise(c));
+    let listener = match crate::store::postgres::listen(pg, move |c: Change| raised.raise(c)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(
+                "cannot start the PostgreSQL LISTEN thread (changes apply at each resync only): {e}"
+            );
+            None
+        }
+    };
     let applier = Applier {
         admin,
         metrics,
