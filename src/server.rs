@@ -244,6 +244,9 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
     let radius_addrs = crate::radius::start(&state, opts.clock.clone(), shutdown.clone())
         .await
         .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+    if let Some(pg) = &snap.config.postgres {
+        admin::sync::start(admin.clone(), pg, shutdown.clone());
+    }
     spawn_exception_refresher(admin, shutdown.clone());
     spawn_lease_watcher(&state, shutdown.clone());
     if snap.config.lists.sources.iter().any(|s| s.url.is_some()) {

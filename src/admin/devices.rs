@@ -30,8 +30,8 @@ use super::limits::{self, MAX_TEXT};
 use crate::config::Role;
 use crate::config::enrolled::MAX_NAME_LEN;
 use crate::enrol::{self, Kind, Target};
-use crate::store::StoreError;
 use crate::store::devices::{self, DeviceRow, NewDevice};
+use crate::store::{Change, StoreError};
 
 type Result<T> = std::result::Result<T, Response>;
 
@@ -222,6 +222,7 @@ pub async fn enrol_device(
                 expires: c.expires,
             };
             conn.enrol_device(&new, &|id| index.lookup(id, i64::MIN).is_some())
+                .inspect(|_| super::sync::announce(conn, Change::Devices))
         })
         .await
         .map_err(store_error)?;
@@ -307,9 +308,12 @@ pub async fn revoke_device(
     }
     let now = a.now();
     let (i, by, r) = (id.clone(), who.clone(), reason.clone());
-    a.with_db(move |c| c.revoke_device(&i, &by, &r, now))
-        .await
-        .map_err(store_error)?;
+    a.with_db(move |c| {
+        c.revoke_device(&i, &by, &r, now)
+            .inspect(|_| super::sync::announce(c, Change::Devices))
+    })
+    .await
+    .map_err(store_error)?;
     a.audit(
         &who,
         role,

@@ -43,6 +43,7 @@ mod limits;
 mod routes;
 pub mod school;
 mod sessions;
+pub mod sync;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -21,7 +21,7 @@ use super::school::Scope;
 use crate::config::Role;
 use crate::lists::key::{ReversedName, normalize_domain};
 use crate::lists::parse::Format;
-use crate::store::{Store, StoreError, audit, safeguarding as sg};
+use crate::store::{Change, Store, StoreError, audit, safeguarding as sg};
 
 type Result<T> = std::result::Result<T, Response>;
 
@@ -102,6 +102,8 @@ pub async fn healthz(State(a): State<Admin>) -> impl IntoResponse {
         "list_names": snap.policy.bundle().header().names,
         "bundle_built_at": snap.policy.bundle().header().built_at,
         "exceptions_active": snap.policy.exceptions().len(),
+        "storage": if snap.config.postgres.is_some() { "postgres" } else { "sqlite" },
+        "bundle_content": snap.policy.bundle().content_id(),
     }))
 }
 
@@ -517,6 +519,7 @@ pub async fn create_exception(
                 expires,
                 request_id: None,
             })
+            .inspect(|_| super::sync::announce(c, Change::Exceptions))
         })
         .await
         .map_err(store_error)?;
@@ -563,9 +566,12 @@ pub async fn revoke_exception(
         scope.visible(&row.groups, "exception", id)?;
     }
     let by = who.clone();
-    a.with_db(move |c| c.revoke_exception(id, &by, now))
-        .await
-        .map_err(store_error)?;
+    a.with_db(move |c| {
+        c.revoke_exception(id, &by, now)
+            .inspect(|_| super::sync::announce(c, Change::Exceptions))
+    })
+    .await
+    .map_err(store_error)?;
     a.audit(
         &who,
         role,
@@ -798,6 +804,7 @@ pub async fn approve_request(
                 exception_id: None,
             };
             c.approve_request(id, &new, &decision)
+                .inspect(|_| super::sync::announce(c, Change::Exceptions))
         })
         .await
         .map_err(store_error)?;
@@ -970,7 +977,7 @@ pub fn list_entry(format: Format, domain: &str, note: &str) -> String {
 }
 
 /// Whether `domain` is listed in `category` in the live bundle.
-fn listed_in(a: &Admin, domain: &str, category: &str) -> bool {
+pub(super) fn listed_in(a: &Admin, domain: &str, category: &str) -> bool {
     let snap = a.pipeline.state().load();
     let bundle = snap.policy.bundle();
     let Some(cat) = bundle.category_id(category) else {
@@ -979,6 +986,20 @@ fn listed_in(a: &Admin, domain: &str, category: &str) -> bool {
     let key = crate::lists::key::reverse_key(domain);
     let m = bundle.verdicts(&bundle.lookup(&key)).masks;
     (m.block | m.nodata) & (1 << cat) != 0
+}
+
+/// The list file approved reports of `category` are appended to: its first
+/// `[[lists.source]]` that is a file (not a UT1 folder).
+pub(super) fn list_file_of(
+    config: &crate::config::Config,
+    category: &str,
+) -> Option<(std::path::PathBuf, Format)> {
+    config
+        .lists
+        .sources
+        .iter()
+        .find(|s| s.category.as_deref() == Some(category) && s.format != Format::Ut1)
+        .map(|s| (s.path.clone(), s.format))
 }
 
 /// Approve a report: append the domain, in the file's own syntax, to the list file of the
@@ -1009,16 +1030,12 @@ pub async fn approve_report(
         ));
     }
     let category = body.category.clone().unwrap_or_else(|| "local".to_owned());
-    let (path, format) = {
-        let snap = a.pipeline.state().load();
-        snap.config
-            .lists
-            .sources
-            .iter()
-            .find(|s| s.category.as_deref() == Some(category.as_str()) && s.format != Format::Ut1)
-            .map(|s| (s.path.clone(), s.format))
-            .ok_or_else(|| bad(&format!("category {category:?} has no list file in [[lists.source]] to add the domain to")))?
-    };
+    let (path, format) =
+        list_file_of(&a.pipeline.state().load().config, &category).ok_or_else(|| {
+            bad(&format!(
+                "category {category:?} has no list file in [[lists.source]] to add the domain to"
+            ))
+        })?;
     let note = format!("report {id} by {}, approved by {who}", report.reporter);
     let domain = report.domain.clone();
     let file = path.clone();
@@ -1066,6 +1083,7 @@ pub async fn approve_report(
                 now,
             },
         )
+        .inspect(|_| super::sync::announce(conn, Change::Lists))
     })
     .await
     .map_err(store_error)?;
@@ -1082,7 +1100,7 @@ pub async fn approve_report(
 
 /// Append the entry for `domain` to the list file at `path`, in the file's syntax (sniffed
 /// when the source says `auto`).
-fn append_entry(
+pub(super) fn append_entry(
     path: &std::path::Path,
     format: Format,
     domain: &str,

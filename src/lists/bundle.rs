@@ -310,6 +310,7 @@ pub struct Bundle {
     file_len: u64,
     ips: IpTable,
     ip_mask: Mask,
+    content: u32,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -447,6 +448,7 @@ impl Bundle {
                 "tag set names a category that does not exist",
             ));
         }
+        let content = content_hash(&header, body.as_ref());
         let masks: Vec<SetMasks> = header.sets.iter().map(|s| SetMasks::from_tags(s)).collect();
         let ip_mask = check_ip_table(path, &ips, &masks)?;
         let ids = header
@@ -463,7 +465,15 @@ impl Bundle {
             file_len,
             ips,
             ip_mask,
+            content,
         })
+    }
+
+    /// What the bundle lists, as a CRC-32 of its categories, tag sets, names and IP
+    /// ranges, without its build time: two instances that compiled the same sources
+    /// separately show the same value (in `/healthz`), so an operator can see they agree.
+    pub fn content_id(&self) -> String {
+        format!("{:08x}", self.content)
     }
 
     /// Category names; a category's id is its index.
@@ -639,6 +649,24 @@ fn addr_pair((a, b): (u128, u128), v6: bool) -> (std::net::IpAddr, std::net::IpA
 }
 
 /// The IP section after the fst: its length must match the header's interval counts.
+/// See [`Bundle::content_id`]: the header fields that say what is listed, then the fst
+/// and IP section as stored.
+fn content_hash(header: &Header, body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(
+        serde_json::to_string(&header.categories)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(
+        serde_json::to_string(&header.sets)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(body);
+    h.finalize()
+}
+
 fn ip_table(path: &Path, header: &Header, bytes: Bytes) -> Result<IpTable, BundleError> {
     let want = (header.ipv4_intervals as u128) * V4_RECORD as u128
         + (header.ipv6_intervals as u128) * V6_RECORD as u128;

@@ -15,6 +15,7 @@ mod foundation;
 mod hardening;
 mod identity;
 mod inspect;
+mod instances;
 mod iplists;
 mod leases;
 mod listfetch;
