@@ -2,9 +2,9 @@
 //! LISTENs on [`CHANGES_CHANNEL`] and hands each [`Change`] to a callback.
 //!
 //! When the server goes away the thread reconnects with backoff (100 ms doubling to 5 s)
-//! and, once back, calls the callback for every kind of change: notifications sent while
-//! it was away are lost, so the caller re-reads everything (the periodic resync is the
-//! second safety net).
+//! and, once listening (the first time too), calls the callback for every kind of change:
+//! notifications sent before LISTEN took effect are lost, so the caller re-reads
+//! everything (the periodic resync is the second safety net).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,9 +48,9 @@ impl Listener {
 
 /// Start a thread that LISTENs for changes announced by any instance
 /// ([`crate::store::Store::announce`]) and calls `on_change` for each, on that thread
-/// (keep it short: hand work to another thread). After every reconnection (not the
-/// first connection, if it succeeds at once) `on_change` is called once per kind of
-/// change, since notifications may have been missed meanwhile.
+/// (keep it short: hand work to another thread). Once LISTEN is in effect, after the first
+/// connection and after every reconnection, `on_change` is called once per kind of
+/// change, since changes made before then were announced to nobody here.
 pub fn listen(
     cfg: &PostgresConfig,
     on_change: impl Fn(Change) + Send + 'static,
@@ -84,11 +84,13 @@ fn run(cfg: &PostgresConfig, stop: &AtomicBool, on_change: &dyn Fn(Change)) {
                 continue;
             }
         };
+        // Whatever changed before LISTEN took effect (since the caller's own start-up
+        // read, or while disconnected) was announced to nobody here: re-read it all.
         if !first {
             tracing::info!("change notifications: connected again; re-reading everything");
-            for c in ALL {
-                on_change(c);
-            }
+        }
+        for c in ALL {
+            on_change(c);
         }
         first = false;
         backoff = BACKOFF_MIN;

@@ -55,6 +55,29 @@ pub struct Postgres {
     log: querylog::LogState,
 }
 
+/// The synchronous client closes its connection by blocking on its own runtime, which
+/// panics on a thread that drives async tasks: the server drops its stores there at
+/// shutdown (the alert task, the admin state). Closed on a short-lived thread instead.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return drop(client);
+        }
+        // If the thread cannot start, the connection leaks (the server closes it) rather
+        // than panicking here.
+        let client = std::mem::ManuallyDrop::new(client);
+        let closing = std::thread::Builder::new()
+            .name("pg-close".into())
+            .spawn(move || drop(std::mem::ManuallyDrop::into_inner(client)));
+        if let Err(e) = closing {
+            tracing::debug!("closing a PostgreSQL connection: {e}");
+        }
+    }
+}
+
 /// A PostgreSQL error without its target yet; [`Postgres::run`] fills it in.
 pub(crate) fn pg(source: postgres::Error) -> StoreError {
     StoreError::Postgres {
