@@ -188,10 +188,18 @@ block = ["social"]
         QueryLogFormat::Sqlite => rusqlite::Connection::open(&db)
             .and_then(|c| c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get::<_, i64>(0)))
             .expect("count rows") as usize,
-        QueryLogFormat::Jsonl => std::fs::read_to_string(dir.join("queries.jsonl"))
-            .expect("read the log")
-            .lines()
-            .count(),
+        // The file is rotated by size (max_bytes / max_files): count every part.
+        QueryLogFormat::Jsonl => std::fs::read_dir(dir)
+            .expect("read the log directory")
+            .filter_map(Result::ok)
+            .filter(|f| f.file_name().to_string_lossy().starts_with("queries.jsonl"))
+            .map(|f| {
+                std::fs::read_to_string(f.path())
+                    .expect("read the log")
+                    .lines()
+                    .count()
+            })
+            .sum(),
     };
     assert_eq!(written, events.len(), "every event written");
     let per_event = |ns: u64| ns as f64 / events.len() as f64;
