@@ -466,7 +466,7 @@ fn explain(args: &ExplainArgs<'_>) -> Result<bool> {
     let live = if cfg.postgres.is_some() {
         chaperone::store::open(&cfg)?.live_exceptions(now)
     } else {
-        chaperone::store::safeguarding::live_exceptions_at(&cfg.storage_path, now)
+        chaperone::store::sqlite::safeguarding::live_exceptions_at(&cfg.storage_path, now)
     }
     .context("reading live exceptions")?;
     let loaded = state::load(config, live)?;

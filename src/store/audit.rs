@@ -27,10 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, from_micros, micros};
+use super::{Store, StoreError, micros};
 
 /// The hash the first record chains from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -346,39 +345,6 @@ pub struct Stored {
     pub keyed: bool,
 }
 
-/// SQLite: [`Store::audit_append`] in an immediate transaction.
-pub(crate) fn append_sqlite(
-    conn: &mut Connection,
-    seal: &mut dyn FnMut(&Head) -> Sealed,
-) -> rusqlite::Result<Appended> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let before = current_head(&tx)?;
-    let r = seal(&before);
-    let [actor, role, action, subject, detail] = &r.fields;
-    tx.execute(
-        "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
-        params![r.ts_us, actor, role, action, subject, detail, r.prev_hash, r.hash],
-    )?;
-    let id = tx.last_insert_rowid();
-    let after = current_head(&tx)?;
-    tx.commit()?;
-    Ok(Appended { id, before, after })
-}
-
-/// Count, newest hash and first keyed id, from the database.
-pub(crate) fn current_head(conn: &Connection) -> rusqlite::Result<Head> {
-    let records: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
-    let keyed_from: Option<i64> =
-        conn.query_row("SELECT MIN(id) FROM audit WHERE keyed = 1", [], |r| {
-            r.get(0)
-        })?;
-    Ok(Head {
-        records: records as u64,
-        head: head(conn)?,
-        keyed_from,
-    })
-}
-
 fn keyed_hash(key: &[u8], fields: &[&str; 7]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return String::new();
@@ -416,7 +382,7 @@ pub struct AuditRecord {
     pub keyed: bool,
 }
 
-fn record_hash(
+pub(crate) fn record_hash(
     prev: &str,
     ts_us: i64,
     actor: &str,
@@ -439,64 +405,6 @@ fn record_hash(
         h.update(part.as_bytes());
     }
     hex::encode(h.finalize())
-}
-
-/// Append an unkeyed (schema 1) record, as versions before the keyed chain did. Only for
-/// tests of old logs.
-#[cfg(test)]
-pub(crate) fn append_unkeyed(
-    conn: &mut Connection,
-    at: jiff::Timestamp,
-    actor: &str,
-    role: &str,
-    action: &str,
-    subject: &str,
-    detail: &serde_json::Value,
-) -> rusqlite::Result<i64> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let prev: String = tx
-        .query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .unwrap_or_else(|| GENESIS.to_owned());
-    let ts = micros(at);
-    let detail = detail.to_string();
-    let hash = record_hash(&prev, ts, actor, role, action, subject, &detail);
-    tx.execute(
-        "INSERT INTO audit (ts_us, actor, role, action, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![ts, actor, role, action, subject, detail, prev, hash],
-    )?;
-    let id = tx.last_insert_rowid();
-    tx.commit()?;
-    Ok(id)
-}
-
-/// Records, oldest first, optionally only those at or after `since`.
-pub(crate) fn list(
-    conn: &Connection,
-    since: Option<jiff::Timestamp>,
-    limit: usize,
-) -> rusqlite::Result<Vec<AuditRecord>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed FROM audit WHERE ts_us >= ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let since = since.map_or(i64::MIN, micros);
-    let rows = stmt.query_map(params![since, limit as i64], |r| {
-        Ok(AuditRecord {
-            id: r.get(0)?,
-            at: from_micros(r.get(1)?).to_string(),
-            actor: r.get(2)?,
-            role: r.get(3)?,
-            action: r.get(4)?,
-            subject: r.get(5)?,
-            detail: r.get(6)?,
-            prev_hash: r.get(7)?,
-            hash: r.get(8)?,
-            keyed: r.get::<_, i64>(9)? != 0,
-        })
-    })?;
-    rows.collect()
 }
 
 /// The outcome of checking the chain.
@@ -543,29 +451,6 @@ pub fn verify(store: &mut dyn Store, expect: &Expect<'_>) -> Result<Verification
         None => std::ops::ControlFlow::Continue(()),
     })?;
     Ok(outcome.unwrap_or_else(|| walk.finish(expect)))
-}
-
-/// SQLite: [`Store::audit_walk`].
-pub(crate) fn walk_sqlite(
-    conn: &Connection,
-    visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT id, ts_us, actor, role, action, subject, detail, prev_hash, hash, keyed FROM audit ORDER BY id")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let row = Stored {
-            id: r.get(0)?,
-            ts_us: r.get(1)?,
-            fields: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
-            prev_hash: r.get(7)?,
-            hash: r.get(8)?,
-            keyed: r.get::<_, i64>(9)? != 0,
-        };
-        if visit(row).is_break() {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// The state of a verification walk.
@@ -717,20 +602,12 @@ fn compare_head(hashes: &[String], last: i64, expect: &Expect<'_>) -> Verificati
     Verification::Intact(n)
 }
 
-/// The hash of the newest record (GENESIS if empty): keep a copy elsewhere to detect a
-/// truncated log.
-pub(crate) fn head(conn: &Connection) -> rusqlite::Result<String> {
-    Ok(conn
-        .query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .unwrap_or_else(|| GENESIS.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::audit::{append_unkeyed, list};
+    use rusqlite::Connection;
+    use rusqlite::params;
 
     struct Db {
         dir: tempfile::TempDir,
@@ -793,7 +670,10 @@ mod tests {
         assert_eq!(check(&mut d), Verification::Intact(5));
         let head = d.chain.published().unwrap().unwrap();
         assert_eq!(head.records, 5);
-        assert_eq!(head.head, super::head(d.s.connection()).unwrap());
+        assert_eq!(
+            head.head,
+            crate::store::sqlite::audit::head(d.s.connection()).unwrap()
+        );
         assert_eq!(head.keyed_from, Some(1));
     }
 
@@ -1021,7 +901,7 @@ mod tests {
     fn expect_head_and_count_are_checked() {
         let mut d = db();
         fill(&mut d, 3);
-        let head = super::head(d.s.connection()).unwrap();
+        let head = crate::store::sqlite::audit::head(d.s.connection()).unwrap();
         let good = Expect {
             key: Some(d.chain.key()),
             count: Some(3),

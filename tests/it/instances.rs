@@ -214,10 +214,6 @@ fn device_known(h: &Harness, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_changes_on_one_instance_apply_on_the_other() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let db = Off(Some(off_runtime(pg::database)));
     // Resync once an hour: what arrives here arrives by notification.
     let p = pair(&db.url, 1024, 3600).await;

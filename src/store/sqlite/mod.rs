@@ -1,18 +1,23 @@
 //! The SQLite backend: one file, created or upgraded on open. The SQL of each topic is
-//! in the topic's module (`safeguarding`, `devices`, `audit`, `querylog`) as functions on
-//! a connection; this file holds the schema and the [`Store`] implementation over them.
+//! in this module's files (`safeguarding`, `devices`, `audit`; the query log's in
+//! `store::querylog`) as functions on a connection; this file holds the schema and the
+//! [`Store`] implementation over them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::audit::{self, AuditRecord, Head};
-use super::devices::{self, DeviceRow, NewDevice};
+pub mod audit;
+pub mod devices;
+pub mod safeguarding;
+
+use super::audit::{Appended, AuditRecord, Head, Sealed, Stored};
+use super::devices::{DeviceRow, NewDevice};
 use super::querylog::{self, LogEvent};
 use super::safeguarding::{
-    self as sg, ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, ReportDecision,
-    ReportRow, RequestDecision, RequestRow,
+    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, ReportDecision, ReportRow,
+    RequestDecision, RequestRow,
 };
 use super::{AlertStatus, Change, Store, StoreError};
 use crate::identity::StoredEnrolment;
@@ -264,11 +269,11 @@ impl Store for Sqlite {
     }
 
     fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError> {
-        sg::insert_incident(&self.conn, e)
+        safeguarding::insert_incident(&self.conn, e)
     }
 
     fn set_alert_status(&mut self, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError> {
-        sg::set_alert_status(&self.conn, id, s)
+        safeguarding::set_alert_status(&self.conn, id, s)
     }
 
     fn list_incidents(
@@ -277,11 +282,11 @@ impl Store for Sqlite {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<IncidentRow>, StoreError> {
-        sg::list_incidents(&self.conn, since, before, limit)
+        safeguarding::list_incidents(&self.conn, since, before, limit)
     }
 
     fn create_exception(&mut self, e: &NewException<'_>) -> Result<i64, StoreError> {
-        sg::create_exception(&self.conn, e)
+        safeguarding::create_exception(&self.conn, e)
     }
 
     fn list_exceptions(
@@ -289,7 +294,7 @@ impl Store for Sqlite {
         now: jiff::Timestamp,
         active_only: bool,
     ) -> Result<Vec<ExceptionRow>, StoreError> {
-        sg::list_exceptions(&self.conn, now, active_only)
+        safeguarding::list_exceptions(&self.conn, now, active_only)
     }
 
     fn get_exception(
@@ -297,7 +302,7 @@ impl Store for Sqlite {
         id: i64,
         now: jiff::Timestamp,
     ) -> Result<Option<ExceptionRow>, StoreError> {
-        sg::get_exception(&self.conn, id, now)
+        safeguarding::get_exception(&self.conn, id, now)
     }
 
     fn revoke_exception(
@@ -306,23 +311,23 @@ impl Store for Sqlite {
         by: &str,
         now: jiff::Timestamp,
     ) -> Result<(), StoreError> {
-        sg::revoke_exception(&self.conn, id, by, now)
+        safeguarding::revoke_exception(&self.conn, id, by, now)
     }
 
     fn create_request(&mut self, r: &NewRequest<'_>) -> Result<i64, StoreError> {
-        sg::create_request(&self.conn, r)
+        safeguarding::create_request(&self.conn, r)
     }
 
     fn list_requests(&mut self, status: Option<&str>) -> Result<Vec<RequestRow>, StoreError> {
-        sg::list_requests(&self.conn, status)
+        safeguarding::list_requests(&self.conn, status)
     }
 
     fn get_request(&mut self, id: i64) -> Result<Option<RequestRow>, StoreError> {
-        sg::get_request(&self.conn, id)
+        safeguarding::get_request(&self.conn, id)
     }
 
     fn decide_request(&mut self, id: i64, d: &RequestDecision<'_>) -> Result<(), StoreError> {
-        sg::decide_request(&self.conn, id, d)
+        safeguarding::decide_request(&self.conn, id, d)
     }
 
     fn approve_request(
@@ -335,12 +340,12 @@ impl Store for Sqlite {
             path: self.path.clone(),
             source: e,
         })?;
-        let eid = sg::create_exception(&tx, e)?;
+        let eid = safeguarding::create_exception(&tx, e)?;
         let d = RequestDecision {
             exception_id: Some(eid),
             ..*d
         };
-        sg::decide_request(&tx, id, &d)?;
+        safeguarding::decide_request(&tx, id, &d)?;
         tx.commit().map_err(|e| StoreError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -349,19 +354,19 @@ impl Store for Sqlite {
     }
 
     fn create_report(&mut self, r: &NewReport<'_>) -> Result<i64, StoreError> {
-        sg::create_report(&self.conn, r)
+        safeguarding::create_report(&self.conn, r)
     }
 
     fn list_reports(&mut self, status: Option<&str>) -> Result<Vec<ReportRow>, StoreError> {
-        sg::list_reports(&self.conn, status)
+        safeguarding::list_reports(&self.conn, status)
     }
 
     fn get_report(&mut self, id: i64) -> Result<Option<ReportRow>, StoreError> {
-        sg::get_report(&self.conn, id)
+        safeguarding::get_report(&self.conn, id)
     }
 
     fn decide_report(&mut self, id: i64, d: &ReportDecision<'_>) -> Result<(), StoreError> {
-        sg::decide_report(&self.conn, id, d)
+        safeguarding::decide_report(&self.conn, id, d)
     }
 
     fn enrol_device(
@@ -400,8 +405,8 @@ impl Store for Sqlite {
 
     fn audit_append(
         &mut self,
-        seal: &mut dyn FnMut(&Head) -> audit::Sealed,
-    ) -> Result<audit::Appended, StoreError> {
+        seal: &mut dyn FnMut(&Head) -> Sealed,
+    ) -> Result<Appended, StoreError> {
         audit::append_sqlite(&mut self.conn, seal).map_err(|e| self.err(e))
     }
 
@@ -419,7 +424,7 @@ impl Store for Sqlite {
 
     fn audit_walk(
         &mut self,
-        visit: &mut dyn FnMut(audit::Stored) -> std::ops::ControlFlow<()>,
+        visit: &mut dyn FnMut(Stored) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StoreError> {
         audit::walk_sqlite(&self.conn, visit).map_err(|e| self.err(e))
     }
