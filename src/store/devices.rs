@@ -25,6 +25,22 @@ const ID_BYTES: usize = 15;
 /// all; the loop only makes the "never reused" rule independent of luck).
 pub(crate) const ID_TRIES: usize = 8;
 
+/// Refuse an enrolment when `live` enrolments (not revoked) or `rows` in all already
+/// reach the bounds; every backend counts both in the enrolment's transaction.
+pub(crate) fn check_room(rows: i64, live: i64) -> Result<(), crate::store::StoreError> {
+    if usize::try_from(live).unwrap_or(usize::MAX) >= MAX_DEVICES {
+        return Err(crate::store::StoreError::Invalid(format!(
+            "{live} devices are enrolled, the most allowed: revoke some first"
+        )));
+    }
+    if usize::try_from(rows).unwrap_or(usize::MAX) >= MAX_ROWS {
+        return Err(crate::store::StoreError::Invalid(format!(
+            "the enrolment table holds {rows} rows (revoked ones included), the most allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// A new device ID: [`ID_BYTES`] random bytes as lower-case base32 (RFC 4648 alphabet,
 /// `a-z2-7`, no padding), so it is a valid DNS label and safe in a URL path as it is.
 pub fn new_id() -> String {

@@ -283,6 +283,16 @@ pub fn open(cfg: &Config) -> Result<Box<dyn Store>, StoreError> {
     }
 }
 
+/// "revoked", "expired" or "active" at `now` (µs): the state shown for an exception or an
+/// enrolment, the same on every backend. `expires_us` None never expires.
+pub fn row_state(revoked_us: Option<i64>, expires_us: Option<i64>, now: i64) -> &'static str {
+    match (revoked_us, expires_us) {
+        (Some(_), _) => "revoked",
+        (None, Some(e)) if e <= now => "expired",
+        _ => "active",
+    }
+}
+
 /// Microseconds since the Unix epoch.
 pub fn micros(t: jiff::Timestamp) -> i64 {
     t.as_microsecond()

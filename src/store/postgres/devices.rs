@@ -5,7 +5,7 @@ use postgres::{Client, Row};
 
 use super::pg;
 use crate::identity::{EnrolledDevice, MAX_DEVICES, StoredEnrolment};
-use crate::store::devices::{DeviceRow, MAX_ROWS, NewDevice, new_id};
+use crate::store::devices::{DeviceRow, NewDevice, new_id};
 use crate::store::{StoreError, from_micros, micros};
 
 /// Tries at drawing an unused ID (as SQLite's).
@@ -18,11 +18,7 @@ const COLUMNS: &str = "id, name, owner, grp, directory_id, created_us, created_b
 fn device_row(r: &Row, now: i64) -> DeviceRow {
     let expires_us: Option<i64> = r.get(7);
     let revoked_us: Option<i64> = r.get(8);
-    let state = match (revoked_us, expires_us) {
-        (Some(_), _) => "revoked",
-        (None, Some(e)) if e <= now => "expired",
-        _ => "active",
-    };
+    let state = crate::store::row_state(revoked_us, expires_us, now);
     DeviceRow {
         id: r.get(0),
         state: state.to_owned(),
@@ -54,16 +50,7 @@ pub(super) fn enrol(
         )
         .map_err(pg)?;
     let (rows, live): (i64, i64) = (row.get(0), row.get(1));
-    if usize::try_from(live).unwrap_or(usize::MAX) >= MAX_DEVICES {
-        return Err(StoreError::Invalid(format!(
-            "{live} devices are enrolled, the most allowed: revoke some first"
-        )));
-    }
-    if usize::try_from(rows).unwrap_or(usize::MAX) >= MAX_ROWS {
-        return Err(StoreError::Invalid(format!(
-            "the enrolment table holds {rows} rows (revoked ones included), the most allowed"
-        )));
-    }
+    crate::store::devices::check_room(rows, live)?;
     for _ in 0..ID_TRIES {
         let id = new_id();
         if taken(&id) {

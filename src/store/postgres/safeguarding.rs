@@ -58,11 +58,7 @@ const EXCEPTION_COLUMNS: &str = "id, domain, groups, reason, requested_by, grant
 fn exception_row(r: &Row, now: i64) -> ExceptionRow {
     let expires_us: i64 = r.get(7);
     let revoked_us: Option<i64> = r.get(8);
-    let state = match revoked_us {
-        Some(_) => "revoked",
-        None if expires_us <= now => "expired",
-        None => "active",
-    };
+    let state = crate::store::row_state(revoked_us, Some(expires_us), now);
     ExceptionRow {
         id: r.get(0),
         domain: r.get(1),

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::identity::{EnrolledDevice, MAX_DEVICES, StoredEnrolment};
-use crate::store::devices::{DeviceRow, ID_TRIES, MAX_ROWS, NewDevice, new_id};
+use crate::store::devices::{DeviceRow, ID_TRIES, NewDevice, new_id};
 use crate::store::{StoreError, from_micros, micros};
 
 /// `enrolled_devices`, created on open by [`super::connect`].
@@ -35,11 +35,7 @@ const COLUMNS: &str = "id, name, owner, grp, directory_id, created_us, created_b
 fn device_row(r: &Row<'_>, now: i64) -> rusqlite::Result<DeviceRow> {
     let expires_us: Option<i64> = r.get(7)?;
     let revoked_us: Option<i64> = r.get(8)?;
-    let state = match (revoked_us, expires_us) {
-        (Some(_), _) => "revoked",
-        (None, Some(e)) if e <= now => "expired",
-        _ => "active",
-    };
+    let state = crate::store::row_state(revoked_us, expires_us, now);
     Ok(DeviceRow {
         id: r.get(0)?,
         state: state.to_owned(),
@@ -71,16 +67,7 @@ pub fn enrol(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(sql_err)?;
-    if usize::try_from(live).unwrap_or(usize::MAX) >= MAX_DEVICES {
-        return Err(StoreError::Invalid(format!(
-            "{live} devices are enrolled, the most allowed: revoke some first"
-        )));
-    }
-    if usize::try_from(rows).unwrap_or(usize::MAX) >= MAX_ROWS {
-        return Err(StoreError::Invalid(format!(
-            "the enrolment table holds {rows} rows (revoked ones included), the most allowed"
-        )));
-    }
+    crate::store::devices::check_room(rows, live)?;
     for _ in 0..ID_TRIES {
         let id = new_id();
         if taken(&id) {

@@ -31,11 +31,7 @@ pub fn create_exception(conn: &Connection, e: &NewException<'_>) -> Result<i64, 
 fn exception_row(r: &Row<'_>, now: i64) -> rusqlite::Result<ExceptionRow> {
     let expires_us: i64 = r.get(7)?;
     let revoked_us: Option<i64> = r.get(8)?;
-    let state = match revoked_us {
-        Some(_) => "revoked",
-        None if expires_us <= now => "expired",
-        None => "active",
-    };
+    let state = crate::store::row_state(revoked_us, Some(expires_us), now);
     Ok(ExceptionRow {
         id: r.get(0)?,
         domain: r.get(1)?,
