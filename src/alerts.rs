@@ -217,3 +217,10 @@ async fn deliver(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
+
+/// Whether a submitted unblock request notifies someone (the technician or the DSL), so the
+/// request page may say so. No request notification channel exists yet, so nothing may
+/// promise one.
+pub fn notifies_requests(_cfg: &crate::config::Config) -> bool {
+    false
+}

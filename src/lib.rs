@@ -26,6 +26,7 @@ pub mod answer;
 pub mod cache;
 pub mod cli_admin;
 pub mod config;
+pub mod console;
 pub mod enrol;
 pub mod identify;
 pub mod identity;

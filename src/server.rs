@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::alerts;
+use crate::console;
 use crate::lists::fetch::{self, FetchMetrics, refresh};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -219,12 +220,17 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         .map_err(|e| StartError::Store(e.to_string()))?;
     let admin_addr = match &snap.config.admin {
         Some(a) => Some(
-            admin::start(a.listen, admin.clone(), shutdown.clone())
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: a.listen,
-                    source,
-                })?,
+            admin::serve(
+                a.listen,
+                admin::router(admin.clone()).merge(console::router().with_state(admin.clone())),
+                &admin,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: a.listen,
+                source,
+            })?,
         ),
         None => None,
     };

@@ -212,16 +212,6 @@ pub fn role_name(r: Role) -> &'static str {
     }
 }
 
-/// Bind and serve the admin API until `shutdown`; returns the bound address.
-pub async fn start(
-    addr: SocketAddr,
-    admin: Admin,
-    shutdown: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let app = router(admin.clone());
-    serve(addr, app, &admin, shutdown).await
-}
-
 /// Serve a router on `addr` with the `[http]` limits and client addresses available to
 /// handlers.
 pub async fn serve(
