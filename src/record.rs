@@ -45,13 +45,14 @@ pub struct QueryEvent<'a> {
     pub rcode: ResponseCode,
 }
 
+pub use crate::alerts::AlertEvent;
 pub use crate::store::querylog::LogEvent;
 
 /// Sends events to the query log and incident channels.
 #[derive(Clone)]
 pub struct Recorder {
     log: Option<QueryLog>,
-    incidents: Option<mpsc::Sender<LogEvent>>,
+    incidents: Option<mpsc::Sender<AlertEvent>>,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -59,7 +60,7 @@ impl Recorder {
     /// A recorder feeding the given channels.
     pub fn new(
         log: Option<QueryLog>,
-        incidents: Option<mpsc::Sender<LogEvent>>,
+        incidents: Option<mpsc::Sender<AlertEvent>>,
         metrics: std::sync::Arc<Metrics>,
     ) -> Self {
         Self {
@@ -83,25 +84,56 @@ impl Recorder {
             }
             return;
         }
-        let incident = matches!(e.outcome.decision, Decision::Block { incident: true, .. });
-        if self.log.is_none() && !(incident && self.incidents.is_some()) {
+        let theme = self.incidents.as_ref().and_then(|_| theme_of(&e));
+        if self.log.is_none() && theme.is_none() {
             return;
         }
         let owned = to_log_event(&e);
-        if incident
-            && let Some(tx) = &self.incidents
-            && tx.try_send(owned.clone()).is_err()
-        {
-            tracing::error!(
-                "incident channel full: incident alert dropped (category {})",
-                owned.category.as_deref().unwrap_or("unknown")
-            );
+        if let (Some(t), Some(tx)) = (theme, &self.incidents) {
+            let hit = AlertEvent::Hit {
+                event: owned.clone(),
+                theme: t.name.clone(),
+                delivery: t.delivery,
+            };
+            if tx.try_send(hit).is_err() {
+                tracing::error!(
+                    "incident channel full: incident dropped (category {})",
+                    owned.category.as_deref().unwrap_or("unknown")
+                );
+            }
         }
         if let Some(log) = &self.log
             && !log.offer(owned)
         {
             self.metrics.querylog_dropped.inc();
         }
+    }
+
+    /// Hand a request notification to the alert task (never waits: dropped and logged
+    /// when the channel is full).
+    pub fn notify(&self, notice: crate::alerts::Notice) {
+        if let Some(tx) = &self.incidents
+            && tx.try_send(AlertEvent::Notice(notice)).is_err()
+        {
+            tracing::error!("alert channel full: request notification dropped");
+        }
+    }
+}
+
+/// The alert theme of a blocked query, when its delivery is not off: an incident.
+/// Illegal-category hits always have one (the policy marks them).
+fn theme_of<'a>(e: &QueryEvent<'a>) -> Option<&'a crate::alerts::themes::ThemeInfo> {
+    let Decision::Block {
+        reason, incident, ..
+    } = e.outcome.decision
+    else {
+        return None;
+    };
+    let themes = &e.snapshot.config.themes;
+    match reason {
+        BlockReason::Category(c) => themes.of(e.snapshot.policy.category_name(c), incident),
+        BlockReason::Bypass(_) => themes.of(crate::alerts::themes::BYPASS, incident),
+        BlockReason::NotApproved => None,
     }
 }
 

@@ -136,6 +136,13 @@ pub fn load_checked(
             problems,
         }
     })?;
+    let problems = crate::alerts::themes::check(&config.themes, policy.bundle());
+    if !problems.is_empty() {
+        return Err(LoadError::Policy {
+            path: config_path.to_owned(),
+            problems,
+        });
+    }
     Ok(Loaded {
         config,
         policy,

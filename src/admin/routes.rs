@@ -662,6 +662,7 @@ pub async fn new_request(a: &Admin, b: &NewRequestBody, who: &Submitter) -> Resu
     };
     let domain = check_exceptable_for(a, &b.domain, &groups, anonymous)?;
     let now = a.now();
+    let notice_category = category.clone();
     let (d, r, q, g, c) = (
         domain.clone(),
         reason.clone(),
@@ -687,6 +688,15 @@ pub async fn new_request(a: &Admin, b: &NewRequestBody, who: &Submitter) -> Resu
     a.audit_as(&actor, role, "request.create", &format!("request {id}"), json!({ "domain": domain, "reason": reason, "requester": requester, "days": days, "groups": groups }))
         .await
         .map_err(store_error)?;
+    notify_submission(
+        a,
+        "unblock-request",
+        id,
+        domain,
+        &requester,
+        &actor,
+        notice_category,
+    );
     Ok(id)
 }
 
@@ -932,7 +942,37 @@ pub async fn new_report(a: &Admin, b: &NewReportBody, who: &Submitter) -> Result
     )
     .await
     .map_err(store_error)?;
+    notify_submission(a, "site-report", id, domain, &reporter, &actor, None);
     Ok(id)
+}
+
+/// Tell the technician/DSL of a new request or report (`[alerts] notify_requests`),
+/// without waiting: the alert task sends it.
+fn notify_submission(
+    a: &Admin,
+    kind: &'static str,
+    id: i64,
+    domain: String,
+    named: &str,
+    actor: &str,
+    category: Option<String>,
+) {
+    if !crate::alerts::notifies_requests(&a.pipeline.state().load().config) {
+        return;
+    }
+    let submitted_by = if named.trim().is_empty() {
+        actor
+    } else {
+        named
+    };
+    a.pipeline.recorder().notify(crate::alerts::Notice {
+        kind,
+        id,
+        domain,
+        submitted_by: submitted_by.to_owned(),
+        category,
+        time: a.now().to_string(),
+    });
 }
 
 pub async fn create_report(

@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+pub mod alerts;
 pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
@@ -18,6 +19,7 @@ mod services;
 pub mod storage;
 pub mod urlsource;
 mod zones;
+pub use alerts::{AlertsConfig, EmailConfig, StartTls};
 pub use inspect::InspectConfig;
 
 use std::collections::BTreeMap;
@@ -101,6 +103,9 @@ pub struct Config {
     pub services: crate::services::ServicesConfig,
     /// `[[school]]` and `[trust]`: the schools of a trust and its baseline.
     pub schools: school::Schools,
+    /// `[alerts.themes]` and `[alerts] incident_window_mins`: which blocked categories make
+    /// incidents (built-in defaults apply without an `[alerts]` section).
+    pub themes: std::sync::Arc<crate::alerts::themes::Themes>,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.
@@ -210,19 +215,6 @@ pub struct QueryLogConfig {
     pub max_bytes: u64,
     /// JSON lines file: most files, the current one included.
     pub max_files: u32,
-}
-
-/// `[alerts]`, resolved.
-#[derive(Debug, Clone)]
-pub struct AlertsConfig {
-    /// Webhook URL (http or https).
-    pub webhook: String,
-    /// Extra header (name, value).
-    pub header: Option<(String, String)>,
-    /// Retry budget per alert.
-    pub give_up_after: Duration,
-    /// Alerts delivered or retried at once.
-    pub max_in_flight: usize,
 }
 
 /// `[server]`, resolved.

@@ -298,30 +298,8 @@ pub enum QueryLogFormat {
     Jsonl,
 }
 
-/// `[alerts]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAlerts {
-    /// URL that receives a JSON POST for every incident (the DSL's alerting endpoint).
-    pub webhook: String,
-    /// Extra header sent with each POST, e.g. "Authorization: Bearer ...". Optional.
-    pub header: Option<String>,
-    /// Give up retrying one alert after this many seconds. Default 3600.
-    #[serde(default = "default_alert_retry")]
-    pub give_up_after_secs: u64,
-    /// Alerts being delivered or retried at once; an incident beyond this is recorded but
-    /// not alerted (counted in `chaperone_incident_alerts_dropped_total`). Default 64.
-    #[serde(default = "default_alert_max_in_flight")]
-    pub max_in_flight: usize,
-}
-
-fn default_alert_max_in_flight() -> usize {
-    64
-}
-
-fn default_alert_retry() -> u64 {
-    3600
-}
+/// `[alerts]`: see [`super::alerts`].
+pub use super::alerts::RawAlerts;
 
 /// `[server]`
 #[derive(Debug, Deserialize)]

@@ -81,7 +81,6 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         None => config_path_with_ext(path, "db"),
     };
     let querylog = querylog(raw.querylog, &groups, base, &mut p);
-    let alerts = raw.alerts.map(|a| alerts(a, &mut p));
     let identify = identify(raw.identify, base, &mut p);
     check_counts(&groups, &networks, &devices, &mut p);
     let http = http(&raw.http, &mut p);
@@ -103,6 +102,8 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
     let services =
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
+    let (alerts, themes) =
+        super::alerts::alerts(raw.alerts, base, &categories, &services, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -138,6 +139,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         users,
         services,
         schools,
+        themes: std::sync::Arc::new(themes),
     })
 }
 
@@ -347,27 +349,6 @@ fn querylog(
         max_rows: q.max_rows.max(1),
         max_bytes: q.max_bytes.max(4096),
         max_files: q.max_files.max(1),
-    }
-}
-
-fn alerts(a: raw::RawAlerts, p: &mut Problems) -> AlertsConfig {
-    if !(a.webhook.starts_with("http://") || a.webhook.starts_with("https://")) {
-        p.add("alerts.webhook", "must be an http:// or https:// URL");
-    }
-    let header = a.header.as_deref().and_then(|h| {
-        let parsed = h
-            .split_once(':')
-            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()));
-        if parsed.is_none() {
-            p.add("alerts.header", "expected \"Name: value\"");
-        }
-        parsed
-    });
-    AlertsConfig {
-        webhook: a.webhook,
-        header,
-        give_up_after: Duration::from_secs(a.give_up_after_secs.max(1)),
-        max_in_flight: a.max_in_flight.max(1),
     }
 }
 

@@ -134,8 +134,19 @@ pub trait Store: Send {
 
     // --- incidents ---
 
-    /// Record an incident; returns its id.
-    fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError>;
+    /// Record an illegal-category incident without deduplication; returns its id.
+    fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError> {
+        self.record_incident(e, "illegal", 0).map(|r| r.id)
+    }
+    /// Record a hit under `theme`: if an incident of the same (client, name, category)
+    /// was opened less than `window_us` before `e.ts_us`, count the hit on it (hits + 1,
+    /// last seen); else open a new incident. Atomic against other writers.
+    fn record_incident(
+        &mut self,
+        e: &LogEvent,
+        theme: &str,
+        window_us: i64,
+    ) -> Result<safeguarding::RecordedIncident, StoreError>;
     /// Record an alert delivery attempt on an incident.
     fn set_alert_status(&mut self, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError>;
     /// One page of incidents since `since`, newest first, ids below `before`.

@@ -223,4 +223,24 @@ pub struct IncidentRow {
     pub alert_attempts: i64,
     /// Last delivery error.
     pub alert_last_error: Option<String>,
+    /// The alert theme it was recorded under ("illegal", "self-harm"...); None for
+    /// incidents recorded before themes.
+    pub theme: Option<String>,
+    /// Queries it stands for: repeats of the same (client, name, category) within
+    /// `[alerts] incident_window_mins` count here instead of making new incidents.
+    pub hits: i64,
+    /// When the latest of those queries was made (RFC 3339).
+    pub last_seen: String,
+}
+
+/// What [`crate::store::Store::record_incident`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedIncident {
+    /// The incident's id.
+    pub id: i64,
+    /// True when a new incident was made (and should be alerted); false when the hit was
+    /// counted on an open one.
+    pub new: bool,
+    /// Its hit count now.
+    pub hits: i64,
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod alerts;
 mod audit;
 mod blockpage;
 mod bypass;

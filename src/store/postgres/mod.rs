@@ -238,8 +238,13 @@ impl Store for Postgres {
             .map_err(pg)
         })
     }
-    fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError> {
-        self.run(|c, _| safeguarding::insert_incident(c, e))
+    fn record_incident(
+        &mut self,
+        e: &LogEvent,
+        theme: &str,
+        window_us: i64,
+    ) -> Result<super::safeguarding::RecordedIncident, StoreError> {
+        self.run(|c, _| safeguarding::record_incident(c, e, theme, window_us))
     }
     fn set_alert_status(&mut self, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError> {
         self.run(|c, _| safeguarding::set_alert_status(c, id, s))

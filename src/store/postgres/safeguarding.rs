@@ -7,8 +7,8 @@ use postgres::{Client, GenericClient, Row, SimpleQueryMessage};
 use super::pg;
 use crate::store::querylog::LogEvent;
 use crate::store::safeguarding::{
-    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, ReportDecision, ReportRow,
-    RequestDecision, RequestRow,
+    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, RecordedIncident,
+    ReportDecision, ReportRow, RequestDecision, RequestRow,
 };
 use crate::store::{AlertStatus, StoreError, from_micros, micros};
 
@@ -289,13 +289,62 @@ pub(super) fn decide_report(
     Ok(())
 }
 
-pub(super) fn insert_incident(c: &mut Client, e: &LogEvent) -> Result<i64, StoreError> {
-    c.query_one(
-        r#"INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, "user", device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"#,
-        &[&e.ts_us, &e.client, &e.group, &e.device, &e.mac, &e.name, &e.qtype, &e.category.as_deref().unwrap_or_default(), &e.rule, &e.hostname, &e.user, &e.device_id],
+/// Record a hit (see [`crate::store::Store::record_incident`]). One transaction holding an
+/// advisory lock on the (client, name, category) key, so two resolvers sharing the
+/// database never both open an incident for the same retrying device.
+pub(super) fn record_incident(
+    c: &mut Client,
+    e: &LogEvent,
+    theme: &str,
+    window_us: i64,
+) -> Result<RecordedIncident, StoreError> {
+    let category = e.category.as_deref().unwrap_or_default();
+    let mut tx = c.transaction().map_err(pg)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2 || chr(10) || $3, 16))",
+        &[&e.client, &e.name, &category],
     )
-    .map(|r| r.get(0))
-    .map_err(pg)
+    .map_err(pg)?;
+    let open = if window_us > 0 {
+        tx.query_opt(
+            "SELECT id, hits FROM incidents WHERE client = $1 AND name = $2 AND category = $3 AND ts_us > $4 AND ts_us <= $5 ORDER BY id DESC LIMIT 1",
+            &[&e.client, &e.name, &category, &e.ts_us.saturating_sub(window_us), &e.ts_us],
+        )
+        .map_err(pg)?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+    } else {
+        None
+    };
+    let recorded = match open {
+        Some((id, hits)) => {
+            tx.execute(
+                "UPDATE incidents SET hits = hits + 1, last_us = GREATEST(COALESCE(last_us, ts_us), $1) WHERE id = $2",
+                &[&e.ts_us, &id],
+            )
+            .map_err(pg)?;
+            RecordedIncident {
+                id,
+                new: false,
+                hits: hits + 1,
+            }
+        }
+        None => {
+            let id: i64 = tx
+                .query_one(
+                    r#"INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, "user", device_id, theme, hits, last_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $1) RETURNING id"#,
+                    &[&e.ts_us, &e.client, &e.group, &e.device, &e.mac, &e.name, &e.qtype, &category, &e.rule, &e.hostname, &e.user, &e.device_id, &theme],
+                )
+                .map_err(pg)?
+                .get(0);
+            RecordedIncident {
+                id,
+                new: true,
+                hits: 1,
+            }
+        }
+    };
+    tx.commit().map_err(pg)?;
+    Ok(recorded)
 }
 
 pub(super) fn set_alert_status(
@@ -320,7 +369,7 @@ pub(super) fn list_incidents(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = c
         .query(
-            r#"SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname, "user", device_id
+            r#"SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname, "user", device_id, theme, hits, COALESCE(last_us, ts_us)
              FROM incidents WHERE ts_us >= $1 AND id < $2 ORDER BY id DESC LIMIT $3"#,
             &[&micros(since), &before.unwrap_or(i64::MAX), &limit],
         )
@@ -344,6 +393,9 @@ pub(super) fn list_incidents(
             hostname: r.get(13),
             user: r.get(14),
             device_id: r.get(15),
+            theme: r.get(16),
+            hits: r.get(17),
+            last_seen: time(r.get(18)),
         })
         .collect())
 }

@@ -16,7 +16,7 @@ use postgres::Client;
 const MIGRATE_LOCK: i64 = 0x6368_6170_5f73_6368;
 
 /// The migrations, in order; version = position + 1.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V_INCIDENT_WINDOW];
 
 const V1: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
@@ -149,6 +149,15 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"#;
+
+/// Issue 16: the incident window. Each incident's alert theme, its hit count and when it
+/// was last hit; the index serves the window's look-up by (client, name, category).
+const V_INCIDENT_WINDOW: &str = r#"
+ALTER TABLE incidents ADD COLUMN theme TEXT;
+ALTER TABLE incidents ADD COLUMN hits BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN last_us BIGINT;
+CREATE INDEX incidents_window ON incidents (client, name, category, ts_us);
 "#;
 
 /// Bring the database up to the newest schema; returns the version it is at.

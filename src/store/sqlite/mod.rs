@@ -159,7 +159,31 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
     if !has_keyed {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
     }
-    add_identity_columns(conn)
+    add_identity_columns(conn)?;
+    add_incident_window_columns(conn)
+}
+
+/// The incident window (issue 16): each incident's alert theme, its hit count and when
+/// it was last hit, plus the index the window's look-up uses. Added on open when missing,
+/// like the identity columns.
+fn add_incident_window_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (column, decl) in [
+        ("theme", "TEXT"),
+        ("hits", "INTEGER NOT NULL DEFAULT 1"),
+        ("last_us", "INTEGER"),
+    ] {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('incidents') WHERE name = ?1",
+            params![column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE incidents ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS incidents_window ON incidents(client, name, category, ts_us)",
+    )
 }
 
 /// Who asked, beyond the address, in query records and incidents: the device name
@@ -268,8 +292,13 @@ impl Store for Sqlite {
             .map_err(|e| self.err(e))
     }
 
-    fn insert_incident(&mut self, e: &LogEvent) -> Result<i64, StoreError> {
-        safeguarding::insert_incident(&self.conn, e)
+    fn record_incident(
+        &mut self,
+        e: &LogEvent,
+        theme: &str,
+        window_us: i64,
+    ) -> Result<super::safeguarding::RecordedIncident, StoreError> {
+        safeguarding::record_incident(&self.conn, e, theme, window_us)
     }
 
     fn set_alert_status(&mut self, id: i64, s: &AlertStatus<'_>) -> Result<(), StoreError> {

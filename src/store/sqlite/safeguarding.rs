@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::policy::Exception;
 use crate::store::querylog::LogEvent;
 use crate::store::safeguarding::{
-    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, ReportDecision, ReportRow,
-    RequestDecision, RequestRow,
+    ExceptionRow, IncidentRow, NewException, NewReport, NewRequest, RecordedIncident,
+    ReportDecision, ReportRow, RequestDecision, RequestRow,
 };
 use crate::store::{AlertStatus, StoreError, from_micros, micros};
 
@@ -312,7 +312,7 @@ pub fn list_incidents(
 ) -> Result<Vec<IncidentRow>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname, user, device_id
+            "SELECT id, ts_us, client, grp, device, mac, name, qtype, category, rule, alert_status, alert_attempts, alert_last_error, hostname, user, device_id, theme, hits, COALESCE(last_us, ts_us)
              FROM incidents WHERE ts_us >= ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )
         .map_err(sql_err)?;
@@ -338,6 +338,9 @@ pub fn list_incidents(
                     hostname: r.get(13)?,
                     user: r.get(14)?,
                     device_id: r.get(15)?,
+                    theme: r.get(16)?,
+                    hits: r.get(17)?,
+                    last_seen: from_micros(r.get(18)?).to_string(),
                 })
             },
         )
@@ -345,14 +348,57 @@ pub fn list_incidents(
     rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
 }
 
-/// Record an incident; returns its id.
-pub fn insert_incident(conn: &Connection, e: &LogEvent) -> Result<i64, StoreError> {
-    conn.execute(
-        "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, user, device_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, e.category.as_deref().unwrap_or_default(), e.rule, e.hostname, e.user, e.device_id],
-    )
-    .map_err(sql_err)?;
-    Ok(conn.last_insert_rowid())
+/// Record a hit: counted on the open incident of the same (client, name, category) when
+/// one was opened within `window_us`, else a new incident. One immediate transaction, so
+/// the look-up and the write cannot interleave with another writer's.
+pub fn record_incident(
+    conn: &Connection,
+    e: &LogEvent,
+    theme: &str,
+    window_us: i64,
+) -> Result<RecordedIncident, StoreError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    let category = e.category.as_deref().unwrap_or_default();
+    let open: Option<(i64, i64)> = if window_us > 0 {
+        tx.query_row(
+            "SELECT id, hits FROM incidents WHERE client = ?1 AND name = ?2 AND category = ?3 AND ts_us > ?4 AND ts_us <= ?5 ORDER BY id DESC LIMIT 1",
+            params![e.client, e.name, category, e.ts_us.saturating_sub(window_us), e.ts_us],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_err)?
+    } else {
+        None
+    };
+    let recorded = match open {
+        Some((id, hits)) => {
+            tx.execute(
+                "UPDATE incidents SET hits = hits + 1, last_us = MAX(COALESCE(last_us, ts_us), ?1) WHERE id = ?2",
+                params![e.ts_us, id],
+            )
+            .map_err(sql_err)?;
+            RecordedIncident {
+                id,
+                new: false,
+                hits: hits + 1,
+            }
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO incidents (ts_us, client, grp, device, mac, name, qtype, category, rule, hostname, user, device_id, theme, hits, last_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?1)",
+                params![e.ts_us, e.client, e.group, e.device, e.mac, e.name, e.qtype, category, e.rule, e.hostname, e.user, e.device_id, theme],
+            )
+            .map_err(sql_err)?;
+            RecordedIncident {
+                id: tx.last_insert_rowid(),
+                new: true,
+                hits: 1,
+            }
+        }
+    };
+    tx.commit().map_err(sql_err)?;
+    Ok(recorded)
 }
 
 /// Record an alert delivery attempt.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
