@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const MAX_LINE: usize = 4096;
@@ -61,7 +61,7 @@ pub struct Sink {
     pub addr: std::net::SocketAddr,
     /// Messages received, oldest first.
     pub received: Arc<Mutex<Vec<Received>>>,
-    /// Commands refused because TLS was required by the test and not in use, etc.
+    /// MAIL FROM commands received outside TLS (a client sending in the clear).
     pub plain_mail_attempts: Arc<Mutex<usize>>,
     /// The CA certificate (PEM) clients must trust.
     pub ca_pem: String,
@@ -319,8 +319,6 @@ async fn read_data<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> Option<String>
         out.push_str("\r\n");
     }
 }
-
-use tokio::io::AsyncReadExt as _;
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
