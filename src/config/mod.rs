@@ -385,6 +385,12 @@ pub struct BlockPageConfig {
     pub ttl: u32,
     /// Block page web server listener.
     pub listen: Option<SocketAddr>,
+    /// The school's name shown on the page (empty: none).
+    pub school_name: String,
+    /// Who to ask, shown on the page (empty: "ask your teacher").
+    pub contact: String,
+    /// The school's own words on the page (empty: none).
+    pub text: String,
 }
 
 /// `[[network]]`, resolved.
