@@ -12,6 +12,7 @@ mod enrolment;
 mod inspect;
 mod radius;
 pub mod raw;
+pub mod report;
 mod resolve;
 pub mod school;
 mod services;
@@ -54,6 +55,8 @@ pub struct Config {
     pub categories: BTreeMap<String, CategoryConfig>,
     /// `[block_page]`
     pub block_page: Option<BlockPageConfig>,
+    /// `[[report.term]]`: named periods for `chaperone report --term`.
+    pub report_terms: Vec<report::ReportTerm>,
     /// `[[network]]`
     pub networks: Vec<NetworkConfig>,
     /// `[group.NAME]`

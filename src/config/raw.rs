@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// The block page the block answer points browsers at.
     #[serde(default)]
     pub block_page: Option<RawBlockPage>,
+    /// `chaperone report` settings: named terms.
+    #[serde(default)]
+    pub report: Option<super::report::RawReport>,
     /// Client networks, each mapped to a policy group. A client in none is refused.
     #[serde(default)]
     pub network: Vec<RawNetwork>,

@@ -103,6 +103,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let encrypted = super::encrypted::encrypted(raw.tls, raw.dot, raw.doh, base, &mut p.0);
     let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
     let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
+    let report_terms = super::report::report(raw.report, &mut p.0);
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
     let services =
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
@@ -118,6 +119,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         lists,
         categories,
         block_page,
+        report_terms,
         networks,
         groups,
         devices,

@@ -4,6 +4,7 @@ mod support;
 
 mod audit;
 mod blockpage;
+mod blockpage_words;
 mod bypass;
 mod cli;
 mod config;
