@@ -142,6 +142,17 @@ enum Command {
         /// Default: the whole trust.
         #[arg(long)]
         school: Option<String>,
+        /// Start of the period, school time: a date (2026-09-01) or a time
+        /// (2026-09-01T08:00, RFC 3339). Overrides --since.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period, school time: a date (included: 2026-12-18 means up to the
+        /// end of that day) or a time. Default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// A named term from [[report.term]] (e.g. "Autumn 2026") instead of --from/--to.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        term: Option<String>,
     },
     /// Audit log tools.
     Audit {
@@ -247,7 +258,21 @@ fn main() -> ExitCode {
             format,
             detail,
             school,
-        } => report(&config, &since, format, detail, school.as_deref()),
+            from,
+            to,
+            term,
+        } => report(
+            &config,
+            &ReportPeriod {
+                since,
+                from,
+                to,
+                term,
+            },
+            format,
+            detail,
+            school.as_deref(),
+        ),
         Command::Audit { command } => audit(command),
         Command::Admin {
             url,
@@ -595,17 +620,61 @@ fn open_store(config: &Path) -> Result<Box<dyn chaperone::store::Store>> {
     Ok(chaperone::store::open(&cfg)?)
 }
 
+/// The period options of `chaperone report`.
+struct ReportPeriod {
+    since: String,
+    from: Option<String>,
+    to: Option<String>,
+    term: Option<String>,
+}
+
+/// The period the options ask for, in the school's time zone (`[server] timezone`).
+fn report_period(
+    cfg: &chaperone::config::Config,
+    p: &ReportPeriod,
+    now: jiff::Timestamp,
+) -> Result<chaperone::report::Period> {
+    use chaperone::report::{Period, parse_bound, parse_since, term_period};
+    let tz = cfg.server.timezone.clone();
+    if let Some(name) = &p.term {
+        let Some(term) = cfg
+            .report_terms
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+        else {
+            let known: Vec<&str> = cfg.report_terms.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "--term {name:?}: no [[report.term]] with that name in {} (known: {known:?})",
+                cfg.path.display()
+            );
+        };
+        return term_period(term, &tz).map_err(anyhow::Error::msg);
+    }
+    let from = match &p.from {
+        Some(f) => parse_bound(f, &tz, now, false).map_err(|e| anyhow::anyhow!("--from {e}"))?,
+        None => parse_since(&p.since, now).map_err(|e| anyhow::anyhow!("--since {e}"))?,
+    };
+    let to = match &p.to {
+        Some(t) => parse_bound(t, &tz, now, true).map_err(|e| anyhow::anyhow!("--to {e}"))?,
+        None => now,
+    };
+    if to <= from {
+        anyhow::bail!("the period ends ({to}) before it starts ({from})");
+    }
+    Ok(Period { from, to, tz })
+}
+
 fn report(
     config: &Path,
-    since: &str,
+    period: &ReportPeriod,
     format: chaperone::report::Format,
     detail: bool,
     school: Option<&str>,
 ) -> Result<bool> {
+    let cfg = chaperone::config::Config::load(config)?;
     let scope = match school {
         None => None,
         Some(id) => {
-            let cfg = chaperone::config::Config::load(config)?;
             let Some(s) = cfg.schools.get(id) else {
                 anyhow::bail!(
                     "--school {id:?}: no [[school]] with that id in {}",
@@ -619,28 +688,23 @@ fn report(
     let whose = scope
         .as_ref()
         .map_or_else(|| "the trust".to_owned(), |(n, _)| n.clone());
+    let period = report_period(&cfg, period, jiff::Timestamp::now())?;
     let mut db = open_store(config)?;
-    let now = jiff::Timestamp::now();
-    let from = chaperone::report::parse_since(since, now).map_err(anyhow::Error::msg)?;
-    let period = format!(
-        "{} to {}",
-        from.strftime("%Y-%m-%d %H:%M UTC"),
-        now.strftime("%Y-%m-%d %H:%M UTC")
-    );
+    let span = period.describe();
     let (tables, heading) = if detail {
         (
-            chaperone::report::detail_for(db.as_mut(), from, groups)?,
+            chaperone::report::detail_period(db.as_mut(), &period, groups)?,
             format!(
-                "Chaperone blocked attempts by device, {whose}, {period} (CONFIDENTIAL: safeguarding lead only)"
+                "Chaperone blocked attempts by device, {whose}, {span} (CONFIDENTIAL: safeguarding lead only)"
             ),
         )
     } else {
         (
-            chaperone::report::summary_for(db.as_mut(), from, groups)?,
+            chaperone::report::summary_period(db.as_mut(), &period, groups)?,
             if school.is_some() {
-                format!("Chaperone filtering summary, {whose}, {period}")
+                format!("Chaperone filtering summary, {whose}, {span}")
             } else {
-                format!("Chaperone filtering summary, {period}")
+                format!("Chaperone filtering summary, {span}")
             },
         )
     };

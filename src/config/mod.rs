@@ -13,6 +13,7 @@ mod enrolment;
 mod inspect;
 mod radius;
 pub mod raw;
+pub mod report;
 mod resolve;
 pub mod school;
 mod services;
@@ -56,6 +57,8 @@ pub struct Config {
     pub categories: BTreeMap<String, CategoryConfig>,
     /// `[block_page]`
     pub block_page: Option<BlockPageConfig>,
+    /// `[[report.term]]`: named periods for `chaperone report --term`.
+    pub report_terms: Vec<report::ReportTerm>,
     /// `[[network]]`
     pub networks: Vec<NetworkConfig>,
     /// `[group.NAME]`
@@ -377,6 +380,12 @@ pub struct BlockPageConfig {
     pub ttl: u32,
     /// Block page web server listener.
     pub listen: Option<SocketAddr>,
+    /// The school's name shown on the page (empty: none).
+    pub school_name: String,
+    /// Who to ask, shown on the page (empty: "ask your teacher").
+    pub contact: String,
+    /// The school's own words on the page (empty: none).
+    pub text: String,
 }
 
 /// `[[network]]`, resolved.

@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// The block page the block answer points browsers at.
     #[serde(default)]
     pub block_page: Option<RawBlockPage>,
+    /// `chaperone report` settings: named terms.
+    #[serde(default)]
+    pub report: Option<super::report::RawReport>,
     /// Client networks, each mapped to a policy group. A client in none is refused.
     #[serde(default)]
     pub network: Vec<RawNetwork>,
@@ -604,6 +607,13 @@ pub struct RawBlockPage {
     /// Where the block page's web server listens (usually port 80 of `ipv4`). Optional:
     /// without it another web server must serve the page.
     pub listen: Option<SocketAddr>,
+    /// The school's name, shown on the page (a `[[school]]`'s `name` wins for its groups).
+    pub school_name: Option<String>,
+    /// Who a pupil should ask ("Ask Mr Jones in IT, room 12"); a `[[school]]`'s `contact`
+    /// wins for its groups.
+    pub contact: Option<String>,
+    /// The school's own words under the reason; a `[[school]]`'s `block_page_text` wins.
+    pub text: Option<String>,
 }
 
 fn default_block_ttl() -> u32 {

@@ -56,6 +56,9 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         ipv6: b.ipv6,
         ttl: b.ttl,
         listen: b.listen,
+        school_name: b.school_name.unwrap_or_default(),
+        contact: b.contact.unwrap_or_default(),
+        text: b.text.unwrap_or_default(),
     });
     let mut groups: BTreeMap<String, GroupConfig> = raw
         .group
@@ -99,6 +102,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let encrypted = super::encrypted::encrypted(raw.tls, raw.dot, raw.doh, base, &mut p.0);
     let enrolled_devices = super::enrolled::enrolled(raw.enrolled_device, &groups, &mut p.0);
     let radius = raw.radius.map(|r| super::radius::radius(r, base, &mut p.0));
+    let report_terms = super::report::report(raw.report, &mut p.0);
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
     let services =
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
@@ -116,6 +120,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         lists,
         categories,
         block_page,
+        report_terms,
         networks,
         groups,
         devices,
@@ -948,6 +953,18 @@ fn check_block_page(
     page: &Option<BlockPageConfig>,
     p: &mut Problems,
 ) {
+    // The words go on every page a pupil sees: bounded, like a school's.
+    if let Some(b) = page {
+        for (key, text, max) in [
+            ("school_name", &b.school_name, 200),
+            ("contact", &b.contact, 500),
+            ("text", &b.text, 2000),
+        ] {
+            if text.len() > max {
+                p.add(format!("block_page.{key}"), format!("at most {max} bytes"));
+            }
+        }
+    }
     for (name, g) in groups {
         if g.block_answer == BlockAnswerKind::BlockPage
             && page

@@ -556,6 +556,25 @@ impl Policy {
         }
     }
 
+    /// The minutes after local midnight at which group `gi`'s schedule windows open or
+    /// close, and the zone they are read in: the only moments a schedule can change what
+    /// the group may reach. The block page tries each to say when a site opens ("games
+    /// sites open at 12:00"); deciding stays with [`Self::decide`].
+    pub fn schedule_edges(&self, gi: u16) -> (Vec<u16>, jiff::tz::TimeZone) {
+        let Some(group) = self.groups.get(gi as usize) else {
+            return (Vec::new(), self.timezone.clone());
+        };
+        let mut edges: Vec<u16> = group
+            .schedules
+            .iter()
+            .flat_map(|w| [w.from_min, w.to_min])
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let zone = group.timezone.as_ref().unwrap_or(&self.timezone).clone();
+        (edges, zone)
+    }
+
     /// A group's name ("?" for an index out of range).
     pub fn group_name(&self, idx: u16) -> &str {
         self.groups

@@ -581,8 +581,8 @@ async fn browser_journey() {
     let main = browser.text("main").await;
     for want in [
         BLOCKED,
-        "social",
-        "pupils",
+        // The kind of site in plain words, not the category's config name or the group.
+        "Social media",
         "Monday 23 November 2026",
         "Ask for access",
         "Report a mistake",
@@ -822,7 +822,7 @@ async fn block_page_discloses_nothing_about_illegal_lists_or_names_not_blocked_h
     // Blocked for pupils only: details for a pupil, a generic page for staff and strangers.
     let (_, _, pupil) = page_as(&h, "127.0.0.2", BLOCKED, "/").await;
     assert!(
-        pupil.contains("social") && pupil.contains("Matched rule"),
+        pupil.contains("Social media") && pupil.contains("Kind of site"),
         "{pupil}"
     );
     for from in ["127.0.0.3", "127.0.0.1"] {

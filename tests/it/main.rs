@@ -5,6 +5,7 @@ mod support;
 mod alerts;
 mod audit;
 mod blockpage;
+mod blockpage_words;
 mod bypass;
 mod cli;
 mod config;

@@ -14,6 +14,12 @@
 //! HTTPS sites cannot show the page without a certificate the device trusts; browsers then
 //! show their own error page.
 //!
+//! The page speaks to a pupil (the words, English and Welsh by `Accept-Language`, are all
+//! in [`words`]): the kind of site in plain words, who to ask (`[block_page]` or the
+//! group's `[[school]]`), and, when a schedule will open the site, when ([`opens`]). A
+//! group that only reaches approved sites (an allow-only, Key Stage 1 group) gets one
+//! simple sentence and no form.
+//!
 //! Form posts must come from the block page itself: same origin (`Origin`, else
 //! `Referer`, naming the `Host` posted to) and a CSRF token bound to the browser's address,
 //! valid for two hours. Every response carries a Content-Security-Policy (no scripts, no
@@ -30,11 +36,16 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+mod opens;
+pub mod words;
+
+use words::Words;
+
 use super::Admin;
 use super::routes::{NewReportBody, NewRequestBody, Submitter, new_report, new_request};
 use crate::identity::Credential;
 use crate::lists::key::{ReversedName, normalize_domain};
-use crate::policy::Decision;
+use crate::policy::{BlockReason, Decision};
 
 /// How long a form's CSRF token is accepted, seconds.
 const CSRF_LIFETIME: i64 = 2 * 3600;
@@ -133,6 +144,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Refuse a form post that is cross-origin or lacks a valid token (403, counted).
 fn check_form(a: &Admin, client: IpAddr, headers: &HeaderMap, token: &str) -> Option<Response> {
+    let w = words::negotiate(headers);
     let reason = if !same_origin(headers) {
         "cross_origin"
     } else if !csrf_ok(a, client, token) {
@@ -150,8 +162,9 @@ fn check_form(a: &Admin, client: IpAddr, headers: &HeaderMap, token: &str) -> Op
         (
             StatusCode::FORBIDDEN,
             layout(
-                "Form expired",
-                "<h1>Form expired</h1><p>Please go back, reload the page and send the form again.</p>",
+                w,
+                w.expired_title,
+                &format!("<h1>{}</h1><p>{}</p>", w.expired_title, w.expired_text),
             ),
         )
             .into_response(),
@@ -172,10 +185,10 @@ fn esc(s: &str) -> String {
         .collect()
 }
 
-fn layout(title: &str, body: &str) -> Html<String> {
+fn layout(w: &Words, title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!DOCTYPE html>
-<html lang="en">
+<html lang="{lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -198,6 +211,7 @@ button:hover {{ background: #1f4a8f; }}
 a {{ color: #1f4a8f; }}
 :focus-visible {{ outline: 3px solid #f5a623; outline-offset: 2px; }}
 .note {{ background: #eef3fb; border-left: 4px solid #2b5fb3; padding: .5rem 1rem; }}
+.class-list {{ font-size: 1.6rem; line-height: 1.6; }}
 </style>
 </head>
 <body>
@@ -206,7 +220,8 @@ a {{ color: #1f4a8f; }}
 </main>
 </body>
 </html>"#,
-        title = esc(title)
+        title = esc(title),
+        lang = w.lang,
     ))
 }
 
@@ -224,15 +239,24 @@ fn host(headers: &HeaderMap) -> Option<String> {
 enum View {
     /// Listed in an illegal category: the fixed page, nothing echoed.
     Illegal,
-    /// Blocked for this browser: (group, category with description, category, rule).
-    Blocked {
-        group: String,
-        category: String,
-        category_name: String,
-        rule: String,
-    },
+    /// An allow-only group and the name is not approved: the class-list sentence.
+    ClassList,
+    /// Blocked for this browser.
+    Blocked(Blocked),
     /// Not blocked for this browser (or no name): a generic page.
     Generic,
+}
+
+/// Why a name is blocked for this browser, in the words the page uses.
+struct Blocked {
+    /// The group's name (for the school section, never shown as such).
+    group: String,
+    /// The category's config name (stored with a request, never shown).
+    category: String,
+    /// The kind of site in plain words.
+    kind: String,
+    /// When a schedule opens it, as a sentence.
+    opens: Option<String>,
 }
 
 /// Whether `domain` or a parent is listed in an illegal category, for anyone.
@@ -245,8 +269,8 @@ fn illegal_listed(a: &Admin, domain: &str) -> bool {
     (0..bundle.categories().len() as u16).any(|c| hit & (1 << c) != 0 && snap.policy.is_illegal(c))
 }
 
-/// What the policy says about `domain` for this browser's address.
-fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
+/// What the policy says about `domain` for this browser's address, in `w`'s words.
+fn view(a: &Admin, client: SocketAddr, domain: Option<&str>, w: &Words) -> View {
     let Some(domain) = domain else {
         return View::Generic;
     };
@@ -258,37 +282,46 @@ fn view(a: &Admin, client: SocketAddr, domain: Option<&str>) -> View {
         return View::Generic;
     };
     let who = identify(a, client);
-    let outcome = snap
-        .policy
-        .decide(&who.client, key.as_bytes(), a.now(), None);
+    let now = a.now();
+    let outcome = snap.policy.decide(&who.client, key.as_bytes(), now, None);
     match outcome.decision {
         Decision::Block { incident: true, .. } => return View::Illegal,
+        Decision::Block {
+            reason: BlockReason::NotApproved,
+            ..
+        } => return View::ClassList,
         Decision::Block { .. } => {}
         _ => return View::Generic,
     }
     let group = outcome
         .group
         .and_then(|g| snap.policy.groups().get(g as usize))
-        .map_or_else(|| "none".to_owned(), |g| g.name.clone());
-    let (_, category, rule, _) =
+        .map_or_else(String::new, |g| g.name.clone());
+    let (_, category, _, _) =
         crate::record::describe(&snap.policy, outcome.decision, key.as_bytes());
-    let category_name = category.clone().unwrap_or_default();
-    let description = category
-        .as_deref()
-        .and_then(|c| snap.config.categories.get(c))
-        .map(|c| c.description.clone())
-        .filter(|d| !d.is_empty());
-    let category = match (category, description) {
-        (Some(c), Some(d)) => format!("{c} ({d})"),
-        (Some(c), None) => c,
-        _ => String::new(),
-    };
-    View::Blocked {
+    let category = category.unwrap_or_default();
+    let service = category
+        .strip_prefix(crate::services::SERVICE_PREFIX)
+        .and_then(|name| snap.policy.services().get(name))
+        .map(|s| s.title.clone());
+    let description = snap
+        .config
+        .categories
+        .get(&category)
+        .map(|c| c.description.as_str())
+        .unwrap_or_default();
+    let kind = w.kind(&category, service.as_deref(), description);
+    let opens = outcome.group.and_then(|g| {
+        let at = opens::next_open(&snap.policy, &who.client, key.as_bytes(), g, now)?;
+        let local_now = now.to_zoned(at.time_zone().clone());
+        Some(w.opens(&category, service.as_deref(), &at, &local_now))
+    });
+    View::Blocked(Blocked {
         group,
         category,
-        category_name,
-        rule: rule.unwrap_or_default(),
-    }
+        kind,
+        opens,
+    })
 }
 
 /// The browser's address and its DHCP lease, as the DNS path identifies it (so a
@@ -321,7 +354,7 @@ fn own_device_name(a: &Admin, client: SocketAddr) -> Option<String> {
 
 /// The fixed page for names in illegal categories: the same for every such name, with no
 /// name, category or rule in it.
-fn illegal_page(a: &Admin, client: SocketAddr) -> Response {
+fn illegal_page(a: &Admin, client: SocketAddr, w: &Words) -> Response {
     a.pipeline.state().metrics().blockpage_illegal.inc();
     tracing::warn!(
         client = %client.ip().to_canonical(),
@@ -330,24 +363,98 @@ fn illegal_page(a: &Admin, client: SocketAddr) -> Response {
     (
         StatusCode::FORBIDDEN,
         layout(
-            "Page not available",
-            "<h1>Page not available</h1>\
-             <p>Access to this page has been blocked because it may contain content that is illegal. \
-             The school's safeguarding lead is told about attempts to reach such pages.</p>\
-             <p>If you are worried about something you have seen online, talk to a member of staff you trust.</p>",
+            w,
+            w.illegal_title,
+            &format!(
+                "<h1>{}</h1><p>{}</p><p>{}</p>",
+                w.illegal_title, w.illegal_text, w.worried
+            ),
         ),
     )
         .into_response()
 }
 
 /// The page that shows nothing about any name.
-fn generic_page() -> Response {
+fn generic_page(w: &Words) -> Response {
     layout(
-        "School web filter",
-        "<h1>School web filter</h1><p>This is the school's web filter. If a site did not load, try reloading it.</p>\
-         <h2>Something wrong?</h2><p><a href=\"/report\">Report a mistake, or a site that should be blocked</a></p>",
+        w,
+        w.generic_title,
+        &format!(
+            "<h1>{}</h1><p>{}</p><h2>{}</h2><p><a href=\"/report\">{}</a></p>",
+            w.generic_title, w.generic_text, w.something_wrong, w.report_link
+        ),
     )
     .into_response()
+}
+
+/// The allow-only (Key Stage 1) page: one sentence a young child can read, no picture,
+/// no form, nothing about the site.
+fn class_list_page(w: &Words) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        layout(
+            w,
+            w.class_list_title,
+            &format!(
+                "<h1>{}</h1><p class=\"class-list\">{}</p>",
+                w.class_list_title, w.class_list_sentence
+            ),
+        ),
+    )
+        .into_response()
+}
+
+/// The school's name, who to ask and its own words: the group's `[[school]]` where it
+/// has one, else `[block_page]`; "ask your teacher" when nobody is named. Also the zone
+/// the page tells the time in.
+fn school_section(
+    config: &crate::config::Config,
+    group: &str,
+    w: &Words,
+) -> (String, jiff::tz::TimeZone) {
+    let page = config.block_page.as_ref();
+    let fallback = |f: fn(&crate::config::BlockPageConfig) -> &String| {
+        page.map(|p| f(p).clone()).unwrap_or_default()
+    };
+    let (name, contact, text, zone) = match config.schools.of_group(group) {
+        Some(s) => (
+            s.name.clone(),
+            Some(s.contact.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| fallback(|p| &p.contact)),
+            s.block_page_text
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| fallback(|p| &p.text)),
+            s.timezone.clone(),
+        ),
+        None => (
+            fallback(|p| &p.school_name),
+            fallback(|p| &p.contact),
+            fallback(|p| &p.text),
+            config.server.timezone.clone(),
+        ),
+    };
+    let mut html = String::new();
+    if !name.is_empty() {
+        html.push_str(&format!(
+            "<h2>{}</h2><p class=\"school\"><strong>{}</strong></p>",
+            w.your_school,
+            esc(&name)
+        ));
+    }
+    if !text.is_empty() {
+        html.push_str(&format!("<p class=\"school-text\">{}</p>", esc(&text)));
+    }
+    let contact = match contact.is_empty() {
+        true => w.ask_your_teacher.to_owned(),
+        false => esc(&contact),
+    };
+    html.push_str(&format!(
+        "<h2>{}</h2><p class=\"contact\">{contact}</p>",
+        w.who_to_ask
+    ));
+    (html, zone)
 }
 
 async fn page(
@@ -355,61 +462,77 @@ async fn page(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    let w = words::negotiate(&headers);
     let domain = host(&headers);
-    let (group, category, category_name, rule) = match view(&a, client, domain.as_deref()) {
-        View::Illegal => return illegal_page(&a, client),
-        View::Generic => return generic_page(),
-        View::Blocked {
-            group,
-            category,
-            category_name,
-            rule,
-        } => (group, category, category_name, rule),
+    let b = match view(&a, client, domain.as_deref(), w) {
+        View::Illegal => return illegal_page(&a, client, w),
+        View::ClassList => return class_list_page(w),
+        View::Generic => return generic_page(w),
+        View::Blocked(b) => b,
     };
     let domain = domain.unwrap_or_default();
-    let (school, zone) =
-        super::school::block_page_section(&a.pipeline.state().load().config, &group, esc);
-    let now = a.now().to_zoned(zone);
-    let time = now.strftime("%A %-d %B %Y, %H:%M %Z").to_string();
-    let heading = "This site is blocked";
+    let config = a.pipeline.state().load().config.clone();
+    let (school, zone) = school_section(&config, &b.group, w);
+    let time = w.date_time(&a.now().to_zoned(zone));
     let device = own_device_name(&a, client)
-        .map(|n| format!("<dt>Device</dt><dd>{}</dd>", esc(&n)))
+        .map(|n| format!("<dt>{}</dt><dd>{}</dd>", w.device, esc(&n)))
+        .unwrap_or_default();
+    let opens = b
+        .opens
+        .map(|s| {
+            format!(
+                "<h2>{}</h2><p class=\"note opens\">{}</p>",
+                w.opens_heading,
+                esc(&s)
+            )
+        })
         .unwrap_or_default();
     let reason = format!(
-        "<p>The school's web filter has blocked <strong>{d}</strong> for your network.</p>\
-         <dl><dt>Site</dt><dd>{d}</dd><dt>Category</dt><dd>{c}</dd><dt>Matched rule</dt><dd>{r}</dd>\
-         <dt>Policy group</dt><dd>{g}</dd>{device}<dt>Time</dt><dd>{t}</dd></dl>",
+        "<p>{intro}</p><dl><dt>{site}</dt><dd>{d}</dd><dt>{kind_of}</dt><dd>{k}</dd>{device}<dt>{time_l}</dt><dd>{t}</dd></dl>{opens}",
+        intro = w.blocked_intro.replace("{site}", &esc(&domain)),
+        site = w.site,
         d = esc(&domain),
-        c = esc(&category),
-        r = esc(&rule),
-        g = esc(&group),
+        kind_of = w.kind_of_site,
+        k = esc(&b.kind),
+        time_l = w.time,
         t = esc(&time)
     );
+    let intro = match crate::alerts::notifies_requests(&config) {
+        true => w.request_intro_notified,
+        false => w.request_intro_quiet,
+    };
     let body = format!(
         r#"<h1>{heading}</h1>
 {reason}
-{school}<h2 id="request-heading">Ask for access</h2>
-<p>If you need this site for your work or studies, ask for it to be unblocked for a while. A member of staff will review your request.</p>
+{school}<h2 id="request-heading">{request_heading}</h2>
+<p>{intro}</p>
 <form method="post" action="/request" aria-labelledby="request-heading">
 <input type="hidden" name="domain" value="{d}">
-<input type="hidden" name="category" value="{c}">
 <input type="hidden" name="csrf" value="{token}">
-<label for="requester">Your name</label>
+<label for="requester">{your_name}</label>
 <input id="requester" name="requester" required maxlength="100" autocomplete="name">
-<label for="reason">Why do you need it?</label>
+<label for="reason">{why}</label>
 <textarea id="reason" name="reason" rows="3" required maxlength="1000"></textarea>
-<label for="days">For how long (days)</label>
-<p id="days-hint" class="hint">From 1 to 30 days.</p>
+<label for="days">{how_long}</label>
+<p id="days-hint" class="hint">{days_hint}</p>
 <input id="days" name="days" type="number" inputmode="numeric" min="1" max="30" value="1" required aria-describedby="days-hint">
-<button type="submit">Request access</button>
+<button type="submit">{button}</button>
 </form>
-<h2>Something wrong?</h2>
-<p><a href="/report">Report a mistake, or a site that should be blocked</a></p>"#,
+<h2>{wrong}</h2>
+<p><a href="/report">{report}</a></p>"#,
+        heading = w.blocked_title,
+        request_heading = w.request_heading,
+        your_name = w.your_name,
+        why = w.why_need,
+        how_long = w.how_long,
+        days_hint = w.days_hint,
+        button = w.request_button,
+        wrong = w.something_wrong,
+        report = w.report_link,
         d = esc(&domain),
-        c = esc(&category_name),
         token = esc(&csrf_token(&a, client.ip())),
     );
-    (StatusCode::FORBIDDEN, layout(heading, &body)).into_response()
+    (StatusCode::FORBIDDEN, layout(w, w.blocked_title, &body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -431,10 +554,12 @@ async fn submit_request(
     if let Some(refused) = check_form(&a, client.ip(), &headers, &f.csrf) {
         return refused;
     }
+    let w = words::negotiate(&headers);
     // The category comes from the policy, not from the form.
     let domain = normalize_domain(&f.domain).ok();
-    let category = match view(&a, client, domain.as_deref()) {
-        View::Blocked { category_name, .. } => Some(category_name).filter(|c| !c.is_empty()),
+    let category = match view(&a, client, domain.as_deref(), w) {
+        View::Blocked(b) => Some(b.category).filter(|c| !c.is_empty()),
+        View::ClassList => Some("not-approved".to_owned()),
         _ => None,
     };
     let body = NewRequestBody {
@@ -453,31 +578,44 @@ async fn submit_request(
         actor,
         client: client.ip().to_canonical(),
     };
+    let notified = crate::alerts::notifies_requests(&a.pipeline.state().load().config);
     match new_request(&a, &body, &who).await {
-        Ok(id) => layout(
-            "Request sent",
-            &format!(
-                "<h1>Request sent</h1><p class=\"note\" role=\"status\">Your request <strong>#{id}</strong> to use <strong>{}</strong> has been sent to the school's technician and safeguarding lead. You will be able to use the site if it is approved.</p>",
-                esc(domain.as_deref().unwrap_or_default())
-            ),
-        )
-        .into_response(),
+        Ok(id) => {
+            let text = match notified {
+                true => w.request_sent_notified,
+                false => w.request_sent_quiet,
+            };
+            let text = text
+                .replace("{id}", &id.to_string())
+                .replace("{site}", &esc(domain.as_deref().unwrap_or_default()));
+            layout(
+                w,
+                w.request_sent_title,
+                &format!(
+                    "<h1>{}</h1><p class=\"note\" role=\"status\">{text}</p>",
+                    w.request_sent_title
+                ),
+            )
+            .into_response()
+        }
         Err(r) => {
             let status = r.status();
-            (status, layout("Request not sent", &format!("<h1>Request not sent</h1><p>{}</p>", not_sent(status, "Please fill in your name (up to 100 characters) and the reason (up to 1,000), and try again. Sites in some categories can never be unblocked.")))).into_response()
+            let text = not_sent(w, status, w.request_not_sent_text);
+            let title = w.request_not_sent_title;
+            (
+                status,
+                layout(w, title, &format!("<h1>{title}</h1><p>{text}</p>")),
+            )
+                .into_response()
         }
     }
 }
 
 /// Why a form was not accepted, in words for a pupil.
-fn not_sent(status: StatusCode, otherwise: &'static str) -> &'static str {
+fn not_sent(w: &Words, status: StatusCode, otherwise: &'static str) -> &'static str {
     match status {
-        StatusCode::FORBIDDEN => {
-            "This device is not on a school network. Please ask a member of staff."
-        }
-        StatusCode::TOO_MANY_REQUESTS => {
-            "Too many requests and reports have been sent from this device. Please try again later."
-        }
+        StatusCode::FORBIDDEN => w.not_school_network,
+        StatusCode::TOO_MANY_REQUESTS => w.too_many,
         _ => otherwise,
     }
 }
@@ -489,28 +627,37 @@ async fn report_form(
 ) -> Html<String> {
     // Reached from a block page, the site is the one that was blocked: fill it in (only
     // then: the form must not echo names the page would not show).
+    let w = words::negotiate(&headers);
     let domain = host(&headers);
-    let site = match view(&a, client, domain.as_deref()) {
-        View::Blocked { .. } => domain.map(|d| esc(&d)).unwrap_or_default(),
+    let site = match view(&a, client, domain.as_deref(), w) {
+        View::Blocked(_) | View::ClassList => domain.map(|d| esc(&d)).unwrap_or_default(),
         _ => String::new(),
     };
     let token = esc(&csrf_token(&a, client.ip()));
     layout(
-        "Report a site",
+        w,
+        w.report_title,
         &format!(
-            r#"<h1 id="report-heading">Report a site</h1>
-<p>Tell the school about a site that should be blocked, or about a block that is a mistake.</p>
+            r#"<h1 id="report-heading">{title}</h1>
+<p>{intro}</p>
 <form method="post" action="/report" aria-labelledby="report-heading">
 <input type="hidden" name="csrf" value="{token}">
-<label for="url">Address of the site</label>
-<p id="url-hint" class="hint">For example www.example.com or the whole address from the address bar.</p>
+<label for="url">{address}</label>
+<p id="url-hint" class="hint">{hint}</p>
 <input id="url" name="url" value="{site}" required maxlength="2048" aria-describedby="url-hint">
-<label for="reporter">Your name</label>
+<label for="reporter">{your_name}</label>
 <input id="reporter" name="reporter" required maxlength="100" autocomplete="name">
-<label for="comment">What did you see?</label>
+<label for="comment">{what}</label>
 <textarea id="comment" name="comment" rows="4" maxlength="1000"></textarea>
-<button type="submit">Send report</button>
-</form>"#
+<button type="submit">{button}</button>
+</form>"#,
+            title = w.report_title,
+            intro = w.report_intro,
+            address = w.report_address,
+            hint = w.report_address_hint,
+            your_name = w.your_name,
+            what = w.what_did_you_see,
+            button = w.report_button,
         ),
     )
 }
@@ -534,6 +681,7 @@ async fn submit_report(
     if let Some(refused) = check_form(&a, client.ip(), &headers, &f.csrf) {
         return refused;
     }
+    let w = words::negotiate(&headers);
     let who = Submitter::Anonymous {
         actor: format!("block page ({})", client.ip().to_canonical()),
         client: client.ip().to_canonical(),
@@ -544,10 +692,25 @@ async fn submit_report(
         comment: f.comment,
     };
     match new_report(&a, &body, &who).await {
-        Ok(id) => layout("Report sent", &format!("<h1>Report sent</h1><p class=\"note\" role=\"status\">Thank you. Report <strong>#{id}</strong> has been sent to the school.</p>")).into_response(),
+        Ok(id) => {
+            let title = w.report_sent_title;
+            let text = w.report_sent_text.replace("{id}", &id.to_string());
+            layout(
+                w,
+                title,
+                &format!("<h1>{title}</h1><p class=\"note\" role=\"status\">{text}</p>"),
+            )
+            .into_response()
+        }
         Err(r) => {
             let status = r.status();
-            (status, layout("Report not sent", &format!("<h1>Report not sent</h1><p>{}</p>", not_sent(status, "Please give the site's address and your name (up to 100 characters).")))).into_response()
+            let title = w.report_not_sent_title;
+            let text = not_sent(w, status, w.report_not_sent_text);
+            (
+                status,
+                layout(w, title, &format!("<h1>{title}</h1><p>{text}</p>")),
+            )
+                .into_response()
         }
     }
 }
