@@ -318,11 +318,18 @@ pub fn summary_period(
     let mut incidents = scoped(
         db,
         f,
-        "SELECT category, COUNT(*) FROM incidents WHERE ts_us >= $1 GROUP BY category ORDER BY 2 DESC, 1",
+        "SELECT COALESCE(theme, 'illegal'), category, COUNT(*), COALESCE(SUM(hits), COUNT(*))
+         FROM incidents WHERE ts_us >= $1 GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
         s,
     )?;
-    let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 1)).sum();
-    incidents.push(vec!["all".into(), incident_total.to_string()]);
+    let incident_total: i64 = incidents.iter().filter_map(|r| count(r, 2)).sum();
+    let attempt_total: i64 = incidents.iter().filter_map(|r| count(r, 3)).sum();
+    incidents.push(vec![
+        "all".into(),
+        String::new(),
+        incident_total.to_string(),
+        attempt_total.to_string(),
+    ]);
     // The unblocked site and for whom; never the reason (free text that can name a pupil).
     let mut exceptions = db.table(
         &format!(
@@ -404,8 +411,8 @@ pub fn summary_period(
             GLOSS_SERVICES,
         ),
         t(
-            "Illegal-category incidents",
-            &["category", "incidents"],
+            "Safeguarding incidents",
+            &["theme", "category", "incidents", "attempts"],
             incidents,
             GLOSS_INCIDENTS,
         ),
@@ -479,13 +486,18 @@ const GLOSS_SERVICES: &[(&str, &str)] = &[
 ];
 const GLOSS_INCIDENTS: &[(&str, &str)] = &[
     (
+        "theme",
+        "the safeguarding concern (illegal content, self-harm, extremism, ...) the school alerts on",
+    ),
+    (
         "category",
-        "an illegal-content list (child abuse or terrorist content): always blocked for everyone",
+        "the kind of site that was blocked; illegal content is always blocked for everyone",
     ),
     (
         "incidents",
-        "attempts to reach it, each alerted to the safeguarding lead, who follows them up",
+        "cases opened for the safeguarding lead: repeated attempts by one device at one site within a few minutes are one case",
     ),
+    ("attempts", "every blocked attempt counted in those cases"),
 ];
 const GLOSS_UNBLOCKS: &[(&str, &str)] = &[
     (

@@ -425,14 +425,14 @@ async fn the_governors_report_runs_per_school() {
     assert!(!oak.contains("elm-pupils"), "{oak}");
     assert!(
         !oak.lines()
-            .any(|l| l.starts_with("Illegal-category incidents,illegal,")),
+            .any(|l| l.starts_with("Safeguarding incidents,illegal,illegal,")),
         "{oak}"
     );
     let (ok, elm) = report("csv", &["--school", "elm"]);
     assert!(ok, "{elm}");
     assert!(
         elm.lines()
-            .any(|l| l.starts_with("Illegal-category incidents,illegal,1")),
+            .any(|l| l.starts_with("Safeguarding incidents,illegal,illegal,1")),
         "{elm}"
     );
     let (ok, trust) = report("csv", &[]);
