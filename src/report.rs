@@ -914,8 +914,9 @@ mod tests {
         assert_eq!(
             weeks,
             [
-                // A part week from Wednesday midnight BST (23:00 UTC the day before).
-                "2026-10-20T23:00:00Z..2026-10-25T23:00:00Z",
+                // A part week from Wednesday midnight BST (23:00 UTC the day before) to
+                // Monday midnight, which is GMT again (the clocks went back on Sunday).
+                "2026-10-20T23:00:00Z..2026-10-26T00:00:00Z",
                 // Monday 26 October midnight GMT.
                 "2026-10-26T00:00:00Z..2026-11-02T00:00:00Z",
             ]
