@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+pub mod console;
 pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
@@ -101,6 +102,8 @@ pub struct Config {
     pub services: crate::services::ServicesConfig,
     /// `[[school]]` and `[trust]`: the schools of a trust and its baseline.
     pub schools: school::Schools,
+    /// `[console]` and `[[console.user]]`: the web console's sessions and accounts.
+    pub console: console::ConsoleConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

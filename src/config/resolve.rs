@@ -104,6 +104,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let services =
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
 
+    let console = super::console::console(raw.console, &schools, &mut p.0);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -138,6 +139,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         users,
         services,
         schools,
+        console,
     })
 }
 
