@@ -72,10 +72,11 @@ fn time_left(now: jiff::Timestamp, expires: &str) -> String {
     };
     let mins = end.duration_since(now).as_mins().max(0);
     let (d, h, m) = (mins / 1_440, (mins % 1_440) / 60, mins % 60);
+    let n = |v: i64, unit: &str| format!("{v} {unit}{}", if v == 1 { "" } else { "s" });
     match (d, h) {
-        (0, 0) => format!("{m} minutes"),
-        (0, _) => format!("{h} hours {m} minutes"),
-        _ => format!("{d} days {h} hours"),
+        (0, 0) => n(m, "minute"),
+        (0, _) => format!("{} {}", n(h, "hour"), n(m, "minute")),
+        _ => format!("{} {}", n(d, "day"), n(h, "hour")),
     }
 }
 

@@ -7,6 +7,7 @@ mod blockpage;
 mod bypass;
 mod cli;
 mod config;
+mod console;
 mod devices_enrol;
 mod differential;
 mod ede;
