@@ -58,6 +58,11 @@ use crate::pipeline::Pipeline;
 use crate::store::{self, Store, StoreError, audit};
 
 pub use limits::Submissions;
+/// The decisions the JSON API and the console share (one code path, one audit record).
+pub use routes::{
+    approve_report_as, approve_request_as, decline_request_as, dismiss_report_as,
+    revoke_exception_as,
+};
 
 /// Storage calls waiting for or running on a blocking thread at once, from all handlers:
 /// more wait (asynchronously) for a turn, so a flood of form posts cannot fill tokio's
@@ -81,6 +86,8 @@ pub struct Admin {
     pub(crate) submissions: Arc<Submissions>,
     /// The audit chain's key and published head.
     pub chain: Arc<audit::Chain>,
+    /// The web console's browser sessions and sign-in failure counts.
+    pub console: Arc<crate::console::auth::Sessions>,
 }
 
 impl Admin {
@@ -100,6 +107,7 @@ impl Admin {
             csrf_key: Arc::new(rand::random()),
             submissions: Arc::new(Submissions::default()),
             chain: Arc::new(chain),
+            console: Arc::default(),
         })
     }
 

@@ -542,6 +542,8 @@ pub struct DecisionBody {
     days: Option<u32>,
     /// Report approvals: the local category to add the domain to.
     category: Option<String>,
+    /// Request approvals: the groups the exception applies to (default: as requested).
+    groups: Option<Vec<String>>,
 }
 
 pub async fn revoke_exception(
@@ -552,11 +554,30 @@ pub async fn revoke_exception(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
-    let reason = limits::text("reason", &reason, MAX_TEXT, false, true)
+    revoke_exception_as(&a, &who, role, &scope(&a, &caller), id, &reason).await?;
+    let now = a.now();
+    Ok(Json(
+        a.with_db(move |c| c.get_exception(id, now))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
+}
+
+/// End exception `id` early (the API and the console): checks the reason and the
+/// caller's scope, changes the store, writes the audit record, updates the live policy.
+pub async fn revoke_exception_as(
+    a: &Admin,
+    who: &str,
+    role: Role,
+    scope: &Scope,
+    id: i64,
+    reason: &str,
+) -> Result<()> {
+    let reason = limits::text("reason", reason, MAX_TEXT, false, true)
         .map_err(|m| bad(&m))?
         .to_owned();
     let now = a.now();
-    let scope = scope(&a, &caller);
     if !scope.is_trust() {
         let row = a
             .with_db(move |c| c.get_exception(id, now))
@@ -565,7 +586,7 @@ pub async fn revoke_exception(
             .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no exception {id}")))?;
         scope.visible(&row.groups, "exception", id)?;
     }
-    let by = who.clone();
+    let by = who.to_owned();
     a.with_db(move |c| {
         c.revoke_exception(id, &by, now)
             .inspect(|_| super::sync::announce(c, Change::Exceptions))
@@ -573,7 +594,7 @@ pub async fn revoke_exception(
     .await
     .map_err(store_error)?;
     a.audit(
-        &who,
+        who,
         role,
         "exception.revoke",
         &format!("exception {id}"),
@@ -582,12 +603,7 @@ pub async fn revoke_exception(
     .await
     .map_err(store_error)?;
     a.refresh_exceptions().await.map_err(store_error)?;
-    Ok(Json(
-        a.with_db(move |c| c.get_exception(id, now))
-            .await
-            .map_err(store_error)?,
-    )
-    .into_response())
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -762,23 +778,60 @@ pub async fn approve_request(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let reason = field("reason", &body.reason, MAX_TEXT, true)
+    let scope = scope(&a, &caller);
+    approve_request_as(
+        &a,
+        &who,
+        role,
+        &scope,
+        id,
+        &body.reason,
+        body.days,
+        body.groups,
+    )
+    .await?;
+    Ok(Json(
+        a.with_db(move |c| c.get_request(id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
+}
+
+/// Approve request `id` (the API and the console): the exception lasts `days` (default:
+/// as requested) for `groups` (default: as requested). Checks the reason, the caller's
+/// scope and that the name may be unblocked; creates the exception, writes the audit
+/// record and updates the live policy. Returns the exception's id.
+#[allow(clippy::too_many_arguments)]
+pub async fn approve_request_as(
+    a: &Admin,
+    who: &str,
+    role: Role,
+    scope: &Scope,
+    id: i64,
+    reason: &str,
+    days: Option<u32>,
+    groups: Option<Vec<String>>,
+) -> Result<i64> {
+    let reason = field("reason", reason, MAX_TEXT, true)
         .map_err(|_| {
             bad("reason: required (at most 1000 characters), so the decision is auditable")
         })?
         .to_owned();
-    let req = a
+    let mut req = a
         .with_db(move |c| c.get_request(id))
         .await
         .map_err(store_error)?
         .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("no request {id}")))?;
-    let scope = scope(&a, &caller);
     scope.visible(&req.groups, "request", id)?;
     if req.status != "pending" {
         return Err(error(
             StatusCode::CONFLICT,
             &format!("request {id} was already {}", req.status),
         ));
+    }
+    if let Some(g) = groups.filter(|g| !g.is_empty()) {
+        req.groups = scope.grant_groups(&g)?;
     }
     if req.groups.is_empty() {
         // Never turn a request without groups into an exception for every group.
@@ -789,11 +842,12 @@ pub async fn approve_request(
             ),
         ));
     }
-    let domain = check_exceptable(&a, &req.domain, &req.groups)?;
+    let domain = check_exceptable(a, &req.domain, &req.groups)?;
     scope.check_baseline(&a.pipeline.state().load(), &domain)?;
-    let expires = expiry(&a, None, Some(body.days.unwrap_or(req.days)))?;
+    let expires = expiry(a, None, Some(days.unwrap_or(req.days)))?;
     let now = a.now();
-    let (d, granted_by, r) = (domain.clone(), who.clone(), reason.clone());
+    let (d, granted_by, r) = (domain.clone(), who.to_owned(), reason.clone());
+    let groups = req.groups.clone();
     let exception_id = a
         .with_db(move |c| -> std::result::Result<i64, StoreError> {
             let new = sg::NewException {
@@ -818,16 +872,11 @@ pub async fn approve_request(
         })
         .await
         .map_err(store_error)?;
-    a.audit(&who, role, "request.approve", &format!("request {id}"), json!({ "reason": reason, "exception": exception_id, "domain": domain, "expires": expires.to_string() }))
+    a.audit(who, role, "request.approve", &format!("request {id}"), json!({ "reason": reason, "exception": exception_id, "domain": domain, "groups": groups, "expires": expires.to_string() }))
         .await
         .map_err(store_error)?;
     a.refresh_exceptions().await.map_err(store_error)?;
-    Ok(Json(
-        a.with_db(move |c| c.get_request(id))
-            .await
-            .map_err(store_error)?,
-    )
-    .into_response())
+    Ok(exception_id)
 }
 
 pub async fn decline_request(
@@ -838,12 +887,29 @@ pub async fn decline_request(
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let reason = field("reason", &body.reason, MAX_TEXT, true)
+    decline_request_as(&a, &who, role, &scope(&a, &caller), id, &body.reason).await?;
+    Ok(Json(
+        a.with_db(move |c| c.get_request(id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
+}
+
+/// Decline request `id` with a reason (the API and the console), with its audit record.
+pub async fn decline_request_as(
+    a: &Admin,
+    who: &str,
+    role: Role,
+    scope: &Scope,
+    id: i64,
+    reason: &str,
+) -> Result<()> {
+    let reason = field("reason", reason, MAX_TEXT, true)
         .map_err(|_| {
             bad("reason: required (at most 1000 characters), so the decision is auditable")
         })?
         .to_owned();
-    let scope = scope(&a, &caller);
     if !scope.is_trust() {
         let req = a
             .with_db(move |c| c.get_request(id))
@@ -853,7 +919,7 @@ pub async fn decline_request(
         scope.visible(&req.groups, "request", id)?;
     }
     let now = a.now();
-    let (by, r) = (who.clone(), reason.clone());
+    let (by, r) = (who.to_owned(), reason.clone());
     a.with_db(move |c| {
         c.decide_request(
             id,
@@ -869,7 +935,7 @@ pub async fn decline_request(
     .await
     .map_err(store_error)?;
     a.audit(
-        &who,
+        who,
         role,
         "request.decline",
         &format!("request {id}"),
@@ -877,12 +943,7 @@ pub async fn decline_request(
     )
     .await
     .map_err(store_error)?;
-    Ok(Json(
-        a.with_db(move |c| c.get_request(id))
-            .await
-            .map_err(store_error)?,
-    )
-    .into_response())
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -1053,9 +1114,32 @@ pub async fn approve_report(
     body: Option<Json<DecisionBody>>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
-    scope(&a, &caller).require_trust("site reports (they change the trust's lists)")?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
+    let scope = scope(&a, &caller);
+    approve_report_as(&a, &who, role, &scope, id, &body.reason, body.category).await?;
+    Ok(Json(json!({
+        "report": a.with_db(move |c| c.get_report(id)).await.map_err(store_error)?,
+        "reloaded": true,
+        "blocked": true,
+    }))
+    .into_response())
+}
+
+/// Approve report `id` (the API and the console): append the domain to the list file of
+/// `category` (default "local"), reload, check the name is now listed, then record the
+/// decision and its audit record. If it is not listed the report stays pending and the
+/// error (500, JSON with `error`) says why.
+pub async fn approve_report_as(
+    a: &Admin,
+    who: &str,
+    role: Role,
+    scope: &Scope,
+    id: i64,
+    reason: &str,
+    category: Option<String>,
+) -> Result<()> {
+    scope.require_trust("site reports (they change the trust's lists)")?;
+    let reason = limits::text("reason", reason, MAX_TEXT, false, true)
         .map_err(|m| bad(&m))?
         .to_owned();
     let report = a
@@ -1069,7 +1153,9 @@ pub async fn approve_report(
             &format!("report {id} was already {}", report.status),
         ));
     }
-    let category = body.category.clone().unwrap_or_else(|| "local".to_owned());
+    let category = category
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
     let (path, format) =
         list_file_of(&a.pipeline.state().load().config, &category).ok_or_else(|| {
             bad(&format!(
@@ -1090,7 +1176,7 @@ pub async fn approve_report(
         )
     })?;
     let reload = a.pipeline.reload().await;
-    let blocked = reload.is_ok() && listed_in(&a, &report.domain, &category);
+    let blocked = reload.is_ok() && listed_in(a, &report.domain, &category);
     if !blocked {
         let why = match &reload {
             Err(e) => format!("the reload failed: {e}"),
@@ -1100,7 +1186,7 @@ pub async fn approve_report(
             ),
         };
         tracing::error!("report {id}: entry written to {} but {why}", path.display());
-        return Ok((
+        return Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({
                 "reloaded": reload.is_ok(),
@@ -1111,7 +1197,7 @@ pub async fn approve_report(
             .into_response());
     }
     let now = a.now();
-    let (by, r, c) = (who.clone(), reason.clone(), category.clone());
+    let (by, r, c) = (who.to_owned(), reason.clone(), category.clone());
     a.with_db(move |conn| {
         conn.decide_report(
             id,
@@ -1127,15 +1213,10 @@ pub async fn approve_report(
     })
     .await
     .map_err(store_error)?;
-    a.audit(&who, role, "report.approve", &format!("report {id}"), json!({ "domain": report.domain, "category": category, "list": path.display().to_string(), "reason": reason }))
+    a.audit(who, role, "report.approve", &format!("report {id}"), json!({ "domain": report.domain, "category": category, "list": path.display().to_string(), "reason": reason }))
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({
-        "report": a.with_db(move |c| c.get_report(id)).await.map_err(store_error)?,
-        "reloaded": true,
-        "blocked": true,
-    }))
-    .into_response())
+    Ok(())
 }
 
 /// Append the entry for `domain` to the list file at `path`, in the file's syntax (sniffed
@@ -1171,13 +1252,31 @@ pub async fn dismiss_report(
     body: Option<Json<DecisionBody>>,
 ) -> Result<Response> {
     let (who, role) = caller.require(Role::Technician)?;
-    scope(&a, &caller).require_trust("site reports (they change the trust's lists)")?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let reason = limits::text("reason", &body.reason, MAX_TEXT, false, true)
+    dismiss_report_as(&a, &who, role, &scope(&a, &caller), id, &body.reason).await?;
+    Ok(Json(
+        a.with_db(move |c| c.get_report(id))
+            .await
+            .map_err(store_error)?,
+    )
+    .into_response())
+}
+
+/// Dismiss report `id` (the API and the console), with its audit record.
+pub async fn dismiss_report_as(
+    a: &Admin,
+    who: &str,
+    role: Role,
+    scope: &Scope,
+    id: i64,
+    reason: &str,
+) -> Result<()> {
+    scope.require_trust("site reports (they change the trust's lists)")?;
+    let reason = limits::text("reason", reason, MAX_TEXT, false, true)
         .map_err(|m| bad(&m))?
         .to_owned();
     let now = a.now();
-    let (by, r) = (who.clone(), reason.clone());
+    let (by, r) = (who.to_owned(), reason.clone());
     a.with_db(move |c| {
         c.decide_report(
             id,
@@ -1193,7 +1292,7 @@ pub async fn dismiss_report(
     .await
     .map_err(store_error)?;
     a.audit(
-        &who,
+        who,
         role,
         "report.dismiss",
         &format!("report {id}"),
@@ -1201,12 +1300,7 @@ pub async fn dismiss_report(
     )
     .await
     .map_err(store_error)?;
-    Ok(Json(
-        a.with_db(move |c| c.get_report(id))
-            .await
-            .map_err(store_error)?,
-    )
-    .into_response())
+    Ok(())
 }
 
 /// Default and largest page of `GET /incidents`.

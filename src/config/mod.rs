@@ -7,6 +7,7 @@
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
 pub mod alerts;
+pub mod console;
 pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
@@ -109,6 +110,8 @@ pub struct Config {
     /// `[alerts.themes]` and `[alerts] incident_window_mins`: which blocked categories make
     /// incidents (built-in defaults apply without an `[alerts]` section).
     pub themes: std::sync::Arc<crate::alerts::themes::Themes>,
+    /// `[console]` and `[[console.user]]`: the web console's sessions and accounts.
+    pub console: console::ConsoleConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -109,6 +109,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let (alerts, themes) =
         super::alerts::alerts(raw.alerts, base, &categories, &services, &mut p.0);
 
+    let console = super::console::console(raw.console, &schools, &mut p.0);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -145,6 +146,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         services,
         schools,
         themes: std::sync::Arc::new(themes),
+        console,
     })
 }
 

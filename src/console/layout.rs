@@ -67,6 +67,18 @@ table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #999;padding:.25rem .5rem;text-align:left;vertical-align:top}
 label{display:block;margin-top:.5rem;font-weight:600}
 input,select,textarea,button{font:inherit;padding:.25rem .5rem}
+.cards{display:flex;flex-wrap:wrap;gap:1rem;list-style:none;padding:0}
+.cards li{border:1px solid #999;padding:.75rem 1rem;min-width:12rem}
+.card{border:1px solid #999;padding:.5rem 1rem;margin:1rem 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}
+caption{text-align:left;font-weight:600;padding:.25rem 0}
+td.detail{font-family:monospace;font-size:.85rem;word-break:break-all;min-width:12rem}
 .error{color:#a00000;font-weight:600}.ok{color:#0b6b2e;font-weight:600}
 @media print{header,nav,form{display:none}}
 ";
+
+/// A rendered page as a response with `status` (maud's axum feature is not enabled).
+pub fn render(status: axum::http::StatusCode, page: Markup) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::response::Html(page.into_string())).into_response()
+}

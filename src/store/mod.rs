@@ -156,6 +156,17 @@ pub trait Store: Send {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<IncidentRow>, StoreError>;
+    /// Acknowledge an incident with a note (the DSL has dealt with it); `Invalid` if there
+    /// is no such incident or it was already acknowledged.
+    fn ack_incident(
+        &mut self,
+        id: i64,
+        by: &str,
+        note: &str,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The acknowledgements of the incidents in `ids` (those that have one).
+    fn incident_acks(&mut self, ids: &[i64]) -> Result<Vec<safeguarding::IncidentAck>, StoreError>;
 
     // --- exceptions ---
 

@@ -244,3 +244,16 @@ pub struct RecordedIncident {
     /// Its hit count now.
     pub hits: i64,
 }
+
+/// An incident's acknowledgement by the safeguarding lead (one per incident).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentAck {
+    /// The incident.
+    pub incident_id: i64,
+    /// Who acknowledged it (console account or token holder).
+    pub by: String,
+    /// What they noted (action taken).
+    pub note: String,
+    /// When, RFC 3339.
+    pub at: String,
+}

@@ -9,6 +9,7 @@ mod blockpage_words;
 mod bypass;
 mod cli;
 mod config;
+mod console;
 mod devices_enrol;
 mod differential;
 mod ede;

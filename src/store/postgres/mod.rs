@@ -13,6 +13,7 @@
 //! an error that closed the connection, the next call connects afresh; an ordinary SQL
 //! error keeps the connection.
 
+mod acks;
 mod audit;
 mod devices;
 mod listen;
@@ -256,6 +257,21 @@ impl Store for Postgres {
         limit: usize,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         self.run(|c, _| safeguarding::list_incidents(c, since, before, limit))
+    }
+    fn ack_incident(
+        &mut self,
+        id: i64,
+        by: &str,
+        note: &str,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        self.run(|c, _| acks::ack_incident(c, id, by, note, at))
+    }
+    fn incident_acks(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<Vec<crate::store::safeguarding::IncidentAck>, StoreError> {
+        self.run(|c, _| acks::incident_acks(c, ids))
     }
     fn create_exception(&mut self, e: &NewException<'_>) -> Result<i64, StoreError> {
         self.run(|c, _| safeguarding::create_exception(c, e))

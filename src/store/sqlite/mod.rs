@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod acks;
 pub mod audit;
 pub mod devices;
 pub mod safeguarding;
@@ -137,6 +138,7 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     conn.execute_batch(devices::SCHEMA).map_err(err)?;
+    conn.execute_batch(acks::SCHEMA).map_err(err)?;
     upgrade(&conn).map_err(err)?;
     let version: i32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -312,6 +314,23 @@ impl Store for Sqlite {
         limit: usize,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         safeguarding::list_incidents(&self.conn, since, before, limit)
+    }
+
+    fn ack_incident(
+        &mut self,
+        id: i64,
+        by: &str,
+        note: &str,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        acks::ack_incident(&self.conn, id, by, note, at)
+    }
+
+    fn incident_acks(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<Vec<super::safeguarding::IncidentAck>, StoreError> {
+        acks::incident_acks(&self.conn, ids)
     }
 
     fn create_exception(&mut self, e: &NewException<'_>) -> Result<i64, StoreError> {
