@@ -14,6 +14,7 @@ mod radius;
 pub mod raw;
 mod resolve;
 pub mod school;
+pub mod selftest;
 mod services;
 pub mod storage;
 pub mod urlsource;
@@ -101,6 +102,8 @@ pub struct Config {
     pub services: crate::services::ServicesConfig,
     /// `[[school]]` and `[trust]`: the schools of a trust and its baseline.
     pub schools: school::Schools,
+    /// `[selftest]`: where `chaperone selftest` sends its test queries from.
+    pub selftest: selftest::SelftestConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

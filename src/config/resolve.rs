@@ -103,6 +103,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let users = super::radius::users(raw.users, &groups, base, &mut p.0);
     let services =
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
+    let selftest = super::selftest::selftest(raw.selftest, &groups, &networks, &mut p.0);
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -138,6 +139,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         users,
         services,
         schools,
+        selftest,
     })
 }
 

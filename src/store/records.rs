@@ -212,8 +212,7 @@ pub struct QueryRow {
 }
 
 /// The CSV header line of an export.
-pub const CSV_HEADER: &str =
-    "id,time_utc,client,group,device,mac,hostname,user,device_id,name,qtype,decision,category,rule,rcode\n";
+pub const CSV_HEADER: &str = "id,time_utc,client,group,device,mac,hostname,user,device_id,name,qtype,decision,category,rule,rcode\n";
 
 impl QueryRow {
     /// One CSV line (RFC 4180 quoting; a leading `=`, `+`, `-` or `@` is prefixed with `'`
@@ -237,7 +236,11 @@ impl QueryRow {
             opt(&self.rule),
             self.rcode.clone(),
         ];
-        let mut line = fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
+        let mut line = fields
+            .iter()
+            .map(|f| csv_field(f))
+            .collect::<Vec<_>>()
+            .join(",");
         line.push('\n');
         line
     }
