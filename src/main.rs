@@ -118,6 +118,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the argon2id hash of a console password (read from stdin, or asked for on a
+    /// terminal without echo), for [[console.user]] password_hash; with --totp, a new TOTP
+    /// secret for totp_secret and its otpauth:// URL for an authenticator app.
+    Passwd {
+        /// Make a TOTP secret instead of hashing a password.
+        #[arg(long)]
+        totp: bool,
+        /// The account name shown in the authenticator app (with --totp).
+        #[arg(long, default_value = "console")]
+        name: String,
+    },
     /// Print the SHA-256 of an admin token, for [[admin.token]] sha256.
     HashToken {
         /// The token.
@@ -247,6 +258,7 @@ fn main() -> ExitCode {
             dir,
             chaperone::services::show::Query { name, group, json },
         ),
+        Command::Passwd { totp, name } => passwd_cmd(totp, &name),
         Command::HashToken { token } => {
             println!(
                 "{}",
@@ -885,4 +897,58 @@ fn services_cmd(
     let text = chaperone::services::show::render(&catalogue, &query).map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(true)
+}
+
+/// `chaperone passwd`: hash a password, or make a TOTP secret.
+fn passwd_cmd(totp: bool, name: &str) -> Result<bool> {
+    use chaperone::config::console;
+    if totp {
+        let secret = console::new_totp_secret();
+        println!("totp_secret = \"{secret}\"");
+        println!("{}", chaperone::console::auth::otpauth_url(name, &secret));
+        return Ok(true);
+    }
+    let password = read_password()?;
+    anyhow::ensure!(
+        password.chars().count() >= 8,
+        "the password must be at least 8 characters"
+    );
+    let hash = console::hash_password(&password).map_err(anyhow::Error::msg)?;
+    println!("password_hash = \"{hash}\"");
+    Ok(true)
+}
+
+/// One line from stdin; on a terminal, asked for on stderr with echo turned off.
+fn read_password() -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let saved = tty.then(|| {
+        eprint!("Password: ");
+        echo_off()
+    });
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(Some(t)) = saved {
+        // SAFETY: restores the terminal settings read from fd 0 by echo_off.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+        eprintln!();
+    }
+    read.context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Turn terminal echo off on stdin; the previous settings, to restore.
+fn echo_off() -> Option<libc::termios> {
+    // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios the call fills in.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) != 0 {
+            return None;
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        libc::tcsetattr(0, libc::TCSANOW, &t);
+        Some(saved)
+    }
 }

@@ -81,6 +81,8 @@ pub struct Admin {
     pub(crate) submissions: Arc<Submissions>,
     /// The audit chain's key and published head.
     pub chain: Arc<audit::Chain>,
+    /// The web console's browser sessions and sign-in failure counts.
+    pub console: Arc<crate::console::auth::Sessions>,
 }
 
 impl Admin {
@@ -100,6 +102,7 @@ impl Admin {
             csrf_key: Arc::new(rand::random()),
             submissions: Arc::new(Submissions::default()),
             chain: Arc::new(chain),
+            console: Arc::default(),
         })
     }
 

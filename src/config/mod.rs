@@ -6,6 +6,7 @@
 //! Paths in the file are relative to the file's own folder so a config can be moved with its
 //! lists. Category names are checked later, against the compiled bundle, in `policy`.
 
+pub mod console;
 pub mod encrypted;
 pub mod enrolled;
 mod enrolment;
@@ -104,6 +105,8 @@ pub struct Config {
     pub schools: school::Schools,
     /// `[selftest]`: where `chaperone selftest` sends its test queries from.
     pub selftest: selftest::SelftestConfig,
+    /// `[console]` and `[[console.user]]`: the web console's sessions and accounts.
+    pub console: console::ConsoleConfig,
 }
 
 /// `[ratelimit]`, resolved. Rates of 0 turn that limit off.

@@ -105,6 +105,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
     let selftest = super::selftest::selftest(raw.selftest, &groups, &networks, &mut p.0);
 
+    let console = super::console::console(raw.console, &schools, &mut p.0);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -140,6 +141,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         services,
         schools,
         selftest,
+        console,
     })
 }
 

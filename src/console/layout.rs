@@ -70,3 +70,9 @@ input,select,textarea,button{font:inherit;padding:.25rem .5rem}
 .error{color:#a00000;font-weight:600}.ok{color:#0b6b2e;font-weight:600}
 @media print{header,nav,form{display:none}}
 ";
+
+/// A rendered page as a response with `status` (maud's axum feature is not enabled).
+pub fn render(status: axum::http::StatusCode, page: Markup) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::response::Html(page.into_string())).into_response()
+}

@@ -236,11 +236,14 @@ pub fn cases(
             }
             continue;
         };
+        // A service group expands to a category per service: ask only the services the
+        // group names one by one, not every member of every service group.
+        let service = category.starts_with(crate::services::SERVICE_PREFIX);
         let blocked = matches!(
             decide(policy, src.address, &name, now),
             Decision::Block { .. }
         );
-        if blocked || mentioned(category) {
+        if mentioned(category) || (blocked && !service) {
             cases.push(case(format!("category {category}"), &name));
         }
     }
