@@ -58,6 +58,8 @@ use crate::pipeline::Pipeline;
 use crate::store::{self, Store, StoreError, audit};
 
 pub use limits::Submissions;
+/// The explanation behind `GET /explain`, for the console's explain form.
+pub use routes::{ExplainQuery, explain_value};
 
 /// Storage calls waiting for or running on a blocking thread at once, from all handlers:
 /// more wait (asynchronously) for a turn, so a flood of form posts cannot fill tokio's

@@ -18,7 +18,10 @@
 //! | Audit | `audit.rs` | dsl |
 
 pub mod auth;
+pub mod checks;
 pub mod layout;
+pub mod policy;
+pub mod search;
 
 use axum::Router;
 
@@ -28,5 +31,9 @@ pub use auth::ConsoleUser;
 
 /// The console's routes, all under `/console/`; merged into the admin router.
 pub fn router() -> Router<Admin> {
-    Router::new().merge(auth::routes())
+    Router::new()
+        .merge(auth::routes())
+        .merge(search::routes())
+        .merge(policy::routes())
+        .merge(checks::routes())
 }
