@@ -34,7 +34,10 @@ async fn upstream() -> Authority {
         (z.to_string(), text)
     })
     .collect();
-    let refs: Vec<(&str, &str)> = zones.iter().map(|(z, t)| (z.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = zones
+        .iter()
+        .map(|(z, t)| (z.as_str(), t.as_str()))
+        .collect();
     authority("127.0.0.1:0".parse().unwrap(), &refs).await
 }
 
