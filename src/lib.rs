@@ -42,6 +42,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod report;
 pub mod resolve;
+pub mod selftest;
 pub mod server;
 pub mod services;
 pub mod state;

@@ -1,6 +1,6 @@
 //! The `chaperone` command: serve, check, explain, compile, export, hash-token.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -170,6 +170,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Send test queries to a running server from each test source ([[selftest.source]])
+    /// and check every answer against the config's policy: a name from each blocked
+    /// category's list, the SafeSearch engines, the DoH canary, an allowed name. Prints a
+    /// table, records the result in the checks log, exits 1 on any mismatch.
+    Selftest {
+        /// Config file (the policy expected, the store the result is recorded in).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The server's DNS address (default: the first [server] listen address).
+        #[arg(long)]
+        server: Option<SocketAddr>,
+    },
     /// Talk to a running Chaperone's admin API (token from --token or CHAPERONE_TOKEN).
     Admin {
         /// Admin API base URL.
@@ -218,6 +230,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
+        Command::Selftest { config, server } => selftest(&config, server),
         Command::Explain {
             config,
             client,
@@ -473,6 +486,62 @@ struct ExplainArgs<'a> {
     /// `--resolve`: the record type whose upstream answer is inspected.
     resolve: Option<&'a str>,
     name: &'a str,
+}
+
+/// `chaperone selftest`: see [`chaperone::selftest`].
+fn selftest(config: &Path, server: Option<SocketAddr>) -> Result<bool> {
+    use chaperone::selftest;
+    let cfg = chaperone::config::Config::load(config)?;
+    ensure_url_copies(&cfg)?;
+    let now = jiff::Timestamp::now();
+    // The policy as the server has it: with the exceptions in force.
+    let live = chaperone::store::open(&cfg)?
+        .live_exceptions(now)
+        .context("reading live exceptions")?;
+    let loaded = state::load(config, live)?;
+    let sources = selftest::sources(&loaded.config).map_err(anyhow::Error::msg)?;
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let first = *loaded
+                .config
+                .server
+                .listen
+                .first()
+                .context("no [server] listen address: pass --server")?;
+            match first.ip().is_unspecified() {
+                true => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), first.port()),
+                false => first,
+            }
+        }
+    };
+    let mut cases = Vec::new();
+    for src in &sources {
+        let (c, notes) = selftest::cases(&loaded.config, &loaded.policy, src, now);
+        for n in notes {
+            println!("note: {n}");
+        }
+        cases.extend(c);
+    }
+    let outcomes = selftest::run(
+        &loaded.policy,
+        server,
+        cases,
+        loaded.config.selftest.timeout,
+        &jiff::Timestamp::now,
+    );
+    print!("{}", selftest::table(&outcomes));
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let ids = selftest::record(&loaded.config, &outcomes, jiff::Timestamp::now())
+        .context("recording the result in the checks log")?;
+    println!(
+        "{} of {} answers as the policy says; {} checks log entries recorded (ids {:?})",
+        outcomes.len() - failed,
+        outcomes.len(),
+        ids.len(),
+        ids
+    );
+    Ok(failed == 0 && !outcomes.is_empty())
 }
 
 fn explain(args: &ExplainArgs<'_>) -> Result<bool> {

@@ -58,6 +58,8 @@ use crate::pipeline::Pipeline;
 use crate::store::{self, Store, StoreError, audit};
 
 pub use limits::Submissions;
+/// The explanation behind `GET /explain`, for the console's explain form.
+pub use routes::{ExplainQuery, explain_value};
 /// The decisions the JSON API and the console share (one code path, one audit record).
 pub use routes::{
     approve_report_as, approve_request_as, decline_request_as, dismiss_report_as,

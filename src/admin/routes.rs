@@ -151,20 +151,24 @@ pub async fn reload(
     })
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /explain` (and the console's explain form).
+#[derive(Deserialize, Default)]
 pub struct ExplainQuery {
-    client: std::net::IpAddr,
-    name: String,
-    at: Option<String>,
+    /// The client address asking.
+    pub client: Option<std::net::IpAddr>,
+    /// The name asked.
+    pub name: String,
+    /// Decide at this time (RFC 3339) instead of now.
+    pub at: Option<String>,
     /// Explain as the device enrolled with this ID (as if it asked over DoT/DoH).
-    device: Option<String>,
+    pub device: Option<String>,
     /// Explain as this user signed in on the address (as RADIUS would say).
-    user: Option<String>,
+    pub user: Option<String>,
     /// Record type whose upstream answer is inspected for an allowed name (default A).
     #[serde(rename = "type")]
-    qtype: Option<String>,
+    pub qtype: Option<String>,
     /// Resolve an allowed name and inspect its answer (default true).
-    answer: Option<bool>,
+    pub answer: Option<bool>,
 }
 
 pub async fn explain(
@@ -173,6 +177,13 @@ pub async fn explain(
     Query(q): Query<ExplainQuery>,
 ) -> Result<Response> {
     caller.require(Role::Viewer)?;
+    Ok(Json(explain_value(&a, &q).await?).into_response())
+}
+
+/// The explanation `GET /explain` returns, for the console's explain form too (one
+/// implementation, so the two can never disagree).
+pub async fn explain_value(a: &Admin, q: &ExplainQuery) -> Result<serde_json::Value> {
+    let client_ip = q.client.ok_or_else(|| bad("client: required"))?;
     let name = normalize_domain(&q.name).map_err(|e| bad(&format!("name: {e}")))?;
     let now = match &q.at {
         Some(t) => t
@@ -194,7 +205,7 @@ pub async fn explain(
         Some(id) => crate::identity::Credential::Path(id),
         None => crate::identity::Credential::None,
     };
-    let client = std::net::SocketAddr::new(q.client, 0);
+    let client = std::net::SocketAddr::new(client_ip, 0);
     let mut who = crate::identify::client(client, None, credential, &sources, now);
     if let Some(user) = &q.user {
         crate::identify::as_user(&mut who, user, &sources);
@@ -204,7 +215,7 @@ pub async fn explain(
         .policy
         .decide(&who.client, key.as_bytes(), now, Some(&mut trace));
     let found = match q.answer.unwrap_or(true) {
-        true => inspect_answer(&a, &snap, &name, &q, &mut outcome, now, &mut trace).await?,
+        true => inspect_answer(a, &snap, &name, q, &mut outcome, now, &mut trace).await?,
         false => None,
     };
     let (decision, category, mut rule, incident) =
@@ -223,7 +234,9 @@ pub async fn explain(
     // zone, or the main upstream.
     let answer = matches!(outcome.decision, crate::policy::Decision::Allow(_))
         .then(|| snap.local.route(&snap.config, &name));
-    Ok(Json(json!({ "name": name, "client": q.client, "at": now.to_string(), "device": device, "enrolled": enrolled, "user": who.user.as_deref(), "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer })).into_response())
+    Ok(
+        json!({ "name": name, "client": client_ip, "at": now.to_string(), "device": device, "enrolled": enrolled, "user": who.user.as_deref(), "trace": trace, "decision": decision, "category": category, "rule": rule, "incident": incident, "answer": answer }),
+    )
 }
 
 /// How long `explain` waits for an upstream answer to inspect.
@@ -259,8 +272,14 @@ async fn inspect_answer(
     }
     let resolved = tokio::time::timeout(
         EXPLAIN_RESOLVE_TIMEOUT,
-        a.pipeline
-            .resolve(snap, q.client, &fqdn, qtype, DNSClass::IN, false),
+        a.pipeline.resolve(
+            snap,
+            q.client.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            &fqdn,
+            qtype,
+            DNSClass::IN,
+            false,
+        ),
     )
     .await;
     let answer = match resolved {

@@ -17,6 +17,7 @@ pub mod raw;
 pub mod report;
 mod resolve;
 pub mod school;
+pub mod selftest;
 mod services;
 pub mod storage;
 pub mod urlsource;
@@ -110,6 +111,8 @@ pub struct Config {
     /// `[alerts.themes]` and `[alerts] incident_window_mins`: which blocked categories make
     /// incidents (built-in defaults apply without an `[alerts]` section).
     pub themes: std::sync::Arc<crate::alerts::themes::Themes>,
+    /// `[selftest]`: where `chaperone selftest` sends its test queries from.
+    pub selftest: selftest::SelftestConfig,
     /// `[console]` and `[[console.user]]`: the web console's sessions and accounts.
     pub console: console::ConsoleConfig,
 }

@@ -113,6 +113,9 @@ pub struct RawConfig {
     /// The trust-wide baseline every school's groups block.
     #[serde(default)]
     pub trust: super::school::RawTrust,
+    /// `chaperone selftest`: test sources (`[[selftest.source]]`).
+    #[serde(default)]
+    pub selftest: super::selftest::RawSelftest,
     /// The web console's sessions and accounts.
     #[serde(default)]
     pub console: Option<super::console::RawConsole>,

@@ -108,6 +108,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         super::services::services(raw.services, base, &groups, &devices, &lists, &mut p.0);
     let (alerts, themes) =
         super::alerts::alerts(raw.alerts, base, &categories, &services, &mut p.0);
+    let selftest = super::selftest::selftest(raw.selftest, &groups, &networks, &mut p.0);
 
     let console = super::console::console(raw.console, &schools, &mut p.0);
     if !p.0.is_empty() {
@@ -146,6 +147,7 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
         services,
         schools,
         themes: std::sync::Arc::new(themes),
+        selftest,
         console,
     })
 }

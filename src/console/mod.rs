@@ -19,15 +19,18 @@
 
 pub mod audit;
 pub mod auth;
+pub mod checks;
 pub mod exceptions;
 pub mod incidents;
 pub mod layout;
+pub mod policy;
 pub mod requests;
+pub mod search;
 pub mod today;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::admin::Admin;
 use crate::store::StoreError;
@@ -43,6 +46,9 @@ pub fn router() -> Router<Admin> {
         .merge(requests::routes())
         .merge(exceptions::routes())
         .merge(audit::routes())
+        .merge(search::routes())
+        .merge(policy::routes())
+        .merge(checks::routes())
 }
 
 /// A storage error as a page (details in the server log only).
@@ -88,5 +94,3 @@ pub fn local_time(a: &Admin, rfc3339: &str) -> String {
 pub fn see_other(path: &str) -> Response {
     axum::response::Redirect::to(path).into_response()
 }
-
-use axum::response::IntoResponse;

@@ -587,6 +587,31 @@ impl Bundle {
         m
     }
 
+    /// Up to `max` names `category` blocks by themselves (an exact or subtree block entry),
+    /// in key order: known names for `chaperone selftest` to ask. Walks the whole map in
+    /// the worst case (a category with no such entry), which is fine for a CLI.
+    pub fn sample_names(&self, category: u16, max: usize) -> Vec<String> {
+        use fst::{IntoStreamer, Streamer};
+        let Some(bit) = 1u128.checked_shl(u32::from(category)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut stream = self.map.stream().into_stream();
+        while let Some((key, set)) = stream.next() {
+            if out.len() >= max {
+                break;
+            }
+            let blocks = usize::try_from(set)
+                .ok()
+                .and_then(|i| self.masks.get(i))
+                .is_some_and(|m| m.at_self.block & bit != 0);
+            if let (true, Ok(key)) = (blocks, std::str::from_utf8(key)) {
+                out.push(key.rsplit('.').collect::<Vec<_>>().join("."));
+            }
+        }
+        out
+    }
+
     /// Resolve matches to per-category actions: for each category, the deepest entry
     /// listing the name decides (so a `passthru` for `www.example.com` beats a block of
     /// `example.com`, and an exact entry only counts for the name itself).

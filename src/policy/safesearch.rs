@@ -109,6 +109,12 @@ impl Target {
     }
 }
 
+/// Whether `host` (with its trailing dot) is one of the safe-mode targets: an answer
+/// CNAMEd to one was rewritten (`chaperone selftest` tells rewrites from ordinary CNAMEs).
+pub fn is_target_host(host: &str) -> bool {
+    ALL_TARGETS.iter().any(|t| t.host() == host)
+}
+
 const ALL_TARGETS: [Target; 7] = [
     Target::GoogleSafe,
     Target::BingStrict,

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod devices;
 pub mod postgres;
 pub mod querylog;
+pub mod records;
 pub mod safeguarding;
 pub mod sqlite;
 
@@ -293,6 +294,35 @@ pub trait Store: Send {
     /// Tell every other instance sharing the store that `change` happened (PostgreSQL
     /// NOTIFY; nothing for SQLite, which one instance owns).
     fn announce(&mut self, change: Change) -> Result<(), StoreError>;
+
+    // --- the DSL's records: query-log search, checks log, annual review ---
+
+    /// One page of the query log matching `filter`, newest first (by id), ids below
+    /// `before`, at most `limit` rows (capped at [`records::CSV_CHUNK`]). Pseudonyms are
+    /// returned as stored.
+    fn search_queries(
+        &mut self,
+        filter: &records::SearchFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<records::QueryRow>, StoreError>;
+    /// Append a filtering check to the checks log; returns its id.
+    fn insert_check(&mut self, check: &records::NewCheck<'_>) -> Result<i64, StoreError>;
+    /// Checks done in `period`, newest first, at most `limit` (capped at
+    /// [`records::MAX_LIST`]).
+    fn list_checks(
+        &mut self,
+        period: records::Period,
+        limit: usize,
+    ) -> Result<Vec<records::CheckRow>, StoreError>;
+    /// Append an annual review; returns its id.
+    fn insert_review(&mut self, review: &records::NewReview<'_>) -> Result<i64, StoreError>;
+    /// Reviews recorded in `period`, newest first, at most `limit` (capped).
+    fn list_reviews(
+        &mut self,
+        period: records::Period,
+        limit: usize,
+    ) -> Result<Vec<records::ReviewRow>, StoreError>;
 }
 
 /// Open the configured store: PostgreSQL when `[storage] url` is set, else the SQLite

@@ -18,6 +18,7 @@ mod audit;
 mod devices;
 mod listen;
 mod querylog;
+mod records;
 mod safeguarding;
 mod schema;
 mod tls;
@@ -393,6 +394,40 @@ impl Store for Postgres {
             .map(drop)
             .map_err(pg)
         })
+    }
+    fn search_queries(
+        &mut self,
+        filter: &crate::store::records::SearchFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::QueryRow>, StoreError> {
+        self.run(|c, _| records::search(c, filter, before, limit))
+    }
+    fn insert_check(
+        &mut self,
+        check: &crate::store::records::NewCheck<'_>,
+    ) -> Result<i64, StoreError> {
+        self.run(|c, _| records::insert_check(c, check))
+    }
+    fn list_checks(
+        &mut self,
+        period: crate::store::records::Period,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::CheckRow>, StoreError> {
+        self.run(|c, _| records::list_checks(c, period, limit))
+    }
+    fn insert_review(
+        &mut self,
+        review: &crate::store::records::NewReview<'_>,
+    ) -> Result<i64, StoreError> {
+        self.run(|c, _| records::insert_review(c, review))
+    }
+    fn list_reviews(
+        &mut self,
+        period: crate::store::records::Period,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::ReviewRow>, StoreError> {
+        self.run(|c, _| records::list_reviews(c, period, limit))
     }
 }
 

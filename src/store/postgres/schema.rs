@@ -16,7 +16,12 @@ use postgres::Client;
 const MIGRATE_LOCK: i64 = 0x6368_6170_5f73_6368;
 
 /// The migrations, in order; version = position + 1.
-const MIGRATIONS: &[&str] = &[V1, V_INCIDENT_WINDOW, super::acks::MIGRATION];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V_INCIDENT_WINDOW,
+    super::acks::MIGRATION,
+    super::records::MIGRATION,
+];
 
 const V1: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub mod acks;
 pub mod audit;
 pub mod devices;
+pub mod records;
 pub mod safeguarding;
 
 use super::audit::{Appended, AuditRecord, Head, Sealed, Stored};
@@ -139,6 +140,7 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch(SCHEMA).map_err(err)?;
     conn.execute_batch(devices::SCHEMA).map_err(err)?;
     conn.execute_batch(acks::SCHEMA).map_err(err)?;
+    conn.execute_batch(records::SCHEMA).map_err(err)?;
     upgrade(&conn).map_err(err)?;
     let version: i32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -483,6 +485,45 @@ impl Store for Sqlite {
 
     fn announce(&mut self, _change: Change) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn search_queries(
+        &mut self,
+        filter: &crate::store::records::SearchFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::QueryRow>, StoreError> {
+        records::search(&self.conn, filter, before, limit)
+    }
+
+    fn insert_check(
+        &mut self,
+        check: &crate::store::records::NewCheck<'_>,
+    ) -> Result<i64, StoreError> {
+        records::insert_check(&self.conn, check)
+    }
+
+    fn list_checks(
+        &mut self,
+        period: crate::store::records::Period,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::CheckRow>, StoreError> {
+        records::list_checks(&self.conn, period, limit)
+    }
+
+    fn insert_review(
+        &mut self,
+        review: &crate::store::records::NewReview<'_>,
+    ) -> Result<i64, StoreError> {
+        records::insert_review(&self.conn, review)
+    }
+
+    fn list_reviews(
+        &mut self,
+        period: crate::store::records::Period,
+        limit: usize,
+    ) -> Result<Vec<crate::store::records::ReviewRow>, StoreError> {
+        records::list_reviews(&self.conn, period, limit)
     }
 }
 
