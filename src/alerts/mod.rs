@@ -40,6 +40,9 @@ const QUEUE: usize = 4096;
 pub(crate) type Db = Arc<Mutex<Box<dyn Store>>>;
 
 /// What the record stage and the admin API hand to the alert task.
+// Hits are nearly every message and notices rare: boxing the hit would allocate once more
+// per hit to save space only in a bounded channel.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AlertEvent {
     /// A blocked query in a theme whose delivery is not off.

@@ -36,22 +36,10 @@ impl Received {
     /// The body with quoted-printable soft line breaks joined and `=XX` decoded (lettre
     /// encodes long lines), for assertions on the text.
     pub fn text(&self) -> String {
-        let joined = self.data.replace("=\r\n", "");
-        let mut out = Vec::new();
-        let b = joined.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'=' && i + 2 < b.len() {
-                if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        let decoded =
+            quoted_printable::decode(self.data.as_bytes(), quoted_printable::ParseMode::Robust)
+                .unwrap_or_else(|_| self.data.as_bytes().to_vec());
+        String::from_utf8_lossy(&decoded).into_owned()
     }
 }
 
@@ -234,7 +222,9 @@ impl Session {
                 env.user = line
                     .split_whitespace()
                     .nth(2)
-                    .and_then(|b| base64_decode(b))
+                    .and_then(|b| {
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+                    })
                     .and_then(|raw| {
                         let parts: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
                         parts
@@ -318,21 +308,4 @@ async fn read_data<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> Option<String>
         out.push_str(line);
         out.push_str("\r\n");
     }
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = A.iter().position(|a| *a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
