@@ -17,8 +17,9 @@ use super::{Problem, Role};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsole {
-    /// The address people reach the console at (e.g. `https://filter.school.example/`),
-    /// used for links in alerts. With `https`, the session cookie is marked `Secure`.
+    /// The address people reach the console at, with the trailing slash (e.g.
+    /// `https://filter.school.example:8053/console/`): alerts link to it unless
+    /// `[alerts] console_url` says otherwise. With `https`, the cookie is marked `Secure`.
     pub url: Option<String>,
     /// Minutes without a request before a session ends. Default 30.
     #[serde(default = "default_idle")]
@@ -279,7 +280,7 @@ mod tests {
 
     fn load(console: &str) -> Result<Config, String> {
         let text = format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"192.0.2.53\"]\n{console}"
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = [\"192.0.2.53\"]\n[[network]]\ncidrs = [\"10.0.0.0/8\"]\ngroup = \"pupils\"\n[group.pupils]\n{console}"
         );
         Config::from_str(Path::new("/tmp/console.toml"), &text).map_err(|e| e.to_string())
     }

@@ -111,6 +111,11 @@ pub(super) fn resolve(raw: RawConfig, path: &Path, base: &Path) -> Result<Config
     let selftest = super::selftest::selftest(raw.selftest, &groups, &networks, &mut p.0);
 
     let console = super::console::console(raw.console, &schools, &mut p.0);
+    // One address for the console: alerts link to `[console] url` unless told otherwise.
+    let alerts = alerts.map(|mut a| {
+        a.console_url = a.console_url.or_else(|| console.url.clone());
+        a
+    });
     if !p.0.is_empty() {
         return Err(p.0);
     }

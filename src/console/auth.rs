@@ -106,6 +106,10 @@ struct Session {
 pub struct Sessions {
     live: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, (Timestamp, u32)>>,
+    /// The last TOTP time step accepted per account: a code, once used, is spent (RFC 6238
+    /// §5.2), so one read over a shoulder cannot sign in a second time. One entry per
+    /// configured account at most.
+    totp_used: Mutex<HashMap<String, u64>>,
     verify_turns: tokio::sync::Semaphore,
 }
 
@@ -114,6 +118,7 @@ impl Default for Sessions {
         Self {
             live: Mutex::default(),
             failures: Mutex::default(),
+            totp_used: Mutex::default(),
             verify_turns: tokio::sync::Semaphore::new(VERIFY_TURNS),
         }
     }
@@ -129,6 +134,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sessions {
+    /// Spend TOTP step `step` of `account`: false if that step or a later one was used.
+    fn spend_totp(&self, account: &str, step: u64) -> bool {
+        let mut used = lock(&self.totp_used);
+        match used.get(account) {
+            Some(last) if *last >= step => false,
+            _ => {
+                used.insert(account.to_owned(), step);
+                true
+            }
+        }
+    }
+
     /// Start a session for `user`; its id.
     fn start(&self, user: &crate::config::console::ConsoleUserConfig, now: Timestamp) -> String {
         let mut live = lock(&self.live);
@@ -389,15 +406,14 @@ fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
-/// Does `code` match the TOTP of `secret` at `now`, one 30-second step either side?
-pub fn verify_totp(secret: &[u8], code: &str, now: Timestamp) -> bool {
-    let Ok(t) = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec()) else {
-        return false;
-    };
-    let Ok(secs) = u64::try_from(now.as_second()) else {
-        return false;
-    };
-    t.check(code.trim(), secs)
+/// The 30-second time step whose code `code` is, trying `now`'s and one either side.
+fn totp_step(secret: &[u8], code: &str, now: Timestamp) -> Option<u64> {
+    let t = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec()).ok()?;
+    let step = u64::try_from(now.as_second()).ok()? / 30;
+    let code = code.trim();
+    [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .find(|s| t.generate(s * 30) == code)
 }
 
 /// The current TOTP code of `secret` at `now` (for tests and `chaperone passwd`).
@@ -534,14 +550,17 @@ async fn check_credentials(
     if !ok {
         return Err("wrong password");
     }
-    if let Some(secret) = &account.totp_secret
-        && !verify_totp(secret, code, now)
-    {
-        return Err(if code.trim().is_empty() {
-            "no authenticator code"
-        } else {
-            "wrong authenticator code"
-        });
+    if let Some(secret) = &account.totp_secret {
+        let Some(step) = totp_step(secret, code, now) else {
+            return Err(if code.trim().is_empty() {
+                "no authenticator code"
+            } else {
+                "wrong authenticator code"
+            });
+        };
+        if !a.console.spend_totp(&account.name, step) {
+            return Err("authenticator code already used");
+        }
     }
     Ok(account)
 }

@@ -58,7 +58,8 @@ pub fn page(title: &str, user: Option<&ConsoleUser>, body: Markup) -> Markup {
 const STYLE: &str = "
 body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#111;background:#fff}
 header{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;padding:.5rem 1rem;background:#0b3d2e;color:#fff}
-header a,header button{color:#fff}
+header a{color:#fff}
+header button{color:#fff;background:transparent;border:2px solid #fff;border-radius:4px;cursor:pointer}
 nav ul{display:flex;flex-wrap:wrap;gap:.75rem;list-style:none;margin:0;padding:0}
 main{padding:1rem;max-width:72rem}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;color:#000;padding:.5rem}

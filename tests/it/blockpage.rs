@@ -1,5 +1,5 @@
 //! The block page end to end in a real browser: Debian's headless Chromium, driven through
-//! chromedriver's W3C WebDriver REST API, is sent to the block page for a name blocked for
+//! chromedriver by `support::browser` (fantoccini), is sent to the block page for a name blocked for
 //! the pupils' network. It must show why, take an unblock request and a site report, and the
 //! admin API must then list both. A screenshot of the page is left in `target/blockpage.png`
 //! for a person to look at.
@@ -7,497 +7,20 @@
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`apt-get install -y chromium
 //! chromium-driver`; `.ci/run` installs them). Without them the test fails, it never skips.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::safeguarding::{FILES, VIEWER, config, receiver};
+use crate::support::browser::{Browser, processes_naming, require_browser};
 use crate::support::*;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const INSTALL: &str = "run `apt-get install -y chromium chromium-driver` (as root) to install \
-                       Debian's headless Chromium and chromedriver; .ci/run does this in CI";
 
 /// The blocked name the browser asks for.
 const BLOCKED: &str = "social.listed.test";
 
-/// Longest time for one WebDriver command (page loads are bounded separately, below).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest time to wait for something to appear (chromedriver up, a page after a click).
-const WAIT: Duration = Duration::from_secs(20);
 /// The whole test: whatever happens, it ends (and the browser is killed) by then.
 const WHOLE_TEST: Duration = Duration::from_secs(240);
-
-/// The W3C WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// chromedriver (and the Chromium it starts) as child processes, with a WebDriver session.
-/// Dropping it ends the session and kills chromedriver's whole process group, so neither
-/// process outlives the test, even when an assertion fails half-way.
-struct Browser {
-    http: reqwest::Client,
-    /// `http://127.0.0.1:PORT` of chromedriver.
-    base: String,
-    driver: SocketAddr,
-    session: Option<String>,
-    child: Child,
-    /// What chromedriver printed (for failure messages).
-    output: Arc<Mutex<String>>,
-    /// Holds the browser profile (`--user-data-dir`) and its config and cache homes;
-    /// removed at the end.
-    dir: tempfile::TempDir,
-}
-
-/// Fail (not skip) with the install hint when the browser is not there.
-fn require_browser() {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(bin).is_file(),
-            "{bin} is missing: the block page browser test needs it; {INSTALL}"
-        );
-    }
-}
-
-impl Browser {
-    /// Start chromedriver on a free loopback port, and a headless Chromium session in a fresh
-    /// profile that resolves `host` to `target` (and nothing else: no traffic leaves).
-    async fn start(host: &str, target: SocketAddr) -> Browser {
-        require_browser();
-        let dir = tempfile::tempdir().expect("temp dir for the browser profile");
-        let mut cmd = Command::new(CHROMEDRIVER);
-        cmd.arg("--port=0")
-            .arg("--allowed-ips=127.0.0.1")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("ALL_PROXY")
-            // Chromium's crash handler keeps its database under the config home: keep
-            // that in the temp dir too, not in the user's home.
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_CACHE_HOME", dir.path().join("cache"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Its own process group: Chromium and its helpers join it, so the guard can end
-        // every one of them with one signal to this group (and to nothing else).
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}; {INSTALL}"));
-        let output = Arc::new(Mutex::new(String::new()));
-        let (port_tx, mut port_rx) = tokio::sync::mpsc::unbounded_channel();
-        drain(child.stdout.take().unwrap(), output.clone(), Some(port_tx));
-        drain(child.stderr.take().unwrap(), output.clone(), None);
-
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(COMMAND_TIMEOUT)
-            .build()
-            .unwrap();
-        let port = tokio::time::timeout(WAIT, port_rx.recv())
-            .await
-            .ok()
-            .flatten();
-        let mut browser = Browser {
-            http,
-            base: String::new(),
-            driver: "127.0.0.1:0".parse().unwrap(),
-            session: None,
-            child,
-            output,
-            dir,
-        };
-        let Some(port) = port else {
-            panic!(
-                "chromedriver did not say which port it listens on within {WAIT:?}: {}",
-                browser.output()
-            );
-        };
-        browser.driver = SocketAddr::from(([127, 0, 0, 1], port));
-        browser.base = format!("http://{}", browser.driver);
-
-        // Wait (bounded) until it is ready for a session.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ready = match browser
-                .http
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await
-            {
-                Ok(r) => r
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|v| v["value"]["ready"] == true),
-                Err(_) => false,
-            };
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not ready within {WAIT:?}: {}",
-                browser.output()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-
-        let args = [
-            "--headless".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--no-first-run".to_owned(),
-            "--disable-quic".to_owned(),
-            "--no-proxy-server".to_owned(),
-            "--window-size=1024,1200".to_owned(),
-            format!(
-                "--user-data-dir={}",
-                browser.dir.path().join("profile").display()
-            ),
-            // The blocked name goes to the block page server, as DNS would send it there;
-            // every other name fails to resolve, so the browser reaches nothing else.
-            format!(
-                "--host-resolver-rules=MAP {host} {target}, MAP * ~NOTFOUND, EXCLUDE localhost"
-            ),
-        ];
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": "normal",
-                    "timeouts": { "implicit": 0, "pageLoad": 15_000, "script": 10_000 },
-                    "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
-                }
-            }
-        });
-        let created = browser.cmd("POST", "/session", Some(caps)).await;
-        let id = created["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session id in {created}"))
-            .to_owned();
-        browser.session = Some(id);
-        browser
-    }
-
-    /// What chromedriver has printed so far.
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// Send one WebDriver command; its `value`. Any error fails the test with the reason.
-    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let req = match method {
-            "GET" => self.http.get(&url),
-            "DELETE" => self.http.delete(&url),
-            _ => self
-                .http
-                .post(&url)
-                .json(&body.unwrap_or_else(|| json!({}))),
-        };
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}\n{}", self.output()));
-        let status = resp.status();
-        let v: Value = resp
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: not JSON ({e})"));
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: HTTP {status}: {}",
-            v["value"]
-        );
-        v["value"].clone()
-    }
-
-    /// `/session/{id}` + `rest`.
-    fn s(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session.as_deref().unwrap())
-    }
-
-    async fn goto(&self, url: &str) {
-        self.cmd("POST", &self.s("/url"), Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn url(&self) -> String {
-        self.cmd("GET", &self.s("/url"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn title(&self) -> String {
-        self.cmd("GET", &self.s("/title"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// The element matching a CSS selector (fails if there is none).
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .cmd(
-                "POST",
-                &self.s("/element"),
-                Some(json!({ "using": "css selector", "value": css })),
-            )
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_owned()
-    }
-
-    /// How many elements match a CSS selector.
-    async fn count(&self, css: &str) -> usize {
-        self.cmd(
-            "POST",
-            &self.s("/elements"),
-            Some(json!({ "using": "css selector", "value": css })),
-        )
-        .await
-        .as_array()
-        .map_or(0, Vec::len)
-    }
-
-    /// The rendered text of the element matching `css`.
-    async fn text(&self, css: &str) -> String {
-        let el = self.find(css).await;
-        self.cmd("GET", &self.s(&format!("/element/{el}/text")), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let el = self.find(css).await;
-        self.cmd(
-            "GET",
-            &self.s(&format!("/element/{el}/attribute/{name}")),
-            None,
-        )
-        .await
-        .as_str()
-        .map(str::to_owned)
-    }
-
-    /// The current value of a form field (what a person sees in it).
-    async fn value(&self, css: &str) -> String {
-        let el = self.find(css).await;
-        self.cmd(
-            "GET",
-            &self.s(&format!("/element/{el}/property/value")),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-    }
-
-    /// Clear a form field and type into it, as a person would.
-    async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css).await;
-        self.cmd("POST", &self.s(&format!("/element/{el}/clear")), None)
-            .await;
-        self.cmd(
-            "POST",
-            &self.s(&format!("/element/{el}/value")),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        self.cmd("POST", &self.s(&format!("/element/{el}/click")), None)
-            .await;
-    }
-
-    /// Wait (bounded) until the page's title is `want`.
-    async fn wait_for_title(&self, want: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let title = self.title().await;
-            if title == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "page title still {title:?} (at {}) after {WAIT:?}, wanted {want:?}; page text: {}",
-                self.url().await,
-                self.text("body").await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A PNG of the viewport.
-    async fn screenshot(&self) -> Vec<u8> {
-        let v = self.cmd("GET", &self.s("/screenshot"), None).await;
-        let png = base64_decode(v.as_str().expect("screenshot is a base64 string"));
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "screenshot is a PNG");
-        png
-    }
-
-    /// End the session (Chromium quits); the guard then stops chromedriver. Returns the
-    /// temp dir's path, which every process of this browser named on its command line.
-    async fn quit(mut self) -> PathBuf {
-        if let Some(id) = self.session.take() {
-            let _ = self
-                .http
-                .delete(format!("{}/session/{id}", self.base))
-                .send()
-                .await;
-        }
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // After a failure the session is still open: ask chromedriver to close Chromium
-        // (blocking, bounded: this may run while a panic unwinds, outside any runtime).
-        if let Some(id) = self.session.take() {
-            delete_blocking(self.driver, &format!("/session/{id}"));
-        }
-        // Then end chromedriver and anything left of Chromium: the process group that
-        // `process_group(0)` made for them (its id is chromedriver's pid).
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a negative pid signals that process group only.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Chromium's crash handlers start their own sessions, outside that group; they
-        // name this test's temp dir on their command line, so find them by it.
-        for pid in processes_naming(self.dir.path()) {
-            // SAFETY: kill(2) on one process id.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Ids of the processes whose command line contains `path` (this test's unique temp dir).
-fn processes_naming(path: &Path) -> Vec<libc::pid_t> {
-    let needle = path.as_os_str().as_encoded_bytes();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .collect()
-}
-
-/// `DELETE path` to chromedriver over a plain socket with short timeouts; errors ignored.
-fn delete_blocking(addr: SocketAddr, path: &str) {
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    let req = format!(
-        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return;
-    }
-    // chromedriver answers once Chromium has quit, and may keep the connection open: stop
-    // at the end of the response head rather than waiting for the socket to close.
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// Copy a child's output into `into` on a thread; the first "on port N." line is sent to
-/// `port` (chromedriver started with `--port=0` says there which port it took).
-fn drain(
-    from: impl Read + Send + 'static,
-    into: Arc<Mutex<String>>,
-    port: Option<tokio::sync::mpsc::UnboundedSender<u16>>,
-) {
-    std::thread::spawn(move || {
-        let mut port = port;
-        let mut reader = BufReader::new(from);
-        let mut raw = Vec::new();
-        // Bytes, not `lines()`: a line that is not UTF-8 must not stop the draining (a
-        // full pipe would block chromedriver).
-        while matches!(reader.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
-            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-            raw.clear();
-            if let Some(tx) = &port
-                && let Some(p) = line
-                    .strip_prefix("ChromeDriver was started successfully on port ")
-                    .and_then(|r| r.trim_end_matches('.').parse().ok())
-            {
-                let _ = tx.send(p);
-                port = None;
-            }
-            let mut out = into.lock().unwrap();
-            if out.len() < 64 * 1024 {
-                out.push_str(&line);
-                out.push('\n');
-            }
-        }
-    });
-}
-
-/// Standard base64 (with padding), as WebDriver returns screenshots.
-fn base64_decode(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {:?}", c as char),
-        }
-    }
-    let bytes: Vec<u8> = s
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c) << (18 - 6 * i);
-        }
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..chunk.len()]);
-    }
-    out
-}
 
 /// Where cargo builds (`target/`, or `CARGO_TARGET_DIR`): the parent of the integration
 /// tests' scratch directory.
@@ -573,7 +96,7 @@ async fn browser_journey() {
         "127.0.0.1 is on the pupils' network and gets the block page address"
     );
 
-    let browser = Browser::start(BLOCKED, page_addr).await;
+    let browser = Browser::start(&[(BLOCKED, page_addr)], 1280, 900).await;
 
     // 1. The block page says what, why, for whom and when.
     browser.goto(&format!("http://{BLOCKED}/")).await;
@@ -606,9 +129,9 @@ async fn browser_journey() {
     // 2. Ask for access through the form.
     let requester = "Alex Pupil (9B)";
     let reason = "Media studies homework on how brands use social networks";
-    browser.type_into("#requester", requester).await;
-    browser.type_into("#reason", reason).await;
-    browser.type_into("#days", "3").await;
+    browser.fill("#requester", requester).await;
+    browser.fill("#reason", reason).await;
+    browser.fill("#days", "3").await;
     browser
         .click("form[action='/request'] button[type='submit']")
         .await;
@@ -661,9 +184,9 @@ async fn browser_journey() {
     let url = "https://games.listed.test/unblocked/poker";
     let reporter = "Mr Jones";
     let comment = "Gambling games on a site the pupils found in a Year 7 lesson";
-    browser.type_into("#url", url).await;
-    browser.type_into("#reporter", reporter).await;
-    browser.type_into("#comment", comment).await;
+    browser.fill("#url", url).await;
+    browser.fill("#reporter", reporter).await;
+    browser.fill("#comment", comment).await;
     browser
         .click("form[action='/report'] button[type='submit']")
         .await;

@@ -179,6 +179,9 @@ async fn console_sign_in_sessions_csrf_totp_and_rate_limits() {
     let (s, head, _) = login(&h, "127.0.0.1", "tom", PASSWORD, &code).await;
     assert_eq!(s, 303);
     let tom = cookie_of(&head);
+    // A code once used is spent: the same code cannot sign in again.
+    let (s, _, _) = login(&h, "127.0.0.7", "tom", PASSWORD, &code).await;
+    assert_eq!(s, 401, "a TOTP code was accepted twice");
     // A technician may not see incidents.
     let (s, _) = get(&h, &tom, "/console/incidents").await;
     assert_eq!(s, 403);
@@ -292,7 +295,7 @@ async fn journey() {
     b.save_screenshot("console-login").await;
     b.fill("#username", "dee").await;
     b.fill("#password", PASSWORD).await;
-    b.click("form[action='/console/login'] button[type='submit']")
+    b.submit("form[action='/console/login'] button[type='submit']")
         .await;
     b.wait_for_title("Today · Chaperone").await;
     let main = b.text("main").await;
@@ -307,7 +310,7 @@ async fn journey() {
     b.fill(&format!("#groups-{rid}"), "pupils").await;
     b.fill(&format!("#approve-reason-{rid}"), "Lesson resource checked")
         .await;
-    b.click(&format!(
+    b.submit(&format!(
         "form[action='/console/requests/{rid}/approve'] button"
     ))
     .await;
@@ -336,13 +339,13 @@ async fn journey() {
         "{main}"
     );
     b.save_screenshot("console-incidents").await;
-    b.click("main table a").await;
+    b.submit("main table a").await;
     b.wait_for_title("Incident #1 · Chaperone").await;
     assert!(b.text("main").await.contains("Mon 23 Nov 2026 10:00"));
     b.save_screenshot("console-incident").await;
     let note = "Spoke to the pupil and their form tutor; parents informed";
     b.fill("#note", note).await;
-    b.click("form[action='/console/incidents/1/ack'] button")
+    b.submit("form[action='/console/incidents/1/ack'] button")
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !b.text("main").await.contains("Acknowledged by dee") {
@@ -360,10 +363,48 @@ async fn journey() {
         main.contains("incident.acknowledge") && main.contains(note),
         "{main}"
     );
-    b.click("form[action='/console/audit/verify'] button").await;
+    b.submit("form[action='/console/audit/verify'] button")
+        .await;
     let verdict = b.text("#verdict").await;
     assert!(verdict.starts_with("Intact"), "{verdict}");
     b.save_screenshot("console-audit").await;
+
+    // The pupil's look-up is in the query log (the writer flushes in the background).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        b.goto(&format!("{base}/console/search")).await;
+        b.fill("#name", "social.listed.test").await;
+        b.submit("form[action='/console/search'] button[type='submit']")
+            .await;
+        let main = b.text("main").await;
+        if main.contains("social.listed.test") && main.contains("127.0.0.2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the look-up never appeared in the query log search: {main}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.save_screenshot("console-search").await;
+
+    // The policy in words, and a filtering check recorded.
+    b.goto(&format!("{base}/console/policy")).await;
+    assert!(b.text("main").await.contains("pupils"));
+    b.save_screenshot("console-policy").await;
+    b.goto(&format!("{base}/console/checks")).await;
+    b.fill("#what", "adult test site from a pupil laptop").await;
+    b.fill("#target", "pupils, IT suite PC 12").await;
+    b.click("input[name='result'][value='pass']").await;
+    b.fill("#action", "none needed").await;
+    b.submit("form[action='/console/checks'] button[type='submit']")
+        .await;
+    let main = b.text("main").await;
+    assert!(
+        main.contains("adult test site from a pupil laptop") && main.contains("IT suite PC 12"),
+        "{main}"
+    );
+    b.save_screenshot("console-checks").await;
 
     // Today on a phone.
     b.client.set_window_size(390, 844).await.expect("resize");

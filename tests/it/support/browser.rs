@@ -199,6 +199,38 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
+    /// Click the element matching `css` (a submit button or a link) and wait (bounded)
+    /// until the browser has left this page and loaded the next: without it, reading the
+    /// page straight after a click can see the old page, or an element of it that the
+    /// new page has just replaced.
+    pub async fn submit(&self, css: &str) {
+        let old = self.find("html").await;
+        self.click(css).await;
+        let deadline = Instant::now() + WAIT;
+        // The old document's root goes stale once the next page has replaced it.
+        while old.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "still on the same page {WAIT:?} after clicking {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let state = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await;
+            if matches!(&state, Ok(Value::String(s)) if s == "complete") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page after clicking {css} did not finish loading: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait (bounded) until the page's title is `want`.
     pub async fn wait_for_title(&self, want: &str) {
         let deadline = Instant::now() + WAIT;
