@@ -26,7 +26,8 @@ Mix (shares of queries):
 
 Types: A 55%, AAAA 35%, HTTPS 10% (iOS/macOS and Chromium ask HTTPS alongside A/AAAA).
 
-`--popular-out FILE` writes the built-in popular registrable domains (one a line).
+`--popular-out FILE` writes the built-in popular registrable domains (one a line), and
+`--listed-out FILE` every distinct listed name (the set benches/peers.sh blocks in the peers).
 Only the Python standard library is used (lzma reads the `.xz` lists).
 """
 
@@ -399,6 +400,7 @@ def parse_args():
     p.add_argument("-o", "--output", help="query file (default: stdout)")
     p.add_argument("--nx-out", help="write the distinct nonexistent names here")
     p.add_argument("--popular-out", help="write the built-in popular domains here")
+    p.add_argument("--listed-out", help="write every distinct listed name here (the blocked set)")
     p.add_argument("--popular", type=float, default=0.85, help="share of popular names")
     p.add_argument("--listed", type=float, default=0.10, help="share of listed names")
     return p.parse_args()
@@ -591,6 +593,9 @@ def main():
     if args.nx_out:
         with open(args.nx_out, "w") as f:
             f.writelines(f"{n}\n" for n in sorted(distinct["nonexistent"]))
+    if args.listed_out:
+        with open(args.listed_out, "w") as f:
+            f.writelines(f"{n}\n" for n in listed_names)
     if args.popular_out:
         with open(args.popular_out, "w") as f:
             f.writelines(f"{d}\n" for d, _ in popular.domains)
