@@ -3,6 +3,8 @@
 # unbound, PowerDNS Recursor, Knot Resolver, dnsmasq (Pi-hole's engine), Chaperone with
 # the query log on SQLite, on JSON lines and off, and the physical limit (a minimal
 # recvmmsg/sendmmsg responder, benches/udp_limit.rs).
+# UT1's allow lists and everyday-site categories are left out (querygen.py UT1_EXCLUDE;
+# UT1_EXCLUDE="" loads every category): blocking them would block microsoft.com and gov.uk.
 #
 #   sudo bash benches/peers.sh                          # full run (~30-40 min)
 #   SERVERS="unbound chaperone-sqlite limit" DURATION=5 ROUNDS=1 COUNT=200000 \
@@ -26,7 +28,8 @@
 # dnsmasq and kresd are single-threaded: at N threads kresd runs N processes sharing its
 # cache, dnsmasq stays one process.
 #
-# Env: SERVERS (default all: unbound pdns kresd dnsmasq chaperone-sqlite chaperone-jsonl
+# Env: WARMUP_MAX (longest warm-up pass, s, default 180: dnsmasq forwards most queries and
+# may not finish one pass), UT1_EXCLUDE (see above), SERVERS (default all: unbound pdns kresd dnsmasq chaperone-sqlite chaperone-jsonl
 # chaperone-off limit), DURATION (15), ROUNDS (3), COUNT (1000000), SEED (17), THREADS_LIST
 # ("1 $(nproc)"), CLIENT (dnsperf load options, "-c 8 -q 500"), CHAPERONE_BIN
 # (target/release/chaperone), RESULTS (results dir, default target/peers-DATE), BASE_PORT
@@ -37,6 +40,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVERS=${SERVERS:-"unbound pdns kresd dnsmasq chaperone-sqlite chaperone-jsonl chaperone-off limit"}
 DURATION=${DURATION:-15}
+WARMUP_MAX=${WARMUP_MAX:-180}
 ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-1000000}
 SEED=${SEED:-17}
@@ -82,27 +86,27 @@ trap cleanup EXIT
 # --- data: query file, lists in native forms, Chaperone's bundle ---------------------------
 prepare() {
   log "data in $DATA (lists: $LISTS_REAL)"
+  local ex=()
+  [ -n "${UT1_EXCLUDE+set}" ] && ex=(--exclude "$UT1_EXCLUDE")
   python3 "$ROOT/benches/querygen.py" --seed "$SEED" --count "$COUNT" --lists "$LISTS_REAL" \
     -o "$DATA/queries.txt" --nx-out "$DATA/nx.txt" --listed-out "$DATA/listed.txt" \
-    2> "$DATA/querygen.txt"
+    --files-out "$DATA/files.txt" "${ex[@]}" 2> "$DATA/querygen.txt"
   cat "$DATA/querygen.txt" >&2
   python3 "$TPL/native.py" "$DATA/listed.txt" "$DATA/nx.txt" "$DATA"
-  # Chaperone: the raw files (StevenBlack's hosts files decompressed), compiled once as a
-  # school would with `chaperone compile`; the categories it prints are all blocked.
-  local sb=() f c
-  xz -dc "$LISTS_REAL/stevenblack/blackhole.xz" > "$DATA/sb.hosts"
-  sb+=("stevenblack=hosts:$DATA/sb.hosts")
-  for d in "$LISTS_REAL"/stevenblack/alternates/*-only; do
-    [ -d "$d" ] || continue
-    c=sb-$(basename "$d" -only)
-    f=$(ls "$d"/blackhole* | head -1)
-    case $f in *.xz) xz -dc "$f" ;; *) cat "$f" ;; esac > "$DATA/$c.hosts"
-    sb+=("$c=hosts:$DATA/$c.hosts")
-  done
+  # Chaperone: the same files (decompressed: a plain path is read as text), each as its
+  # category, compiled once as a school would with `chaperone compile`; every category
+  # is blocked for the bench group.
+  local args=() fmt path cat n=0 f
+  mkdir -p "$DATA/lists"
+  while read -r fmt path cat; do
+    n=$((n + 1))
+    f=$DATA/lists/$n-$cat.txt
+    case $path in *.xz) xz -dc "$path" ;; *) cat "$path" ;; esac > "$f"
+    args+=("$cat=$fmt:$f")
+  done < "$DATA/files.txt"
   if [[ " $SERVERS " == *" chaperone-"* ]]; then
     local t0; t0=$(date +%s.%N)
-    "$CHAPERONE_BIN" compile --out "$DATA/lists.fstb" "ut1:$LISTS_REAL/ut1" \
-      "ut1:$LISTS_REAL/ut1-older" "${sb[@]}" > "$DATA/compile.txt" 2>&1
+    "$CHAPERONE_BIN" compile --out "$DATA/lists.fstb" "${args[@]}" > "$DATA/compile.txt" 2>&1
     COMPILE_S=$(echo "$(date +%s.%N) - $t0" | bc)
     log "chaperone compile: $(tail -2 "$DATA/compile.txt" | head -1) in ${COMPILE_S}s"
     BLOCK=$(awk '/^  [A-Za-z0-9_.-]+ +[0-9]+ names/{printf "%s\"%s\"", sep, $1; sep=", "}' "$DATA/compile.txt")
@@ -118,11 +122,12 @@ port_of() {
   done
 }
 
-# render TEMPLATE OUT PORT THREADS WORK [LOG_ENABLED LOG_FORMAT]
+# render TEMPLATE OUT PORT THREADS WORK [LOG_ENABLED LOG_FORMAT JSONL_PATH_LINE]
 render() {
   sed -e "s|@PORT@|$3|g" -e "s|@THREADS@|$4|g" -e "s|@WORK@|$5|g" -e "s|@DATA@|$DATA|g" \
     -e "s|@UPSTREAM@|$UP_PORT|g" -e "s|@LOG_ENABLED@|${6:-false}|g" \
-    -e "s|@LOG_FORMAT@|${7:-sqlite}|g" -e "s|@BLOCK@|${BLOCK:-}|g" "$1" > "$2"
+    -e "s|@LOG_FORMAT@|${7:-sqlite}|g" -e "s|@BLOCK@|${BLOCK:-}|g" \
+    -e "s|@JSONL_PATH@|${8:-}|g" "$1" > "$2"
 }
 
 # start NAME THREADS: starts the server in the background, PIDS[NAME] = its pid(s).
@@ -159,7 +164,9 @@ start() {
       local on=true fmt=sqlite
       [ "$s" = chaperone-off ] && on=false
       [ "$s" = chaperone-jsonl ] && fmt=jsonl
-      render "$TPL/chaperone.toml.in" "$work/chaperone.toml" "$port" "$t" "$work" "$on" "$fmt"
+      local jsonl=""
+      [ "$fmt" = jsonl ] && jsonl="jsonl_path = \"$work/querylog.jsonl\""
+      render "$TPL/chaperone.toml.in" "$work/chaperone.toml" "$port" "$t" "$work" "$on" "$fmt" "$jsonl"
       "$CHAPERONE_BIN" serve --config "$work/chaperone.toml" > "$work/out.log" 2>&1 &
       PIDS[$s]=$! ;;
     limit)
@@ -176,12 +183,14 @@ stop() {
   for p in ${PIDS[$1]}; do wait "$p" 2>/dev/null || true; done
 }
 
-# wait_ready PORT SECONDS: until a NOERROR answer for a popular name; prints the seconds.
+# wait_ready PORT SECONDS [PIDS]: until a NOERROR answer for a popular name; prints the
+# seconds. Gives up early when one of PIDS has exited (a config error).
 wait_ready() {
-  local t0 end
+  local t0 end p
   t0=$(date +%s.%N)
   end=$(( $(date +%s) + $2 ))
   while [ "$(date +%s)" -lt "$end" ]; do
+    for p in ${3:-}; do kill -0 "$p" 2>/dev/null || return 1; done
     if dig +time=1 +tries=1 -p "$1" @127.0.0.1 www.bbc.co.uk A 2>/dev/null | grep -q "status: NOERROR"; then
       echo "$(date +%s.%N) - $t0" | bc
       return 0
@@ -228,17 +237,17 @@ run_setting() {
   for s in $SERVERS; do
     port=$(port_of "$s")
     start "$s" "$t"
-    if ! ready=$(wait_ready "$port" 600); then
-      log "$s did not answer within 600 s; see $d/$s/"; stop "$s"; unset "PIDS[$s]"; continue
+    if ! ready=$(wait_ready "$port" 600 "${PIDS[$s]}"); then
+      log "$s exited or did not answer within 600 s; see $d/$s/ (tail: $(tail -2 "$d/$s/out"*.log | tr '\n' ' '))"; stop "$s"; unset "PIDS[$s]"; continue
     fi
     START[$s]=$ready
     local w0; w0=$(date +%s.%N)
-    timeout 900 dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -n 1 -l 600 -t 2 \
+    timeout $((WARMUP_MAX + 60)) dnsperf -s 127.0.0.1 -p "$port" -d "$DATA/queries.txt" -n 1 -l "$WARMUP_MAX" -t 2 \
       $CLIENT > "$d/$s.warmup.txt" 2>&1 || true
     WARM[$s]=$(echo "$(date +%s.%N) - $w0" | bc)
     read -r RSS[$s] HWM[$s] < <(rss_kb "$s")
     log "$s: ready in ${START[$s]} s, warm-up pass $(printf %.1f "${WARM[$s]}") s" \
-      "($(qps_of "$d/$s.warmup.txt") qps), RSS $((RSS[$s] / 1024)) MB, HWM $((HWM[$s] / 1024)) MB"
+      "($(qps_of "$d/$s.warmup.txt") qps; $(grep -o 'NOERROR.*' "$d/$s.warmup.txt" | head -1)), RSS $((RSS[$s] / 1024)) MB, HWM $((HWM[$s] / 1024)) MB"
   done
   local live=""
   for s in $SERVERS; do [ -n "${PIDS[$s]:-}" ] && live="$live $s"; done

@@ -15,7 +15,8 @@ Mix (shares of queries):
   static., img., login., mail., per-site services) and, for CDN-ish domains, hashed labels
   such as `r4---sn-5hne6nsz.googlevideo.com` or `d3k2x9f0a1b2c3.cloudfront.net`.
 - ~10% names from the real lists in `--lists DIR` (default `$LISTS_REAL` or
-  /work/shared/lists-real): UT1 (every category's `domains`/`domains.xz`), UT1 older
+  /work/shared/lists-real): UT1 (every category's `domains`/`domains.xz` but those in
+  `--exclude`: UT1's allow lists and everyday sites, see UT1_EXCLUDE), UT1 older
   malware/phishing, StevenBlack's unified hosts and its extensions; half from a small hot
   set (ad/tracker style repetition), half uniform; ~30% of them as a subdomain (www., ads.,
   cdn., ...) of the listed name.
@@ -401,6 +402,10 @@ def parse_args():
     p.add_argument("--nx-out", help="write the distinct nonexistent names here")
     p.add_argument("--popular-out", help="write the built-in popular domains here")
     p.add_argument("--listed-out", help="write every distinct listed name here (the blocked set)")
+    p.add_argument("--files-out", help="write the list files read (format path category)")
+    p.add_argument("--exclude", default=UT1_EXCLUDE,
+                   help="UT1 categories not loaded, space-separated (default: allow lists "
+                        "and everyday sites; '' loads every category)")
     p.add_argument("--popular", type=float, default=0.85, help="share of popular names")
     p.add_argument("--listed", type=float, default=0.10, help="share of listed names")
     return p.parse_args()
@@ -426,35 +431,48 @@ def valid_name(name):
     return all(c in ALNUM or c in "-._" for c in name)
 
 
-def list_files(root):
-    """Every list file benches/peers.sh loads: UT1 categories, UT1 older, StevenBlack."""
+# UT1 categories no school blocks: UT1's allow lists (liste_blanche, liste_bu and its
+# exceptions), the French PIX exam-mode lists (which list gov.uk and Teams), and everyday
+# sites (updates, banks, webmail, news, shopping, video, ...). Blocking "all of UT1" would
+# block microsoft.com, apple.com, gov.uk and wikipedia.org: not school traffic.
+UT1_EXCLUDE = ("liste_blanche liste_bu exceptions_liste_bu examen_pix tricheur_pix cleaning "
+               "update bank webmail press shopping jobsearch audio-video blog forums "
+               "filehosting remote-control webhosting radio sports cooking translation "
+               "educational_games sexual_education child associations_religieuses")
+
+
+def list_files(root, exclude=()):
+    """Every list file benches/peers.sh loads: UT1 categories (but `exclude`), UT1 older,
+    StevenBlack. Returns (format, path, category) triples."""
     files = []
     for base in ("ut1", "ut1-older"):
         d = os.path.join(root, base)
         if not os.path.isdir(d):
             continue
         for cat in sorted(os.listdir(d)):
+            if cat in exclude:
+                continue
             for fname in ("domains", "domains.xz"):
                 path = os.path.join(d, cat, fname)
                 if os.path.isfile(path):
-                    files.append(("domains", path))
+                    files.append(("domains", path, cat))
     sb = os.path.join(root, "stevenblack")
     if os.path.isfile(os.path.join(sb, "blackhole.xz")):
-        files.append(("hosts", os.path.join(sb, "blackhole.xz")))
+        files.append(("hosts", os.path.join(sb, "blackhole.xz"), "stevenblack"))
     alt = os.path.join(sb, "alternates")
     if os.path.isdir(alt):
         for ext in sorted(os.listdir(alt)):
             for fname in ("blackhole", "blackhole.xz"):
                 path = os.path.join(alt, ext, fname)
                 if os.path.isfile(path):
-                    files.append(("hosts", path))
+                    files.append(("hosts", path, "sb-" + ext.removesuffix("-only")))
     return files
 
 
-def load_listed(root):
+def load_listed(root, exclude=()):
     """Sorted distinct listed names (sorted so the draw does not depend on set order)."""
     names = set()
-    for fmt, path in list_files(root):
+    for fmt, path, _ in list_files(root, exclude):
         for line in read_text(path).splitlines():
             line = line.split("#", 1)[0].strip().lower()
             if not line:
@@ -566,7 +584,11 @@ def qtype(rng):
 def main():
     args = parse_args()
     rng = random.Random(args.seed)
-    listed_names = load_listed(args.lists)
+    exclude = set(args.exclude.split())
+    listed_names = load_listed(args.lists, exclude)
+    if args.files_out:
+        with open(args.files_out, "w") as f:
+            f.writelines(f"{fmt} {path} {cat}\n" for fmt, path, cat in list_files(args.lists, exclude))
     if not listed_names:
         sys.exit(f"querygen: no list files under {args.lists} (set --lists or LISTS_REAL)")
     popular = Popular(rng)
