@@ -2,9 +2,9 @@
 //! each level on its own authoritative server at 127.0.0.x port 53 (hickory's recursor only
 //! ever asks port 53).
 //!
-//! Shared, by `#[path]`, between the integration tests (`tests/it/recursive.rs`) and
-//! `examples/test_internet.rs` (which `benches/recursion.sh` runs for the comparison with
-//! unbound), so both exercise the very same tree. It is plain data: no sockets here.
+//! Used, by `#[path]`, by the recursive-mode integration tests (`tests/it/recursive.rs`).
+//! The larger internet of `world/` (127.0.1.0/24) is the one `examples/test_internet.rs`,
+//! `benches/recursion.sh` and the unbound comparison use. It is plain data: no sockets here.
 //!
 //! hickory's authoritative server sends referrals without glue (hickory-dns PR #3978 is the
 //! upstream fix), so an in-bailiwick name server such as `ns1.school.co.uk.` would be
