@@ -219,7 +219,7 @@ perf() {
 }
 qps_of() { awk '/Queries per second/{print $4}' "$1"; }
 lost_of() { awk '/Queries lost/{gsub(/[()%]/,"",$4); print $4}' "$1"; }
-avg_of() { awk '/Average Latency/{printf "%.3f", $4 * 1000}' "$1"; }
+avg_of() { awk '/Average Latency/{printf "%.3f\n", $4 * 1000}' "$1"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{if (NR==0) print 0; else print a[int((NR+1)/2)]}'; }
 
 # percentiles FILE: p50 and p99 in ms of dnsperf -v per-query lines ("> RCODE name type secs").
@@ -231,7 +231,7 @@ percentiles() {
 
 run_setting() {
   local t=$1 s port d r ready
-  local -A QPS=() LOSS=() AVG=() RSS=() HWM=() START=() P50=() P99=() WARM=()
+  local -A QPS=() ROUNDQ=() LOSS=() AVG=() RSS=() HWM=() START=() P50=() P99=() WARM=()
   d=$RESULTS/t$t; mkdir -p "$d"
   log "== $t thread(s): start-up and warm-up, one server at a time"
   for s in $SERVERS; do
@@ -260,6 +260,7 @@ run_setting() {
   local best=0 bestpeer=""
   for s in $live; do
     QPS[$s]=$(for r in $(seq 1 "$ROUNDS"); do qps_of "$d/$s.round$r.txt"; done | xargs | median)
+    ROUNDQ[$s]=$(for r in $(seq 1 "$ROUNDS"); do printf "%.0fk " "$(echo "$(qps_of "$d/$s.round$r.txt") / 1000" | bc -l)"; done)
     LOSS[$s]=$(for r in $(seq 1 "$ROUNDS"); do lost_of "$d/$s.round$r.txt"; done | xargs | median)
     AVG[$s]=$(for r in $(seq 1 "$ROUNDS"); do avg_of "$d/$s.round$r.txt"; done | xargs | median)
     case $s in unbound | pdns | kresd | dnsmasq)
@@ -292,10 +293,10 @@ table() {
     echo
     echo "### $t thread(s) per server — $(date -u '+%Y-%m-%d %H:%M UTC'), ${ROUNDS}×${DURATION}s rounds, dnsperf $CLIENT"
     echo
-    echo "| server | QPS (median) | lost % | mean ms | p50 ms @${rate} qps | p99 ms @${rate} qps | RSS MB after warm-up | HWM MB | start-up s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| server | QPS (median) | rounds | lost % | mean ms | p50 ms @${rate} qps | p99 ms @${rate} qps | RSS MB after warm-up | HWM MB | start-up s |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     for s in $live; do
-      printf "| %s | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.2f |\n" "$s" "${QPS[$s]}" "${LOSS[$s]}" \
+      printf "| %s | %.0f | %s | %s | %s | %s | %s | %.0f | %.0f | %.2f |\n" "$s" "${QPS[$s]}" "${ROUNDQ[$s]% }" "${LOSS[$s]}" \
         "${AVG[$s]}" "${P50[$s]}" "${P99[$s]}" "$(echo "${RSS[$s]} / 1024" | bc -l)" \
         "$(echo "${HWM[$s]} / 1024" | bc -l)" "${START[$s]}"
     done
