@@ -28,6 +28,7 @@ mod packaging;
 mod policy;
 mod protocol;
 mod radius;
+mod recursion_defects;
 mod recursive;
 mod reload;
 mod safeguarding;

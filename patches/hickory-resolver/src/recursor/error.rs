@@ -134,7 +134,11 @@ impl From<NetError> for RecursorError {
             return Self::Net(e);
         };
 
-        if let Some(ns) = no_records.ns {
+        // Chaperone patch: only a NOERROR reply without SOA is a referral; NS records in
+        // the authority section of an NXDOMAIN or of a NODATA with SOA do not make one.
+        let referral = no_records.soa.is_none()
+            && matches!(no_records.response_code, ResponseCode::NoError);
+        if let (Some(ns), true) = (no_records.ns, referral) {
             Self::ForwardNS(ns)
         } else {
             Self::Negative(AuthorityData::new(

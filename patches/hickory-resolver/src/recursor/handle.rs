@@ -237,15 +237,24 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
         // The subsequent lookup request for then ask the example.com. servers to resolve
         // A example.com.
 
-        let zone = match query.query_type() {
-            RecordType::DS => query.name().base_name(),
-            _ => query.name().clone(),
+        // Chaperone patch (hickory-dns #3373): minimise only down to the parent of the name
+        // (for DS, the parent's parent), unless the name is a known zone cut; the question
+        // itself is then asked with its real type and a referral followed
+        // (`lookup_following_referrals`), instead of probing the last label with NS first.
+        let zone = query.name().base_name();
+        let known_cut = match query.query_type() {
+            RecordType::DS => None,
+            _ => self.cached_pool(query.name()),
         };
 
-        let (depth, ns) = match self
-            .ns_pool_for_name(zone.clone(), request_time, depth, limits)
-            .await
-        {
+        let found = match known_cut {
+            Some(ns) => Ok((depth, ns)),
+            None => {
+                self.ns_pool_for_name(zone.clone(), request_time, depth, limits)
+                    .await
+            }
+        };
+        let (mut depth, ns) = match found {
             Ok((depth, ns)) => (depth, ns),
             // Handle the short circuit case for when we receive NXDOMAIN on a parent name, per RFC
             // 8020.
@@ -269,8 +278,15 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
         let response = match cached_response {
             Some(result) => result?,
             None => {
-                self.lookup(query.clone(), zone, &ns, request_time, limits)
-                    .await?
+                self.lookup_following_referrals(
+                    query.clone(),
+                    zone.clone(),
+                    ns,
+                    request_time,
+                    &mut depth,
+                    limits,
+                )
+                .await?
             }
         };
 
@@ -508,12 +524,16 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
 
                 // Ghost domain attack mitigation: see below
                 let query_type_is_ns = query.query_type == RecordType::NS;
-                self.response_cache.upsert_clamped_ttl(
-                    query,
-                    Err(error.clone()),
-                    now,
-                    query_type_is_ns,
-                );
+                // Chaperone patch: a referral is not an answer to the question; caching it
+                // as one would hand the referral back when the child zone is asked.
+                if !is_referral(&error) {
+                    self.response_cache.upsert_clamped_ttl(
+                        query,
+                        Err(error.clone()),
+                        now,
+                        query_type_is_ns,
+                    );
+                }
 
                 return Err(RecursorError::from(error));
             }
@@ -559,6 +579,12 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
     }
 
     /// Identify the correct NameServerPool to use to answer queries for a given name.
+    ///
+    /// Chaperone patch (hickory-dns #3373): a probe that fails (REFUSED, SERVFAIL, FORMERR,
+    /// or NXDOMAIN in `Relaxed` mode) stops the minimisation instead of probing longer names
+    /// at the same broken servers: the pool found so far is returned, and the caller sends
+    /// the full name there and follows any referral (as unbound's best-effort QNAME
+    /// minimisation does).
     #[async_recursion]
     pub(crate) async fn ns_pool_for_name(
         &self,
@@ -582,19 +608,10 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
                     "refusing to re-enter zone already on resolution stack"
                 );
             })?;
-            if let Some(ns) = self.name_server_cache.lock().get_mut(&candidate_zone) {
-                match ns.ttl_expired() {
-                    true => debug!(?candidate_zone, "cached name server pool expired"),
-                    false => {
-                        debug!(
-                            ?candidate_zone,
-                            "already have cached name server pool for zone"
-                        );
-                        nameserver_pool = ns.clone();
-                        continue;
-                    }
-                }
-            };
+            if let Some(ns) = self.cached_pool(&candidate_zone) {
+                nameserver_pool = ns;
+                continue;
+            }
 
             trace!(
                 depth,
@@ -631,11 +648,18 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
                 // Short-circuit on timeouts. Requesting a longer name from the same pool would likely
                 // encounter them again.
                 Err(e) if e.is_timeout() => return Err(e),
-                // The name `candidate_zone` is not a zone cut. Try again with one more label added
-                // to the iterative query name.
-                Err(_) => {
+                // NODATA: the name exists but `candidate_zone` is not a zone cut. Try again with
+                // one more label added to the iterative query name.
+                Err(e) if e.is_no_records_found() && !e.is_nx_domain() => {
                     trace!(?candidate_zone, "no zone cut at name");
                     continue;
+                }
+                // Chaperone patch: any other failure (NXDOMAIN in relaxed mode, REFUSED,
+                // SERVFAIL, FORMERR...) means these servers do not handle minimised probes:
+                // stop minimising; the caller asks them the full name.
+                Err(e) => {
+                    debug!(?candidate_zone, %e, "minimised probe failed, sending the full name");
+                    break;
                 }
             };
 
@@ -649,132 +673,18 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
                 continue;
             }
 
-            // get all the NS records and glue
-            let mut config_group = Vec::new();
-            let mut need_ips_for_names = Vec::new();
-            let mut glue_ips = HashMap::new();
-            let (positive_min_ttl, positive_max_ttl) = self
-                .ttl_config
-                .positive_response_ttl_bounds(RecordType::NS)
-                .into_inner();
-            let mut ns_pool_ttl = u32::MAX;
-
-            let ttl = self.add_glue_to_map(&mut glue_ips, response.all_sections());
-
-            if ttl < ns_pool_ttl {
-                ns_pool_ttl = ttl;
-            }
-
-            for zns in response.all_sections() {
-                let RData::NS(ns_data) = &zns.data else {
-                    continue;
-                };
-
-                if !is_subzone(&candidate_zone.base_name(), &zns.name) {
-                    debug!(
-                        name = ?zns.name,
-                        parent = ?candidate_zone.base_name(),
-                        "dropping out of bailiwick record",
-                    );
-                    continue;
-                }
-
-                if zns.ttl < ns_pool_ttl {
-                    ns_pool_ttl = zns.ttl;
-                }
-
-                for record_type in [RecordType::A, RecordType::AAAA] {
-                    if let Some(Ok(response)) = self
-                        .response_cache
-                        .get(&Query::query(ns_data.0.clone(), record_type), request_time)
-                    {
-                        let ttl = self.add_glue_to_map(&mut glue_ips, response.all_sections());
-                        if ttl < ns_pool_ttl {
-                            ns_pool_ttl = ttl;
-                        }
-                    }
-                }
-
-                match glue_ips.get(&ns_data.0) {
-                    Some(glue) if !glue.is_empty() => {
-                        config_group.extend(glue.iter().copied().map(|ip| {
-                            name_server_config(ip, &self.pool_context.opportunistic_encryption)
-                        }));
-                    }
-                    _ => {
-                        debug!(name_server = ?ns_data, "glue not found for name server");
-                        need_ips_for_names.push(ns_data.to_owned());
-                    }
-                }
-            }
-
-            // If we have no glue, collect missing nameserver IP addresses.
-            // For non-child name servers, get a new pool by calling ns_pool_for_name recursively.
-            // For child child name servers, we can use the existing pool, but we *must* use lookup
-            // to avoid infinite recursion.
-            if config_group.is_empty() && !need_ips_for_names.is_empty() {
-                debug!(?candidate_zone, "need glue for zone");
-
-                let ttl;
-                (ttl, depth) = self
-                    .append_ips_from_lookup(
-                        &candidate_zone,
-                        depth,
-                        request_time,
-                        nameserver_pool.clone(),
-                        need_ips_for_names.iter().take(MAX_GLUELESS_FOLLOW),
-                        &mut config_group,
-                        limits,
-                    )
-                    .await?;
-
-                if ttl < ns_pool_ttl {
-                    ns_pool_ttl = ttl;
-                }
-            }
-
-            if config_group.is_empty() {
-                debug!(?zone, "no glue found for any nameservers for zone");
-                return Err(RecursorError::from(
-                    "no glue found for any nameservers for zone",
-                ));
-            }
-
-            let servers = {
-                let mut cache = self.connection_cache.lock();
-                config_group
-                    .iter()
-                    .map(|server| {
-                        if let Some(ns) = cache.get_mut(&server.ip) {
-                            return ns.clone();
-                        }
-
-                        debug!(?server, "adding new name server to cache");
-                        let ns = Arc::new(NameServer::new(
-                            [],
-                            server.clone(),
-                            &self.pool_context.options,
-                            self.conn_provider.clone(),
-                        ));
-                        cache.insert(server.ip, ns.clone());
-                        ns
-                    })
-                    .collect()
-            };
-
-            let ns_pool_ttl =
-                Duration::from_secs(ns_pool_ttl as u64).clamp(positive_min_ttl, positive_max_ttl);
-
-            nameserver_pool = NameServerPool::from_nameservers(servers, self.pool_context.clone())
-                .with_ttl(ns_pool_ttl)
-                .with_zone(candidate_zone.clone());
+            let records = response.all_sections().cloned().collect::<Vec<_>>();
+            (depth, nameserver_pool) = self
+                .pool_for_delegation(
+                    &candidate_zone,
+                    nameserver_pool,
+                    &records,
+                    depth,
+                    request_time,
+                    limits,
+                )
+                .await?;
             zone = candidate_zone.clone();
-
-            // store in cache for future usage
-            debug!(?zone, "found nameservers for {zone}");
-            self.name_server_cache
-                .lock()
-                .insert(zone.clone(), nameserver_pool.clone());
         }
 
         #[cfg(feature = "metrics")]
@@ -788,6 +698,209 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
         }
 
         Ok((depth, nameserver_pool))
+    }
+
+    /// The cached, unexpired name server pool of `zone`, if it is a known zone cut.
+    fn cached_pool(&self, zone: &Name) -> Option<NameServerPool<P>> {
+        let mut cache = self.name_server_cache.lock();
+        let ns = cache.get_mut(zone)?;
+        if ns.ttl_expired() {
+            debug!(?zone, "cached name server pool expired");
+            return None;
+        }
+        debug!(?zone, "already have cached name server pool for zone");
+        Some(ns.clone())
+    }
+
+    /// Build, and cache, the name server pool of the zone cut `candidate_zone` from a
+    /// delegation (its NS RRset and any glue among `records`) received from the servers of
+    /// the parent zone, `parent_pool`. (Chaperone patch: moved out of `ns_pool_for_name`
+    /// unchanged, so that a referral received in answer to the full question can be followed
+    /// too.)
+    async fn pool_for_delegation(
+        &self,
+        candidate_zone: &Name,
+        parent_pool: NameServerPool<P>,
+        records: &[Record],
+        mut depth: u8,
+        request_time: Instant,
+        limits: &RequestLimits,
+    ) -> Result<(u8, NameServerPool<P>), RecursorError> {
+        // get all the NS records and glue
+        let mut config_group = Vec::new();
+        let mut need_ips_for_names = Vec::new();
+        let mut glue_ips = HashMap::new();
+        let (positive_min_ttl, positive_max_ttl) = self
+            .ttl_config
+            .positive_response_ttl_bounds(RecordType::NS)
+            .into_inner();
+        let mut ns_pool_ttl = u32::MAX;
+
+        let ttl = self.add_glue_to_map(&mut glue_ips, records.iter());
+
+        if ttl < ns_pool_ttl {
+            ns_pool_ttl = ttl;
+        }
+
+        for zns in records {
+            let RData::NS(ns_data) = &zns.data else {
+                continue;
+            };
+
+            if !is_subzone(&candidate_zone.base_name(), &zns.name) {
+                debug!(
+                    name = ?zns.name,
+                    parent = ?candidate_zone.base_name(),
+                    "dropping out of bailiwick record",
+                );
+                continue;
+            }
+
+            if zns.ttl < ns_pool_ttl {
+                ns_pool_ttl = zns.ttl;
+            }
+
+            for record_type in [RecordType::A, RecordType::AAAA] {
+                if let Some(Ok(response)) = self
+                    .response_cache
+                    .get(&Query::query(ns_data.0.clone(), record_type), request_time)
+                {
+                    let ttl = self.add_glue_to_map(&mut glue_ips, response.all_sections());
+                    if ttl < ns_pool_ttl {
+                        ns_pool_ttl = ttl;
+                    }
+                }
+            }
+
+            match glue_ips.get(&ns_data.0) {
+                Some(glue) if !glue.is_empty() => {
+                    config_group.extend(glue.iter().copied().map(|ip| {
+                        name_server_config(ip, &self.pool_context.opportunistic_encryption)
+                    }));
+                }
+                _ => {
+                    debug!(name_server = ?ns_data, "glue not found for name server");
+                    need_ips_for_names.push(ns_data.to_owned());
+                }
+            }
+        }
+
+        // If we have no glue, collect missing nameserver IP addresses.
+        // For non-child name servers, get a new pool by calling ns_pool_for_name recursively.
+        // For child child name servers, we can use the existing pool, but we *must* use lookup
+        // to avoid infinite recursion.
+        if config_group.is_empty() && !need_ips_for_names.is_empty() {
+            debug!(?candidate_zone, "need glue for zone");
+
+            let ttl;
+            (ttl, depth) = self
+                .append_ips_from_lookup(
+                    candidate_zone,
+                    depth,
+                    request_time,
+                    parent_pool,
+                    need_ips_for_names.iter().take(MAX_GLUELESS_FOLLOW),
+                    &mut config_group,
+                    limits,
+                )
+                .await?;
+
+            if ttl < ns_pool_ttl {
+                ns_pool_ttl = ttl;
+            }
+        }
+
+        if config_group.is_empty() {
+            debug!(?candidate_zone, "no glue found for any nameservers for zone");
+            return Err(RecursorError::from(
+                "no glue found for any nameservers for zone",
+            ));
+        }
+
+        let servers = {
+            let mut cache = self.connection_cache.lock();
+            config_group
+                .iter()
+                .map(|server| {
+                    if let Some(ns) = cache.get_mut(&server.ip) {
+                        return ns.clone();
+                    }
+
+                    debug!(?server, "adding new name server to cache");
+                    let ns = Arc::new(NameServer::new(
+                        [],
+                        server.clone(),
+                        &self.pool_context.options,
+                        self.conn_provider.clone(),
+                    ));
+                    cache.insert(server.ip, ns.clone());
+                    ns
+                })
+                .collect()
+        };
+
+        let ns_pool_ttl =
+            Duration::from_secs(ns_pool_ttl as u64).clamp(positive_min_ttl, positive_max_ttl);
+
+        let nameserver_pool = NameServerPool::from_nameservers(servers, self.pool_context.clone())
+            .with_ttl(ns_pool_ttl)
+            .with_zone(candidate_zone.clone());
+
+        // store in cache for future usage
+        debug!(zone = ?candidate_zone, "found nameservers for {candidate_zone}");
+        self.name_server_cache
+            .lock()
+            .insert(candidate_zone.clone(), nameserver_pool.clone());
+        Ok((depth, nameserver_pool))
+    }
+
+    /// Chaperone patch: ask `ns` (the servers of `zone`) the full question, and while they
+    /// answer with a referral to a zone cut below `zone` and at or above the question's name,
+    /// follow it. Minimisation therefore stops at the parent of the name (the last label is
+    /// asked with the real type, not probed with NS first: one question fewer per name,
+    /// hickory-dns #3373), and a fallback from a failed probe still reaches the right zone.
+    async fn lookup_following_referrals(
+        &self,
+        query: Query,
+        mut zone: Name,
+        mut ns: NameServerPool<P>,
+        now: Instant,
+        depth: &mut u8,
+        limits: &RequestLimits,
+    ) -> Result<Message, RecursorError> {
+        loop {
+            let referral = match self.lookup(query.clone(), &zone, &ns, now, limits).await {
+                Err(RecursorError::ForwardNS(referral)) => referral,
+                other => return other,
+            };
+            let Some(cut) = referral_cut(&zone, query.name(), &referral) else {
+                debug!(%zone, %query, "referral not below the zone asked: lame");
+                return Err(RecursorError::from("lame referral"));
+            };
+            *depth += 1;
+            RecursorError::recursion_exceeded(self.ns_recursion_limit, *depth, &cut)?;
+            // The delegation's NS RRset and only the glue within the parent's bailiwick.
+            let records = referral
+                .iter()
+                .filter(|r| r.ns.name == cut)
+                .flat_map(|r| std::iter::once(&r.ns).chain(r.glue.iter()))
+                .filter(|r| is_subzone(&zone, &r.name))
+                .cloned()
+                .collect::<Vec<_>>();
+            let pool = match self.cached_pool(&cut) {
+                Some(pool) => pool,
+                None => {
+                    let (d, pool) = self
+                        .pool_for_delegation(&cut, ns, &records, *depth, now, limits)
+                        .await?;
+                    *depth = d;
+                    pool
+                }
+            };
+            debug!(%zone, %cut, %query, "following referral");
+            ns = pool;
+            zone = cut;
+        }
     }
 
     /// Helper function to add IP addresses from any A or AAAA records to a map indexed by record
@@ -876,20 +989,28 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
                 let query = Query::query(query_name.clone(), rec_type);
                 limits.try_charge_query(&query)?;
                 futures.push(Box::pin(
-                    pool.lookup(query, self.request_options)
+                    pool.lookup(query.clone(), self.request_options)
                         .into_future()
-                        .map(|(first, _rest)| first),
+                        .map(move |(first, _rest)| (query, first)),
                 ));
             }
         }
 
         let mut ttl = u32::MAX;
 
-        while let Some(next) = futures.next().await {
+        while let Some((query, next)) = futures.next().await {
             match next {
                 Some(Ok(response)) => {
                     debug!("append_ips_from_lookup: A or AAAA response: {response:?}");
-                    config.extend(response.into_message()
+                    let message = response.into_message();
+                    // Chaperone patch (hickory-dns #3373): keep the name server's address, so
+                    // that the next zone served by the same host (the common case) finds it
+                    // in `pool_for_delegation` instead of asking A and AAAA again.
+                    if message.authoritative {
+                        self.response_cache
+                            .insert(query, Ok(message.clone()), request_time);
+                    }
+                    config.extend(message
                         .answers
                         .into_iter()
                         .filter_map(|answer| {
@@ -917,6 +1038,36 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
 
         Ok((ttl, depth))
     }
+}
+
+/// Chaperone patch: true if this failure is a referral (no answer, no SOA, NS records in
+/// the authority section, NOERROR), which `RecursorError::from` turns into `ForwardNS`.
+fn is_referral(error: &NetError) -> bool {
+    matches!(
+        error,
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords {
+            ns: Some(_),
+            soa: None,
+            response_code: crate::proto::op::ResponseCode::NoError,
+            ..
+        }))
+    )
+}
+
+/// Chaperone patch: the zone cut a referral from the servers of `zone` delegates to, if it
+/// is one they may delegate (strictly below `zone`) and one that holds `qname`; None for an
+/// upward or sideways ("lame") referral.
+fn referral_cut(
+    zone: &Name,
+    qname: &Name,
+    referral: &[crate::net::ForwardNSData],
+) -> Option<Name> {
+    referral
+        .iter()
+        .map(|r| &r.ns.name)
+        .filter(|cut| *cut != zone && is_subzone(zone, cut) && cut.zone_of(qname))
+        .max_by_key(|cut| cut.num_labels())
+        .cloned()
 }
 
 pub(crate) struct RequestLimits {
