@@ -119,6 +119,9 @@ mod tests {
     #[test]
     fn a_cname_loop_ends() {
         let records = vec![cname("x.test.", "y.test."), cname("y.test.", "x.test.")];
-        assert_eq!(scrub(&n("x.test."), RecordType::A, records.clone()), records);
+        assert_eq!(
+            scrub(&n("x.test."), RecordType::A, records.clone()),
+            records
+        );
     }
 }

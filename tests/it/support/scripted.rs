@@ -69,8 +69,7 @@ impl RequestHandler for Scripted {
         let name: Name = info.query.name().into();
         let qtype = info.query.query_type();
         self.seen.lock().unwrap().push(format!("{name} {qtype}"));
-        let Some((rcode, answers)) = self.scripts.iter().find_map(|s| s.reply(&name, qtype))
-        else {
+        let Some((rcode, answers)) = self.scripts.iter().find_map(|s| s.reply(&name, qtype)) else {
             return self.catalog.handle_request::<R, T>(request, rh).await;
         };
         let mut meta = Metadata::response_from_request(&request.metadata);
