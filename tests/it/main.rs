@@ -29,6 +29,7 @@ mod policy;
 mod protocol;
 mod radius;
 mod recursion_compare;
+mod recursion_defects;
 mod recursive;
 mod reload;
 mod safeguarding;

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod pg;
+pub mod scripted;
 pub mod smtp;
 
 use std::collections::BTreeMap;

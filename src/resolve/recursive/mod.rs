@@ -20,6 +20,12 @@
 //! so a second server of the zone is always tried), and a failed resolution is retried up
 //! to `[upstream] attempts` times, like forwarding.
 //!
+//! Answers. The recursor passes through what a broken authority puts in the answer
+//! section; `answer::scrub` keeps only the CNAME chain and the asked type, each record
+//! once. The recursor itself is hickory-resolver with a small patch
+//! (patches/hickory-resolver/README.chaperone.md): no NS probe for the last label, and a
+//! failed QNAME-minimisation probe falls back to the full name.
+//!
 //! DNSSEC. With `[upstream] dnssec = true` the recursor validates from the built-in root
 //! trust anchor, but it only *labels* each record with its proof: dropping bogus data is
 //! left to the caller (hickory's own server does it in its `Catalog`). Chaperone calls the
@@ -37,9 +43,11 @@ use hickory_resolver::config::{ConnectionConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::recursor::{
-    DnssecConfig, DnssecPolicy, Recursor, RecursorError, RecursorOptions,
+    DnssecConfig, DnssecPolicy, QNameMinimization, Recursor, RecursorError, RecursorOptions,
 };
 use hickory_resolver::{ConnectionProvider, PoolContext, TlsConfig};
+
+mod answer;
 
 use super::{Answer, UpstreamError};
 use crate::config::UpstreamConfig;
@@ -131,6 +139,11 @@ impl Recursive {
         }
         // Our own cache sits in front; keep the recursor's response cache modest.
         opts.response_cache_size = 16_384;
+        // Best-effort QNAME minimisation, as unbound's default: an NXDOMAIN (or any other
+        // failure) for a minimised probe stops the minimising and the full name is asked
+        // (the patch in patches/hickory-resolver), instead of trusting a server that
+        // answers NXDOMAIN for an empty non-terminal.
+        opts.qname_minimization = QNameMinimization::Relaxed;
         let policy = if c.dnssec {
             // Default config: the built-in root trust anchor.
             DnssecPolicy::ValidateWithStaticKey(DnssecConfig::default())
@@ -173,6 +186,7 @@ impl Recursive {
     }
 
     async fn pass(&self, query: Query, at: Instant, dnssec_ok: bool) -> Pass {
+        let (qname, qtype) = (query.name().clone(), query.query_type());
         match self.recursor.resolve(query, at, dnssec_ok).await {
             Ok(msg) if msg.metadata.response_code == ResponseCode::ServFail => {
                 Pass::Retry(UpstreamError::Failed("SERVFAIL from authority".to_owned()))
@@ -190,7 +204,7 @@ impl Recursive {
                 }
                 Pass::Done(Ok(Answer {
                     rcode: msg.metadata.response_code,
-                    answers: msg.answers,
+                    answers: answer::scrub(&qname, qtype, msg.answers),
                     authorities: msg.authorities,
                     findings: None,
                 }))
