@@ -99,6 +99,7 @@ fn synthetic_events(n: usize) -> Vec<LogEvent> {
                 }
                 .to_owned(),
                 incident: false,
+                count: 1,
             }
         })
         .collect()
