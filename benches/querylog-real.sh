@@ -12,6 +12,8 @@
 #   cargo build --release
 #   QUERIES=/path/to/queries.txt bash benches/querylog-real.sh
 #       # ROUNDS=3 SECONDS_PER_ROUND=15 MODES="off sqlite jsonl" by default
+#   BINS="before=/tmp/chaperone-old after=target/release/chaperone" ... # compare builds,
+#       # alternating them too (each mode of each build every round)
 #
 # QUERIES: a dnsperf query file ("name TYPE" per line). Without it the file is made with
 # benches/querygen.py (the realistic school-traffic generator), seeded, when present.
@@ -129,7 +131,8 @@ ticks() { # $1: pid, $2: "writer" or "rest" → user+system clock ticks of those
   done | awk '{ n += $1 } END { print n + 0 }'
 }
 
-round() { # $1: mode → prints "QPS lost dns-µs/query writer-µs/query"
+round() { # $1: mode, $2: binary → prints "QPS lost dns-µs/query writer-µs/query"
+  local BIN=$2
   config "$1"
   rm -f "$WORK"/chaperone-"$1".db* "$WORK"/queries-"$1".jsonl*
   RUST_LOG=warn "$BIN" serve --config "$WORK/chaperone.toml" 2>"$WORK/serve-$1.log" &
@@ -167,25 +170,32 @@ round() { # $1: mode → prints "QPS lost dns-µs/query writer-µs/query"
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+BINS=${BINS:-build=$BIN}
 declare -A QPS LOST DNS WRT
 for r in $(seq 1 "$ROUNDS"); do
-  for m in $MODES; do
-    echo "round $r/$ROUNDS $m" >&2
-    read -r q l d w < <(round "$m")
-    QPS[$m]="${QPS[$m]:-} $q"
-    LOST[$m]="${LOST[$m]:-} $l"
-    DNS[$m]="${DNS[$m]:-} $d"
-    WRT[$m]="${WRT[$m]:-} $w"
+  for b in $BINS; do
+    for m in $MODES; do
+      k="${b%%=*} $m"
+      echo "round $r/$ROUNDS $k" >&2
+      read -r q l d w < <(round "$m" "${b#*=}")
+      QPS[$k]="${QPS[$k]:-} $q"
+      LOST[$k]="${LOST[$k]:-} $l"
+      DNS[$k]="${DNS[$k]:-} $d"
+      WRT[$k]="${WRT[$k]:-} $w"
+    done
   done
 done
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
-off=$(med "${QPS[off]:-0}")
 echo
-echo "| query log | QPS per round | median QPS | vs off | lost | DNS-path CPU µs/query | writer CPU µs/query |"
-echo "|---|---|---|---|---|---|---|"
-for m in $MODES; do
-  q=$(med "${QPS[$m]}")
-  awk -v m="$m" -v rounds="${QPS[$m]}" -v q="$q" -v o="$off" -v l="${LOST[$m]}" \
-    -v d="$(med "${DNS[$m]}")" -v w="$(med "${WRT[$m]}")" \
-    'BEGIN { printf "| %s |%s | %.0f | %.3f |%s | %s | %s |\n", m, rounds, q, (o > 0 ? q / o : 0), l, d, w }'
+echo "| build | query log | QPS per round | median QPS | vs off | lost | DNS-path CPU µs/query | writer CPU µs/query |"
+echo "|---|---|---|---|---|---|---|---|"
+for b in $BINS; do
+  off=$(med "${QPS[${b%%=*} off]:-0}")
+  for m in $MODES; do
+    k="${b%%=*} $m"
+    q=$(med "${QPS[$k]}")
+    awk -v b="${b%%=*}" -v m="$m" -v rounds="${QPS[$k]}" -v q="$q" -v o="$off" -v l="${LOST[$k]}" \
+      -v d="$(med "${DNS[$k]}")" -v w="$(med "${WRT[$k]}")" \
+      'BEGIN { printf "| %s | %s |%s | %.0f | %.3f |%s | %s | %s |\n", b, m, rounds, q, (o > 0 ? q / o : 0), l, d, w }'
+  done
 done
