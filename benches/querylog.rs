@@ -99,6 +99,7 @@ fn synthetic_events(n: usize) -> Vec<LogEvent> {
                 }
                 .to_owned(),
                 incident: false,
+                count: 1,
             }
         })
         .collect()
@@ -186,7 +187,7 @@ block = ["social"]
     let written = match format {
         QueryLogFormat::Sqlite if pg.is_some() => pg.map_or(0, PgDatabase::rows),
         QueryLogFormat::Sqlite => rusqlite::Connection::open(&db)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get::<_, i64>(0)))
+            .and_then(|c| c.query_row("SELECT SUM(count) FROM queries", [], |r| r.get::<_, i64>(0)))
             .expect("count rows") as usize,
         // The file is rotated by size (max_bytes / max_files): count every part.
         QueryLogFormat::Jsonl => std::fs::read_dir(dir)
@@ -252,7 +253,7 @@ impl PgDatabase {
     fn rows(&self) -> usize {
         let mut c = postgres::Client::connect(&self.url, postgres::NoTls).expect("connect");
         let n: i64 = c
-            .query_one("SELECT COUNT(*) FROM queries", &[])
+            .query_one("SELECT SUM(count) FROM queries", &[])
             .expect("count rows")
             .get(0);
         n as usize

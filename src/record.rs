@@ -166,6 +166,7 @@ fn to_log_event(e: &QueryEvent<'_>) -> LogEvent {
         rule,
         rcode: rcode_name(e.rcode),
         incident,
+        count: 1,
     }
 }
 

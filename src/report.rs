@@ -254,7 +254,7 @@ pub fn summary_period(
     let totals = scoped(
         db,
         f,
-        "SELECT decision, COUNT(*) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
+        "SELECT decision, SUM(count) FROM queries WHERE ts_us >= $1 GROUP BY decision ORDER BY 2 DESC, 1",
         s,
     )?;
     let all: i64 = totals.iter().filter_map(|r| count(r, 1)).sum();
@@ -273,7 +273,7 @@ pub fn summary_period(
     let groups = scoped(
         db,
         f,
-        "SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
+        "SELECT grp, SUM(count), SUM(CASE WHEN decision = 'blocked' THEN count ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp ORDER BY grp",
         s,
     )?;
     let group_size: std::collections::HashMap<String, i64> = groups
@@ -290,7 +290,7 @@ pub fn summary_period(
     let categories = scoped(
         db,
         f,
-        "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+        "SELECT category, SUM(count) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?;
     let category_rows = categories
@@ -303,7 +303,7 @@ pub fn summary_period(
     let group_categories = scoped(
         db,
         f,
-        "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+        "SELECT grp, category, SUM(count) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category NOT LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?;
     let group_category_rows = group_categories
@@ -526,7 +526,7 @@ fn weekly(
         let q = scoped(
             db,
             &f,
-            "SELECT COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1",
+            "SELECT COALESCE(SUM(count), 0), SUM(CASE WHEN decision = 'blocked' THEN count ELSE 0 END) FROM queries WHERE ts_us >= $1",
             micros(start),
         )?;
         let i = scoped(
@@ -606,13 +606,13 @@ fn services(
             .unwrap_or(c)
             .to_owned()
     };
-    let overall = scoped(db, f, "SELECT category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
+    let overall = scoped(db, f, "SELECT category, SUM(count) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY category ORDER BY 2 DESC, 1",
         s,
     )?
     .iter()
     .map(|r| vec![name(&r[0]), count(r, 1).to_string(), pct(count(r, 1), all)])
     .collect();
-    let per_group = scoped(db, f, "SELECT grp, category, COUNT(*) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
+    let per_group = scoped(db, f, "SELECT grp, category, SUM(count) FROM queries WHERE ts_us >= $1 AND decision = 'blocked' AND category LIKE 'service:%' GROUP BY grp, category ORDER BY grp, 3 DESC, 2",
         s,
     )?
     .iter()
@@ -661,7 +661,7 @@ pub fn detail_period(
     let mut rows = scoped(
         db,
         f,
-        r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, COUNT(*),
+        r#"SELECT client, COALESCE(device, ''), COALESCE(mac, ''), COALESCE(hostname, ''), COALESCE("user", ''), grp, name, category, SUM(count),
                 MIN(ts_us), MAX(ts_us)
          FROM queries WHERE ts_us >= $1 AND decision = 'blocked'
          GROUP BY client, device, mac, hostname, "user", grp, name, category ORDER BY client, 9 DESC"#,

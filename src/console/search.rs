@@ -217,7 +217,7 @@ fn results(rows: &[QueryRow], tz: &jiff::tz::TimeZone) -> Markup {
                 td { (r.user.as_deref().unwrap_or("")) }
                 td { (r.group) }
                 td { (r.name) }
-                td { (r.decision) }
+                td { (r.decision) @if r.count > 1 { " ×" (r.count) } }
                 td { (r.category.as_deref().unwrap_or("")) }
             } } }
         }

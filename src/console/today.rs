@@ -67,7 +67,7 @@ fn count(
     };
     let hour_ago = micros(now) - 3_600_000_000;
     let per_group = c.table(
-        "SELECT grp, COUNT(*), SUM(CASE WHEN decision = 'blocked' THEN 1 ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp",
+        "SELECT grp, SUM(count), SUM(CASE WHEN decision = 'blocked' THEN count ELSE 0 END) FROM queries WHERE ts_us >= $1 GROUP BY grp",
         hour_ago,
     )?;
     let (mut queries_hour, mut blocks_hour) = (0, 0);

@@ -174,7 +174,7 @@ pub fn search_sql(f: &SearchFilter, before: Option<i64>, limit: usize) -> (Strin
 }
 
 /// The columns [`QueryRow`] is read from, in order.
-pub const QUERY_COLUMNS: &str = r#"id, ts_us, client, grp, device, mac, hostname, "user", device_id, name, qtype, decision, category, rule, rcode"#;
+pub const QUERY_COLUMNS: &str = r#"id, ts_us, client, grp, device, mac, hostname, "user", device_id, name, qtype, decision, category, rule, rcode, count"#;
 
 /// One query-log record as stored (pseudonyms stay pseudonyms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -209,10 +209,13 @@ pub struct QueryRow {
     pub rule: Option<String>,
     /// Response code.
     pub rcode: String,
+    /// How many identical queries (same client, name, type and outcome, same second) this
+    /// row stands for: the writer folds repeats into one row.
+    pub count: i64,
 }
 
 /// The CSV header line of an export.
-pub const CSV_HEADER: &str = "id,time_utc,client,group,device,mac,hostname,user,device_id,name,qtype,decision,category,rule,rcode\n";
+pub const CSV_HEADER: &str = "id,time_utc,client,group,device,mac,hostname,user,device_id,name,qtype,decision,category,rule,rcode,count\n";
 
 impl QueryRow {
     /// One CSV line (RFC 4180 quoting; a leading `=`, `+`, `-` or `@` is prefixed with `'`
@@ -235,6 +238,7 @@ impl QueryRow {
             opt(&self.category),
             opt(&self.rule),
             self.rcode.clone(),
+            self.count.to_string(),
         ];
         let mut line = fields
             .iter()

@@ -507,6 +507,7 @@ fn window_body(mut s: Box<dyn chaperone::store::Store>) {
         rule: None,
         rcode: "NOERROR".into(),
         incident: false,
+        count: 1,
     };
     let window = 600_000_000;
     let second = 1_000_000;

@@ -62,6 +62,7 @@ fn event(ts: &str, client: &str, group: &str, name: &str, decision: &str) -> Log
         rule: None,
         rcode: "NOERROR".into(),
         incident: false,
+        count: 1,
     }
 }
 

@@ -206,6 +206,7 @@ fn event(ts_us: i64, client: &str, group: &str, name: &str, decision: &str) -> L
         rule: None,
         rcode: "NOERROR".into(),
         incident: false,
+        count: 1,
     }
 }
 
@@ -407,6 +408,141 @@ fn querylog_body(b: &Backend) {
     // Writing again (to a day already dropped, too) works.
     s.insert_queries(&batch[..1]).unwrap();
     assert_eq!(count_queries(s.as_mut()), 9);
+}
+
+both!(repeats, repeats_body);
+/// Identical queries (same client, name, type and outcome) in the same second fold into one
+/// row whose `count` says how many; search shows it, and reports add counts, not rows.
+fn repeats_body(b: &Backend) {
+    let mut s = b.open();
+    let sec = micros(t(NOW));
+    let mut batch = Vec::new();
+    // 10.0.0.1 asks a.example (A) five times within one second, then once in the next.
+    for i in 0..5 {
+        batch.push(event(
+            sec + i * 150_000,
+            "10.0.0.1",
+            "pupils",
+            "a.example",
+            "allowed",
+        ));
+    }
+    batch.push(event(
+        sec + 1_000_000,
+        "10.0.0.1",
+        "pupils",
+        "a.example",
+        "allowed",
+    ));
+    // Not repeats: another client, another type, another outcome.
+    batch.push(event(
+        sec + 10,
+        "10.0.0.2",
+        "pupils",
+        "a.example",
+        "allowed",
+    ));
+    let mut aaaa = event(sec + 20, "10.0.0.1", "pupils", "a.example", "allowed");
+    aaaa.qtype = "AAAA".into();
+    batch.push(aaaa);
+    batch.push(event(
+        sec + 30,
+        "10.0.0.1",
+        "pupils",
+        "a.example",
+        "blocked",
+    ));
+    chaperone::store::querylog::fold_repeats(&mut batch);
+    let shape: Vec<(i64, &str, &str, &str, u32)> = batch
+        .iter()
+        .map(|e| {
+            (
+                e.ts_us - sec,
+                e.client.as_str(),
+                e.qtype.as_str(),
+                e.decision.as_str(),
+                e.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (0, "10.0.0.1", "A", "allowed", 5),
+            (1_000_000, "10.0.0.1", "A", "allowed", 1),
+            (10, "10.0.0.2", "A", "allowed", 1),
+            (20, "10.0.0.1", "AAAA", "allowed", 1),
+            (30, "10.0.0.1", "A", "blocked", 1),
+        ],
+        "first of each kept, in order, with its repeats counted"
+    );
+    s.insert_queries(&batch).unwrap();
+    assert_eq!(count_queries(s.as_mut()), 5, "rows");
+    let total = s
+        .table("SELECT SUM(count) FROM queries WHERE ts_us >= $1", i64::MIN)
+        .unwrap();
+    assert_eq!(total[0][0], "9", "queries");
+    let filter = chaperone::store::records::SearchFilter {
+        device: Some("10.0.0.1".into()),
+        decision: Some("allowed".into()),
+        ..Default::default()
+    };
+    let rows = s.search_queries(&filter, None, 10).unwrap();
+    let counts: Vec<(String, i64)> = rows.iter().map(|r| (r.qtype.clone(), r.count)).collect();
+    assert_eq!(
+        counts,
+        vec![("AAAA".into(), 1), ("A".into(), 1), ("A".into(), 5)],
+        "newest first"
+    );
+    assert!(
+        rows[2].csv_line().ends_with(",5\n"),
+        "{}",
+        rows[2].csv_line()
+    );
+    // The governors' summary counts queries.
+    let summary = report::summary(s.as_mut(), t("2026-11-22T00:00:00Z")).unwrap();
+    let csv = report::render(&summary, report::Format::Csv, "summary");
+    assert!(
+        csv.lines().any(|l| l.contains(",allowed,8,")),
+        "8 allowed queries in 4 rows: {csv}"
+    );
+}
+
+/// A database written before `queries.count` gains it on open; its rows count once.
+#[test]
+fn sqlite_upgrade_adds_the_query_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE queries (id INTEGER PRIMARY KEY, ts_us INTEGER NOT NULL, client TEXT NOT NULL,
+                grp TEXT NOT NULL, device TEXT, mac TEXT, name TEXT NOT NULL, qtype TEXT NOT NULL,
+                decision TEXT NOT NULL, category TEXT, rule TEXT, rcode TEXT NOT NULL);
+             INSERT INTO queries (ts_us, client, grp, name, qtype, decision, rcode)
+                VALUES (1795392000000000, '10.0.0.9', 'pupils', 'old.example', 'A', 'allowed', 'NOERROR');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let mut s = Sqlite::open(&path).unwrap();
+    let rows = s.search_queries(&Default::default(), None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].name.as_str(), rows[0].count), ("old.example", 1));
+    s.insert_queries(&[event(
+        1_795_392_000_000_001,
+        "10.0.0.9",
+        "pupils",
+        "new.example",
+        "allowed",
+    )])
+    .unwrap();
+    assert_eq!(
+        s.search_queries(&Default::default(), None, 10)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// The same data in both backends gives the same governors' report, table for table.

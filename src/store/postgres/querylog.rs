@@ -24,7 +24,7 @@ const MAX_KNOWN_DAYS: usize = 4096;
 /// Rows deleted per statement when trimming inside a partition.
 const DELETE_CHUNK: i64 = 50_000;
 
-const COPY: &str = r#"COPY queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode, hostname, "user", device_id) FROM STDIN (FORMAT binary)"#;
+const COPY: &str = r#"COPY queries (ts_us, client, grp, device, mac, name, qtype, decision, category, rule, rcode, hostname, "user", device_id, count) FROM STDIN (FORMAT binary)"#;
 
 /// What the writer keeps between batches.
 #[derive(Default)]
@@ -214,7 +214,7 @@ impl LogState {
 
 /// One binary COPY of the batch.
 fn copy(c: &mut Client, batch: &[LogEvent]) -> Result<(), StoreError> {
-    const TYPES: [Type; 14] = [
+    const TYPES: [Type; 15] = [
         Type::INT8,
         Type::TEXT,
         Type::TEXT,
@@ -229,11 +229,13 @@ fn copy(c: &mut Client, batch: &[LogEvent]) -> Result<(), StoreError> {
         Type::TEXT,
         Type::TEXT,
         Type::TEXT,
+        Type::INT4,
     ];
     let sink = c.copy_in(COPY).map_err(pg)?;
     let mut w = BinaryCopyInWriter::new(sink, &TYPES);
     for e in batch {
-        let row: [&(dyn ToSql + Sync); 14] = [
+        let count = i32::try_from(e.count).unwrap_or(i32::MAX);
+        let row: [&(dyn ToSql + Sync); 15] = [
             &e.ts_us,
             &e.client,
             &e.group,
@@ -248,6 +250,7 @@ fn copy(c: &mut Client, batch: &[LogEvent]) -> Result<(), StoreError> {
             &e.hostname,
             &e.user,
             &e.device_id,
+            &count,
         ];
         w.write(&row).map_err(pg)?;
     }

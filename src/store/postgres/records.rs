@@ -85,6 +85,7 @@ pub(super) fn search(
             category: r.get(12),
             rule: r.get(13),
             rcode: r.get(14),
+            count: i64::from(r.get::<_, i32>(15)),
         })
         .collect())
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     V_INCIDENT_WINDOW,
     super::acks::MIGRATION,
     super::records::MIGRATION,
+    V_QUERY_COUNT,
 ];
 
 const V1: &str = r#"
@@ -163,6 +164,13 @@ ALTER TABLE incidents ADD COLUMN theme TEXT;
 ALTER TABLE incidents ADD COLUMN hits BIGINT NOT NULL DEFAULT 1;
 ALTER TABLE incidents ADD COLUMN last_us BIGINT;
 CREATE INDEX incidents_window ON incidents (client, name, category, ts_us);
+"#;
+
+/// Issue 17: the number of identical queries a row stands for (repeats from the same
+/// client, for the same name, type and outcome, in the same second are one row). INTEGER,
+/// so `SUM(count)` is a BIGINT as `COUNT(*)` is, and reads the same as on SQLite.
+const V_QUERY_COUNT: &str = r#"
+ALTER TABLE queries ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 "#;
 
 /// Bring the database up to the newest schema; returns the version it is at.

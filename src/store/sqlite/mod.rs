@@ -164,7 +164,23 @@ fn upgrade(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")?;
     }
     add_identity_columns(conn)?;
-    add_incident_window_columns(conn)
+    add_incident_window_columns(conn)?;
+    add_query_count_column(conn)
+}
+
+/// Issue 17: `queries.count`, the number of identical queries a row stands for (the
+/// writer folds repeats from the same client, for the same name, type and outcome, in the
+/// same second into one row). Rows written before it count once.
+fn add_query_count_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('queries') WHERE name = 'count'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE queries ADD COLUMN count INTEGER NOT NULL DEFAULT 1")?;
+    }
+    Ok(())
 }
 
 /// The incident window (issue 16): each incident's alert theme, its hit count and when

@@ -71,6 +71,7 @@ fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
         category: r.get(12)?,
         rule: r.get(13)?,
         rcode: r.get(14)?,
+        count: r.get(15)?,
     })
 }
 
