@@ -10,12 +10,13 @@
 #   benches/cache-memory.sh [QUERYFILE]
 #
 # QUERYFILE: a dnsperf file (`name TYPE` per line). Default: made by the bench helper's
-# seeded generator (QUERYGEN, default ../bench/benches/querygen.py beside this worktree,
+# seeded generator (QUERYGEN, default benches/querygen.py, merged from the bench branch,
 # ~1M queries, >= 200k distinct names), or, when that is absent, by a small inline generator
 # of 230k distinct names.
 # Env: CHAPERONE_BIN (default: build target/release/chaperone), BINS="a b" to compare
 # several builds in one run (alternating rounds, ROUNDS, default 1), CACHE_TOML (extra
-# lines for [cache]), MALLOC_ENV (e.g. "MALLOC_ARENA_MAX=2") passed to chaperone.
+# lines for [cache]; e.g. "prefetch = false"), UP_TTL (the upstream's TTL, default 300: a
+# short one such as 5 measures prefetch), RATE (dnsperf -Q, default unbounded), MALLOC_ENV (e.g. "MALLOC_ARENA_MAX=2") passed to chaperone.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LISTS=${LISTS:-/work/shared/lists-real}
@@ -26,6 +27,7 @@ if [ -z "${BINS:-}" ]; then
   BINS=$BIN
 fi
 ROUNDS=${ROUNDS:-1}
+UP_TTL=${UP_TTL:-300}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -39,7 +41,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.
 QF=${1:-}
 if [ -z "$QF" ]; then
   QF=$WORK/queries.txt
-  GEN=${QUERYGEN:-$ROOT/../bench/benches/querygen.py}
+  GEN=${QUERYGEN:-$ROOT/benches/querygen.py}
+  [ -f "$GEN" ] || GEN=$ROOT/../bench/benches/querygen.py
   if [ -f "$GEN" ]; then
     python3 "$GEN" --lists "$LISTS" --nx-out "$WORK/nx.txt" -o "$QF" 2>/dev/null
   else
@@ -73,9 +76,9 @@ server:
   num-threads: 1
   access-control: 127.0.0.0/8 allow
   local-zone: "." redirect
-  local-data: ". 300 IN A 192.0.2.1"
-  local-data: ". 300 IN AAAA 2001:db8::1"
-  local-data: ". 300 IN SOA a.test. b.test. 1 3600 600 86400 300"
+  local-data: ". $UP_TTL IN A 192.0.2.1"
+  local-data: ". $UP_TTL IN AAAA 2001:db8::1"
+  local-data: ". $UP_TTL IN SOA a.test. b.test. 1 3600 600 86400 $UP_TTL"
 CONF
 # The generator's nonexistent names are NXDOMAIN upstream, as on the internet.
 [ -f "$WORK/nx.txt" ] && awk '{ n = $1; sub(/\.$/, "", n); printf "  local-zone: \"%s.\" always_nxdomain\n", n }' "$WORK/nx.txt" >> "$WORK/unbound.conf"
@@ -129,24 +132,26 @@ TOML
   done
   local kb0
   kb0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$pid/status")
-  timeout 300 dnsperf -s 127.0.0.1 -p "$dns" -d "$QF" -n 1 -l 240 -q 200 > "$WORK/dnsperf.out" 2>&1 || true
+  timeout 300 dnsperf -s 127.0.0.1 -p "$dns" -d "$QF" -n 1 -l 240 -q 200 ${RATE:+-Q $RATE} > "$WORK/dnsperf.out" 2>&1 || true
   sleep 1
   local st m lost
   st=$(awk '/^(VmRSS|VmHWM|RssAnon|RssFile):/ { printf "%s=%d ", $1, $2/1024 }' "/proc/$pid/status")
   m=$(curl -s "http://127.0.0.1:$admin/metrics")
   lost=$(awk '/Queries lost:/ { print $3 }' "$WORK/dnsperf.out")
   done_=$(awk '/Queries completed:/ { print $3 }' "$WORK/dnsperf.out")
-  printf '%-40s start=%4dMB %s entries=%s hits=%s misses=%s done=%s lost=%s\n' "$(basename "$(dirname "$(dirname "$bin")")")/${bin##*/}" \
+  printf '%-40s start=%4dMB %s entries=%s hits=%s misses=%s upstream=%s servfail=%s done=%s lost=%s\n' "$(basename "$(dirname "$(dirname "$bin")")")/${bin##*/}" \
     $((kb0 / 1024)) "$st" \
     "$(echo "$m" | awk '/^chaperone_cache_entries / { print $2 }')" \
     "$(echo "$m" | awk '/^chaperone_cache_lookups_total\{result="hit"\}/ { print $2 }')" \
     "$(echo "$m" | awk '/^chaperone_cache_lookups_total\{result="miss"\}/ { print $2 }')" \
+    "$(echo "$m" | awk '/^chaperone_upstream_duration_seconds_count/ { s += $2 } END { print s }')" \
+    "$(awk '/SERVFAIL/ { print $2; f = 1 } END { if (!f) print 0 }' "$WORK/dnsperf.out")" \
     "$done_" "$lost"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 echo "queries=$queries distinct(name,type)=$distinct lists: $(tail -1 "$WORK/compile.log" | cut -c1-60)"
-echo "machine: $(nproc) cores; MALLOC_ENV=${MALLOC_ENV:-none} CACHE_TOML=${CACHE_TOML:-none}"
+echo "machine: $(nproc) cores; MALLOC_ENV=${MALLOC_ENV:-none} CACHE_TOML=${CACHE_TOML:-none} UP_TTL=$UP_TTL RATE=${RATE:-max}"
 for r in $(seq "$ROUNDS"); do
   for b in $BINS; do run_one "$b"; done
 done
