@@ -363,7 +363,10 @@ impl AnswerCache {
             let age = e.age(now);
             if e.rcode() == 3 && age < e.ttl {
                 if let Some(a) = e.answer(|t| t.min(e.ttl).saturating_sub(age).max(1)) {
-                    return Cached::Cut(Answer { findings: None, ..a });
+                    return Cached::Cut(Answer {
+                        findings: None,
+                        ..a
+                    });
                 }
             }
         }

@@ -294,10 +294,7 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
             let stripped = strips_svcb(&q, &d);
-            match p
-                .cache()
-                .serve_wire(pkt, &q, stripped, Instant::now(), out)
-            {
+            match p.cache().serve_wire(pkt, &q, stripped, Instant::now(), out) {
                 Some(hit) => {
                     p.cache_counters().hit.inc();
                     if hit.refresh() {

@@ -198,12 +198,19 @@ popular  3 IN A 192.0.2.77
 /// Ask `popular.short.test.` (TTL 3 s) every 200 ms for `secs` seconds; returns the
 /// cache misses counted and the questions the authority received.
 async fn ask_repeatedly(cache: &str, secs: u64) -> (f64, usize) {
-    let up = authority("127.0.0.1:0".parse().unwrap(), &[("short.test.", SHORT_ZONE)]).await;
+    let up = authority(
+        "127.0.0.1:0".parse().unwrap(),
+        &[("short.test.", SHORT_ZONE)],
+    )
+    .await;
     let h = start_with(up.addr, cache).await;
     let c = h.client("127.0.0.2");
     for _ in 0..secs * 5 {
         let m = c.udp("popular.short.test.", RecordType::A).await;
-        assert_eq!(ips(&m), vec!["192.0.2.77".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            ips(&m),
+            vec!["192.0.2.77".parse::<std::net::IpAddr>().unwrap()]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let misses = metric(h.admin(), "chaperone_cache_lookups_total{result=\"miss\"}").await;
@@ -220,7 +227,13 @@ async fn ask_repeatedly(cache: &str, secs: u64) -> (f64, usize) {
 async fn popular_name_with_short_ttl_never_misses() {
     let (misses, asked) = ask_repeatedly("", 8).await;
     assert_eq!(misses, 1.0, "only the first question missed");
-    assert!(asked >= 3, "refreshed in the background: asked {asked} times");
+    assert!(
+        asked >= 3,
+        "refreshed in the background: asked {asked} times"
+    );
     let (misses, _) = ask_repeatedly("prefetch = false", 8).await;
-    assert!(misses >= 2.0, "without prefetch it expires and misses: {misses}");
+    assert!(
+        misses >= 2.0,
+        "without prefetch it expires and misses: {misses}"
+    );
 }
