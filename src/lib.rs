@@ -50,4 +50,3 @@ pub mod store;
 pub mod suffix;
 pub mod transport;
 pub mod users;
-pub mod wirecache;

@@ -50,7 +50,6 @@ use crate::resolve::rebinding::Rebinding;
 use crate::resolve::zones::Zones;
 use crate::resolve::{Answer, Upstream, UpstreamError};
 use crate::state::{Snapshot, State};
-use crate::wirecache::WireCache;
 
 /// A query the policy has decided, waiting for its answer.
 pub struct Decided {
@@ -127,8 +126,8 @@ pub struct Pipeline {
     flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
     clock: SharedClock,
     recorder: Recorder,
-    wire_cache: WireCache,
     cache_counters: CacheCounters,
+    prefetch: Prefetch,
     limiter: crate::ratelimit::RateLimiter,
 }
 
@@ -140,7 +139,25 @@ pub struct CacheCounters {
     pub miss: prometheus::IntCounter,
     /// result="stale"
     pub stale: prometheus::IntCounter,
+    /// result="cut": answered NXDOMAIN from a cached NXDOMAIN above the name (RFC 8020).
+    pub cut: prometheus::IntCounter,
+    /// result="prefetch": hits that started a background refresh (also counted as hits).
+    pub prefetch: prometheus::IntCounter,
 }
+
+/// Prefetch requests for the background worker ([`Pipeline::start_prefetch`]): a bounded
+/// queue, so a burst of due entries drops requests rather than piling up.
+struct Prefetch {
+    tx: tokio::sync::mpsc::Sender<CacheKey>,
+    rx: Mutex<Option<tokio::sync::mpsc::Receiver<CacheKey>>>,
+}
+
+/// Prefetch requests waiting at most.
+const PREFETCH_QUEUE: usize = 256;
+/// Prefetches in flight at most (they also share one client's upstream share).
+const PREFETCH_CONCURRENCY: usize = 8;
+/// The client prefetches are charged to, for the per-client share of upstream slots.
+const PREFETCH_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 impl Pipeline {
     /// Assemble the pipeline on a state.
@@ -157,11 +174,19 @@ impl Pipeline {
             shares: Shares::new(snap.config.server.max_inflight_per_client),
             flights: Mutex::new(HashMap::new()),
             upstream: ArcSwap::from_pointee(slot),
-            wire_cache: WireCache::new(snap.config.cache.max_entries),
             cache_counters: CacheCounters {
                 hit: state.metrics().cache.with_label_values(&["hit"]),
                 miss: state.metrics().cache.with_label_values(&["miss"]),
                 stale: state.metrics().cache.with_label_values(&["stale"]),
+                cut: state.metrics().cache.with_label_values(&["cut"]),
+                prefetch: state.metrics().cache.with_label_values(&["prefetch"]),
+            },
+            prefetch: {
+                let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
+                Prefetch {
+                    tx,
+                    rx: Mutex::new(Some(rx)),
+                }
             },
             limiter: crate::ratelimit::RateLimiter::new(state.metrics()),
             state: state.clone(),
@@ -201,7 +226,6 @@ impl Pipeline {
                 Ok(slot) => {
                     self.upstream.store(Arc::new(slot));
                     self.cache.clear();
-                    self.wire_cache.clear();
                     tracing::info!("upstream settings changed: new upstream in use, cache cleared");
                 }
                 Err(e) => tracing::error!(
@@ -457,14 +481,63 @@ impl Pipeline {
         &self.limiter
     }
 
-    /// The wire cache of finished UDP responses (fast path).
-    pub fn wire_cache(&self) -> &WireCache {
-        &self.wire_cache
+    /// The answer cache (the UDP fast path serves it as bytes).
+    pub fn cache(&self) -> &AnswerCache {
+        &self.cache
     }
 
-    /// How long an answer may be served from the wire cache.
-    pub fn fresh_for(&self, a: &Answer) -> u32 {
-        self.cache.ttl_for(a)
+    /// Keep the ECH-less form of an HTTPS/SVCB answer (already as served) for the fast
+    /// path, under its own key, as long as the answer it came from.
+    pub fn cache_stripped(&self, q: &crate::transport::wire::Query, name: &Name, a: &Answer) {
+        let key = crate::cache::KeyRef::of(q, true).to_owned_key();
+        let ttl = self.cache.ttl_for(a);
+        if ttl > 0 {
+            self.cache.store(key, name, a, ttl, Instant::now());
+        }
+    }
+
+    /// Ask for `key` to be refreshed in the background (a hit near expiry). Dropped when
+    /// the queue is full.
+    pub fn prefetch(&self, key: CacheKey) {
+        if self.prefetch.tx.try_send(key.unstripped()).is_ok() {
+            self.cache_counters.prefetch.inc();
+        }
+    }
+
+    /// Start the prefetch worker: it takes requests from the queue and refreshes at most
+    /// [`PREFETCH_CONCURRENCY`] at a time. It ends when the pipeline is dropped. Without it
+    /// (tests that build a bare pipeline), requests fill the queue and are dropped.
+    pub fn start_prefetch(self: &Arc<Self>) {
+        let rx = self
+            .prefetch
+            .rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut rx) = rx else { return };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut running = tokio::task::JoinSet::new();
+            while let Some(key) = rx.recv().await {
+                while running.len() >= PREFETCH_CONCURRENCY {
+                    running.join_next().await;
+                }
+                let Some(p) = weak.upgrade() else { return };
+                running.spawn(async move { p.refresh(key).await });
+            }
+        });
+    }
+
+    /// Resolve `key` upstream and store the answer, sharing the flight with any client
+    /// asking at the same moment.
+    async fn refresh(&self, key: CacheKey) {
+        let Some(name) = key.name() else { return };
+        let snap = self.state.snapshot();
+        let flight = self.join_flight(&key);
+        let _ = flight
+            .get_or_try_init(|| self.fill(&snap, PREFETCH_CLIENT, &name, &key, false))
+            .await;
+        self.leave_flight(&key, &flight);
     }
 
     /// Cache, then upstream (coalesced, bounded in flight per client and in total, timed,
@@ -478,15 +551,17 @@ impl Pipeline {
         qclass: DNSClass,
         dnssec_ok: bool,
     ) -> Result<Answer, UpstreamError> {
-        let key = CacheKey {
-            name: LowerName::new(name),
-            qtype,
-            qclass,
-            dnssec_ok,
-        };
+        let key = CacheKey::new(name, qtype, qclass, dnssec_ok);
         let stale = match self.cache.get(&key, Instant::now()) {
-            Cached::Fresh(a) => {
+            Cached::Fresh { answer, refresh } => {
                 self.cache_counters.hit.inc();
+                if refresh {
+                    self.prefetch(key);
+                }
+                return Ok(answer);
+            }
+            Cached::Cut(a) => {
+                self.cache_counters.cut.inc();
                 return Ok(a);
             }
             Cached::Stale(a) => Some(a),
@@ -499,40 +574,8 @@ impl Pipeline {
             )));
         }
         let flight = self.join_flight(&key);
-        let shared = flight.get_or_try_init(|| async {
-            let (r, mode) = self
-                .fetch(snap, client, name, qtype, dnssec_ok, stale.is_some())
-                .await?;
-            Ok::<_, UpstreamError>(match r {
-                Ok(mut a) => {
-                    if self.upstream.load().rebinding.filter(name, &mut a) {
-                        self.state.metrics().rebinding_blocked.inc();
-                        tracing::debug!(
-                            "rebinding protection: internal addresses dropped for {name}"
-                        );
-                    }
-                    a.findings = crate::inspect::Findings::of_records(&a.answers).into_shared();
-                    // Everyone in the flight gets the answer as the cache will serve it.
-                    let served = self.cache.insert(key.clone(), &a, Instant::now());
-                    self.state
-                        .metrics()
-                        .cache_entries
-                        .set(self.cache.len() as i64);
-                    Ok(served)
-                }
-                Err(e) => {
-                    self.state
-                        .metrics()
-                        .upstream_errors
-                        .with_label_values(&[mode])
-                        .inc();
-                    Err(match e {
-                        UpstreamError::Failed(m) => m,
-                        other => other.to_string(),
-                    })
-                }
-            })
-        });
+        let shared =
+            flight.get_or_try_init(|| self.fill(snap, client, name, &key, stale.is_some()));
         // With a stale answer in hand, do not keep the client waiting for the whole budget
         // (RFC 8767 suggests answering stale after about 1.8 s), even behind another
         // client's flight.
@@ -559,6 +602,50 @@ impl Pipeline {
                 None => Err(e),
             },
         }
+    }
+
+    /// A flight's work: ask upstream (within `client`'s share), filter rebinding, read the
+    /// findings, cache the answer and return it as the cache serves it. The outer error:
+    /// no upstream slot was free; the inner one is the upstream's, shared by every waiter.
+    async fn fill(
+        &self,
+        snap: &Snapshot,
+        client: IpAddr,
+        name: &Name,
+        key: &CacheKey,
+        has_stale: bool,
+    ) -> Result<Result<Answer, String>, UpstreamError> {
+        let (qtype, dnssec_ok) = (key.qtype(), key.dnssec_ok());
+        let (r, mode) = self
+            .fetch(snap, client, name, qtype, dnssec_ok, has_stale)
+            .await?;
+        Ok(match r {
+            Ok(mut a) => {
+                if self.upstream.load().rebinding.filter(name, &mut a) {
+                    self.state.metrics().rebinding_blocked.inc();
+                    tracing::debug!("rebinding protection: internal addresses dropped for {name}");
+                }
+                a.findings = crate::inspect::Findings::of_records(&a.answers).into_shared();
+                // Everyone in the flight gets the answer as the cache will serve it.
+                let served = self.cache.insert(key.clone(), name, &a, Instant::now());
+                self.state
+                    .metrics()
+                    .cache_entries
+                    .set(self.cache.len() as i64);
+                Ok(served)
+            }
+            Err(e) => {
+                self.state
+                    .metrics()
+                    .upstream_errors
+                    .with_label_values(&[mode])
+                    .inc();
+                Err(match e {
+                    UpstreamError::Failed(m) => m,
+                    other => other.to_string(),
+                })
+            }
+        })
     }
 
     /// The flight for `key`: the one being resolved now, or a new one.

@@ -174,6 +174,7 @@ pub async fn start(config_path: &Path, opts: StartOptions) -> Result<Running, St
         .map_err(|e| StartError::Store(e.to_string()))?;
     let recorder = Recorder::new(querylog, Some(incidents), metrics.clone());
     let pipeline = Arc::new(Pipeline::new(state.clone(), opts.clock.clone(), recorder)?);
+    pipeline.start_prefetch();
 
     let handler = Arc::new(Handler::new(pipeline.clone()));
     let shutdown = CancellationToken::new();

@@ -311,6 +311,12 @@ pub struct CacheConfig {
     pub serve_stale: bool,
     /// How long past expiry a stale answer is still served, seconds.
     pub max_stale_secs: u32,
+    /// Bound the cache by memory (MiB) instead of by entries.
+    pub max_memory_mb: Option<u64>,
+    /// Refresh a popular answer in the background before it expires.
+    pub prefetch: bool,
+    /// Answer names below a cached NXDOMAIN with NXDOMAIN (RFC 8020).
+    pub nxdomain_cut: bool,
 }
 
 /// `[lists]`, resolved.

@@ -443,6 +443,18 @@ pub struct RawCache {
     /// How long past expiry an answer may still be served stale, seconds. Default 86400.
     #[serde(default = "default_max_stale")]
     pub max_stale_secs: u32,
+    /// Bound the cache by the memory its answers take, in MiB, instead of by
+    /// `max_entries` (which then only sizes the table). Default: unset.
+    #[serde(default)]
+    pub max_memory_mb: Option<u64>,
+    /// Refresh an answer asked for in the last tenth of its TTL in the background, once,
+    /// so popular names never expire (unbound's `prefetch`). Default true.
+    #[serde(default = "default_true_cache")]
+    pub prefetch: bool,
+    /// Answer names below a cached NXDOMAIN with NXDOMAIN without asking (RFC 8020).
+    /// Default true.
+    #[serde(default = "default_true_cache")]
+    pub nxdomain_cut: bool,
 }
 
 impl Default for RawCache {
@@ -454,10 +466,16 @@ impl Default for RawCache {
             max_negative_ttl: default_max_negative_ttl(),
             serve_stale: false,
             max_stale_secs: default_max_stale(),
+            max_memory_mb: None,
+            prefetch: true,
+            nxdomain_cut: true,
         }
     }
 }
 
+fn default_true_cache() -> bool {
+    true
+}
 fn default_cache_entries() -> usize {
     100_000
 }

@@ -576,6 +576,11 @@ fn cache(c: raw::RawCache, p: &mut Problems) -> CacheConfig {
     if c.min_ttl > c.max_ttl {
         p.add("cache.min_ttl", "is larger than cache.max_ttl");
     }
+    if let Some(mb) = c.max_memory_mb
+        && !(1..=1 << 20).contains(&mb)
+    {
+        p.add("cache.max_memory_mb", "must be between 1 and 1048576 (MiB)");
+    }
     CacheConfig {
         max_entries: c.max_entries.max(1),
         min_ttl: c.min_ttl,
@@ -583,6 +588,9 @@ fn cache(c: raw::RawCache, p: &mut Problems) -> CacheConfig {
         max_negative_ttl: c.max_negative_ttl,
         serve_stale: c.serve_stale,
         max_stale_secs: c.max_stale_secs,
+        max_memory_mb: c.max_memory_mb,
+        prefetch: c.prefetch,
+        nxdomain_cut: c.nxdomain_cut,
     }
 }
 

@@ -294,12 +294,12 @@ fn fast(p: &Pipeline, pkt: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> Fast {
         }
         Decision::Allow(_) if q.qclass == u16::from(DNSClass::IN) => {
             let stripped = strips_svcb(&q, &d);
-            match p
-                .wire_cache()
-                .answer(pkt, &q, stripped, Instant::now(), out)
-            {
+            match p.cache().serve_wire(pkt, &q, stripped, Instant::now(), out) {
                 Some(hit) => {
                     p.cache_counters().hit.inc();
+                    if hit.refresh() {
+                        p.prefetch(crate::cache::KeyRef::of(&q, stripped).to_owned_key());
+                    }
                     if p.inspect(&mut d, hit.findings()) {
                         (write_block(out, pkt, &q, &d), MetricOutcome::Blocked)
                     } else {
@@ -358,13 +358,13 @@ fn write_block(out: &mut Vec<u8>, pkt: &[u8], q: &wire::Query, d: &Decided) -> R
 }
 
 /// HTTPS (65) and SVCB (64) answers reach a group with bypass prevention without ECH: in
-/// the wire cache they are kept under their own key.
+/// the cache they are kept under their own key.
 fn strips_svcb(q: &wire::Query, d: &Decided) -> bool {
     matches!(q.qtype, 64 | 65) && d.snap.policy.prevents_bypass(&d.outcome)
 }
 
-/// Resolve an allowed name (answer cache, then upstream), send the answer, and keep the
-/// finished response in the wire cache. Answers too large for the requester are sent
+/// Resolve an allowed name (answer cache, then upstream, which caches it) and send the
+/// answer; an ECH-less HTTPS/SVCB form is cached under its own key. Answers too large for the requester are sent
 /// truncated at a record boundary with TC set (RFC 1035 §4.2.1, RFC 6891 §7).
 async fn resolve_and_answer(
     ctx: Ctx,
@@ -388,25 +388,16 @@ async fn resolve_and_answer(
         .await
     {
         Ok(mut answer) => {
-            let fresh = p.fresh_for(&answer);
             let code = answer.rcode;
             let stripped = strips_svcb(&q, &d);
             // A rewrite that dropped address hints is this client's alone: not shared.
             let (_, private) = p.strip_svcb(&d, &mut answer);
+            if stripped && !private {
+                p.cache_stripped(&q, &name, &answer);
+            }
             let findings = answer.findings.clone();
             match encode(&q, asked, qtype, qclass, answer) {
                 Some(bytes) => {
-                    // The cache keeps the whole answer; each requester gets what fits.
-                    if !private {
-                        p.wire_cache().insert(
-                            &q,
-                            stripped,
-                            &bytes,
-                            findings.clone(),
-                            fresh,
-                            Instant::now(),
-                        );
-                    }
                     if p.inspect(&mut d, findings.as_deref()) {
                         (write_block(&mut out, &pkt, &q, &d), MetricOutcome::Blocked)
                     } else {

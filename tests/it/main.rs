@@ -7,6 +7,7 @@ mod audit;
 mod blockpage;
 mod blockpage_words;
 mod bypass;
+mod cache;
 mod cli;
 mod config;
 mod console;
