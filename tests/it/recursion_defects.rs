@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::support::scripted::{Script, ScriptedAuthority, scripted};
@@ -56,6 +56,10 @@ ns-c1.nic.     IN A 127.0.0.46
 ns-c2.nic.     IN A 127.0.0.47
 ns-c3.nic.     IN A 127.0.0.48
 ns-c4.nic.     IN A 127.0.0.49
+ns-refuse.nic.   IN A 127.0.0.50
+ns-servfail.nic. IN A 127.0.0.51
+ns-lame.nic.     IN A 127.0.0.52
+ns-good.nic.     IN A 127.0.0.53
 test.        IN NS ns-tld.nic.
 one.         IN NS ns-tld.nic.
 two.         IN NS ns-tld.nic.
@@ -68,7 +72,10 @@ fn tld_zone(origin: &str) -> String {
         "test." => {
             "refused IN NS ns-quirk.nic.\nformerr IN NS ns-quirk.nic.\n\
              servfail IN NS ns-quirk.nic.\nnxdomain IN NS ns-quirk.nic.\n\
-             tamper IN NS ns-tamper.nic.\nvictim IN NS ns-victim.nic.\n"
+             tamper IN NS ns-tamper.nic.\nvictim IN NS ns-victim.nic.\n\
+             halfrefused IN NS ns-refuse.nic.\nhalfrefused IN NS ns-good.nic.\n\
+             halfservfail IN NS ns-servfail.nic.\nhalfservfail IN NS ns-good.nic.\n\
+             halflame IN NS ns-lame.nic.\nhalflame IN NS ns-good.nic.\n"
         }
         "one." => "shop IN NS ns-c1.nic.\n",
         "two." => "cdn IN NS ns-c2.nic.\n",
@@ -129,13 +136,57 @@ www     IN A   192.0.2.60
 target  IN A   192.0.2.61
 "#;
 
+/// Zones with one bad name server beside a good one (`ns-good`), and the bad server's
+/// script: it refuses, fails, or refers upward to the root without authority (lame).
+fn half_bad() -> [(&'static str, &'static str, Script); 3] {
+    [
+        (
+            "halfrefused.test.",
+            "ns-refuse",
+            Script::Every {
+                rcode: ResponseCode::Refused,
+            },
+        ),
+        (
+            "halfservfail.test.",
+            "ns-servfail",
+            Script::Every {
+                rcode: ResponseCode::ServFail,
+            },
+        ),
+        (
+            "halflame.test.",
+            "ns-lame",
+            Script::Lame {
+                referral: vec![Record::from_rdata(
+                    Name::root(),
+                    3600,
+                    RData::NS(NS(name("ns-root.nic."))),
+                )],
+            },
+        ),
+    ]
+}
+
+/// The good server's copy of a half-bad zone: both servers listed, as a real zone would.
+fn half_bad_zone(bad: &str) -> String {
+    let hosts: String = (1..=6)
+        .map(|i| format!("h{i} IN A 192.0.2.7{i}\n"))
+        .collect();
+    format!(
+        "$TTL 300\n@ IN SOA ns-good.nic. hostmaster.nic. 1 3600 600 86400 60\n\
+         @ IN NS ns-good.nic.\n@ IN NS {bad}.nic.\n{hosts}"
+    )
+}
+
 /// A CNAME chain across four zones on four servers under four TLDs:
 /// www.shop.one → www.shop.cdn.two → e1.g.akam.three → hop.edge.four → end.edge.four.
 const CHAIN_ZONES: [(&str, &str, &str); 4] = [
     (
         "shop.one.",
         "ns-c1",
-        "www IN CNAME www.shop.cdn.two.\nimg IN CNAME e1.g.akam.three.\napi IN CNAME hop.edge.four.\n",
+        "www IN CNAME www.shop.cdn.two.\nimg IN CNAME e1.g.akam.three.\napi IN CNAME hop.edge.four.\n\
+         gone IN CNAME missing.edge.four.\n",
     ),
     ("cdn.two.", "ns-c2", "www.shop IN CNAME e1.g.akam.three.\n"),
     ("akam.three.", "ns-c3", "e1.g IN CNAME hop.edge.four.\n"),
@@ -227,6 +278,8 @@ fn tamper_scripts() -> Vec<Script> {
 struct Internet {
     quirk: ScriptedAuthority,
     tamper: ScriptedAuthority,
+    /// The bad servers of `half_bad()`, in its order.
+    bad: Vec<ScriptedAuthority>,
     _others: Vec<ScriptedAuthority>,
 }
 
@@ -270,9 +323,18 @@ async fn build() -> Internet {
         let text = chain_zone(ns, body);
         others.push(scripted(at(46 + i as u8), &[(origin, &text)], vec![]).await);
     }
+    let mut bad = Vec::new();
+    let mut good_texts = Vec::new();
+    for (i, (origin, ns, script)) in half_bad().into_iter().enumerate() {
+        bad.push(scripted(at(50 + i as u8), &[], vec![script]).await);
+        good_texts.push((origin, half_bad_zone(ns)));
+    }
+    let good_refs: Vec<(&str, &str)> = good_texts.iter().map(|(o, t)| (*o, t.as_str())).collect();
+    others.push(scripted(at(53), &good_refs, vec![]).await);
     Internet {
         quirk,
         tamper,
+        bad,
         _others: others,
     }
 }
@@ -491,5 +553,62 @@ async fn the_last_label_is_asked_once_with_its_type() {
         .filter(|q| q.starts_with("count.tamper.test."))
         .collect();
     assert_eq!(asked, vec!["count.tamper.test. A"]);
+    h.stop().await;
+}
+
+/// A zone with one bad name server beside a good one: the bad one REFUSEs, SERVFAILs, or
+/// answers without authority with a referral up to the root (lame). Every name resolves
+/// through the good server (as with unbound), instead of failing with SERVFAIL. A fresh
+/// Chaperone orders a zone's servers at random, so fresh ones are started until the bad
+/// server has been asked (each time about an even chance; 20 tries).
+#[tokio::test]
+async fn a_bad_name_server_beside_a_good_one_is_passed_over() {
+    let net = internet();
+    for (i, (origin, bad_ns, _)) in half_bad().iter().enumerate() {
+        for n in 1..=20u8 {
+            let (_net, h) = chaperone().await;
+            let host = format!("h{}.{origin}", n % 6 + 1);
+            let m = h.client("127.0.0.3").udp(&host, RecordType::A).await;
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{host} ({bad_ns}): {m:?}");
+            assert_eq!(
+                ips(&m),
+                vec![ip(&format!("192.0.2.7{}", n % 6 + 1))],
+                "{host}"
+            );
+            h.stop().await;
+            if !net.bad[i].seen().is_empty() {
+                break;
+            }
+        }
+        let seen = net.bad[i].seen();
+        assert!(
+            seen.iter().any(|q| q.ends_with(&format!("{origin} A"))),
+            "{bad_ns} never asked: {seen:?}"
+        );
+    }
+}
+
+/// A CNAME chain into another zone that ends in a name that does not exist: NXDOMAIN with
+/// the chain in the answer and the last zone's SOA (RFC 6604 §3), as unbound answers.
+#[tokio::test]
+async fn nxdomain_at_the_end_of_a_chain_carries_the_chain() {
+    let (_net, h) = chaperone().await;
+    let staff = h.client("127.0.0.3");
+    for _ in 0..2 {
+        // Cold, then from the cache.
+        let m = staff.udp("gone.shop.one.", RecordType::A).await;
+        assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
+        assert_eq!(
+            owners_of(&m, RecordType::CNAME),
+            vec!["gone.shop.one."],
+            "{m:?}"
+        );
+        assert!(
+            m.authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA && r.name == name("edge.four.")),
+            "{m:?}"
+        );
+    }
     h.stop().await;
 }

@@ -363,6 +363,12 @@ impl<P: ConnectionProvider> NameServer<P> {
         self.server_srtt.record(winner_rtt + CANCEL_PENALTY);
     }
 
+    /// Chaperone patch: demote this server after a bad answer (REFUSED, SERVFAIL, lame), so
+    /// that the pool asks the zone's other servers first next time.
+    pub(crate) fn record_bad_answer(&self) {
+        self.server_srtt.record_failure();
+    }
+
     #[cfg(test)]
     pub(crate) fn test_record_failure(&self) {
         self.server_srtt.record_failure();

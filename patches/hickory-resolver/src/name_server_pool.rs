@@ -151,6 +151,9 @@ impl<P: ConnectionProvider> DnsHandle for NameServerPool<P> {
         let state = self.state.clone();
         let acs = self.state.cx.answer_address_filter.clone();
         let active_requests = self.active_requests.clone();
+        // Chaperone patch: a recursor's pool knows its zone, which `try_send` needs to tell a
+        // lame server from a good referral.
+        let zone = self.zone.clone();
 
         Box::pin(once(async move {
             debug!("sending request: {:?}", request.queries);
@@ -170,7 +173,7 @@ impl<P: ConnectionProvider> DnsHandle for NameServerPool<P> {
                     debug!(%query, "creating new shared lookup");
 
                     let lookup = async move {
-                        match state.try_send(request).await {
+                        match state.try_send(request, zone.as_ref()).await {
                             Ok(response) => Some(Ok(response)),
                             Err(e) => Some(Err(e)),
                         }
@@ -273,7 +276,11 @@ struct PoolState<P: ConnectionProvider> {
 }
 
 impl<P: ConnectionProvider> PoolState<P> {
-    async fn try_send(&self, request: DnsRequest) -> Result<DnsResponse, NetError> {
+    async fn try_send(
+        &self,
+        request: DnsRequest,
+        zone: Option<&Name>,
+    ) -> Result<DnsResponse, NetError> {
         let mut servers = self.servers.clone();
         match self.cx.options.server_ordering_strategy {
             // select the highest priority connection
@@ -424,12 +431,52 @@ impl<P: ConnectionProvider> PoolState<P> {
                         response_code: ResponseCode::NXDomain,
                         ..
                     })) if !server.trust_negative_responses() => {}
+                    // Chaperone patch: in a recursor's pool (one with a zone), REFUSED,
+                    // SERVFAIL... or a lame answer from one server is that server's fault, not
+                    // the zone's answer: demote the server and ask the zone's next one, as
+                    // unbound does. Stub pools (no zone) are unchanged.
+                    _ if zone.is_some_and(|zone| is_bad_server_answer(zone, &e)) => {
+                        debug!(ip = ?server.ip(), %e, "bad answer from name server, trying the next");
+                        server.record_bad_answer();
+                        err = match err {
+                            NetError::NoConnections => e,
+                            previous => most_specific(previous, e),
+                        };
+                        continue;
+                    }
                     _ => return Err(e),
                 }
 
                 err = most_specific(err, e);
             }
         }
+    }
+}
+
+/// Chaperone patch: true if `error` is an answer from one server of `zone` that another
+/// server of the zone may well answer properly: REFUSED, SERVFAIL, NOTIMP, NOTAUTH or
+/// FORMERR, or a lame referral (no answer, no SOA, and no NS RRset strictly below `zone`:
+/// an upward referral, e.g. to the root, or one to the zone itself from a server that is
+/// not authoritative for it).
+fn is_bad_server_answer(zone: &Name, error: &NetError) -> bool {
+    match error {
+        NetError::Dns(DnsError::ResponseCode(code)) => matches!(
+            code,
+            ResponseCode::Refused
+                | ResponseCode::ServFail
+                | ResponseCode::NotImp
+                | ResponseCode::NotAuth
+                | ResponseCode::FormErr
+        ),
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords {
+            ns: Some(referral),
+            soa: None,
+            response_code: ResponseCode::NoError,
+            ..
+        })) => !referral
+            .iter()
+            .any(|r| r.ns.name != *zone && zone.zone_of(&r.ns.name)),
+        _ => false,
     }
 }
 

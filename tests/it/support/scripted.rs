@@ -30,21 +30,48 @@ pub enum Script {
         qtype: RecordType,
         answers: Vec<Record>,
     },
+    /// Every question gets `rcode` and nothing else (a server listed for a zone it refuses
+    /// or cannot serve).
+    Every { rcode: ResponseCode },
+    /// Every question gets a non-authoritative NOERROR reply referring to these NS records
+    /// (a lame server referring upward, e.g. to the root).
+    Lame { referral: Vec<Record> },
+}
+
+/// A scripted reply.
+struct Reply<'a> {
+    rcode: ResponseCode,
+    authoritative: bool,
+    answers: &'a [Record],
+    authorities: &'a [Record],
 }
 
 impl Script {
-    /// The reply this script gives to a question: (rcode, answer records), or None.
-    fn reply(&self, name: &Name, qtype: RecordType) -> Option<(ResponseCode, &[Record])> {
+    /// The reply this script gives to a question, or None.
+    fn reply(&self, name: &Name, qtype: RecordType) -> Option<Reply<'_>> {
+        let reply = |rcode, answers| Reply {
+            rcode,
+            authoritative: true,
+            answers,
+            authorities: &[],
+        };
         match self {
             Script::NsBelowApex { apex, rcode } => {
                 (qtype == RecordType::NS && apex.zone_of(name) && name != apex)
-                    .then_some((*rcode, &[][..]))
+                    .then(|| reply(*rcode, &[]))
             }
             Script::Answer {
                 name: n,
                 qtype: t,
                 answers,
-            } => (n == name && *t == qtype).then_some((ResponseCode::NoError, &answers[..])),
+            } => (n == name && *t == qtype).then(|| reply(ResponseCode::NoError, answers)),
+            Script::Every { rcode } => Some(reply(*rcode, &[])),
+            Script::Lame { referral } => Some(Reply {
+                rcode: ResponseCode::NoError,
+                authoritative: false,
+                answers: &[],
+                authorities: referral,
+            }),
         }
     }
 }
@@ -69,16 +96,16 @@ impl RequestHandler for Scripted {
         let name: Name = info.query.name().into();
         let qtype = info.query.query_type();
         self.seen.lock().unwrap().push(format!("{name} {qtype}"));
-        let Some((rcode, answers)) = self.scripts.iter().find_map(|s| s.reply(&name, qtype)) else {
+        let Some(reply) = self.scripts.iter().find_map(|s| s.reply(&name, qtype)) else {
             return self.catalog.handle_request::<R, T>(request, rh).await;
         };
         let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.authoritative = true;
-        meta.response_code = rcode;
+        meta.authoritative = reply.authoritative;
+        meta.response_code = reply.rcode;
         let response = MessageResponseBuilder::from_message_request(request).build(
             meta,
-            answers.iter(),
-            [],
+            reply.answers.iter(),
+            reply.authorities.iter(),
             [],
             [],
         );

@@ -399,7 +399,20 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
                 .resolve(cname_query, now, query_has_dnssec_ok, depth, limits)
                 .await
             {
-                Ok(cname_r) => cname_r,
+                Ok(cname_r) => {
+                    // Chaperone patch (RFC 6604 §3): a longer chain that ended negative
+                    // (below) carries its rcode and SOA up to the first question.
+                    if !cname_r.answers.iter().any(|r| r.record_type() == query_type) {
+                        response.metadata.response_code = cname_r.metadata.response_code;
+                        response.authorities = cname_r.authorities.clone();
+                    }
+                    cname_r
+                }
+                // Chaperone patch (RFC 6604 §3): the chain ends in a name that does not exist
+                // (or has no records of the type): that is the answer, with the chain.
+                Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                    return Ok(negative_after_chain(response, e));
+                }
                 Err(e) => {
                     return Err(e);
                 }
@@ -1038,6 +1051,22 @@ impl<P: ConnectionProvider> RecursorDnsHandle<P> {
 
         Ok((ttl, depth))
     }
+}
+
+/// Chaperone patch (RFC 6604 §3): the reply to a question whose CNAME chain (in `chain`)
+/// ends in NXDOMAIN or NODATA (`negative`): the chain in the answer, the rcode and SOA of
+/// the last zone.
+fn negative_after_chain(mut chain: Message, negative: RecursorError) -> Message {
+    chain.metadata.response_code = match negative.is_nx_domain() {
+        true => crate::proto::op::ResponseCode::NXDomain,
+        false => crate::proto::op::ResponseCode::NoError,
+    };
+    chain.authorities = negative
+        .into_soa()
+        .map(|soa| vec![soa.into_record_of_rdata()])
+        .unwrap_or_default();
+    chain.additionals.clear();
+    chain
 }
 
 /// Chaperone patch: true if this failure is a referral (no answer, no SOA, NS records in
