@@ -81,7 +81,7 @@ server:
   local-data: ". $UP_TTL IN SOA a.test. b.test. 1 3600 600 86400 $UP_TTL"
 CONF
 # The generator's nonexistent names are NXDOMAIN upstream, as on the internet.
-[ -f "$WORK/nx.txt" ] && awk '{ n = $1; sub(/\.$/, "", n); printf "  local-zone: \"%s.\" always_nxdomain\n", n }' "$WORK/nx.txt" >> "$WORK/unbound.conf"
+[ -f "$WORK/nx.txt" ] && python3 -c "import sys; sys.path.insert(0, \"$ROOT/benches/peers\"); import native; sys.stdout.write(native.upstream_negative(l.strip() for l in open(sys.argv[1])))" "$WORK/nx.txt" >> "$WORK/unbound.conf"
 unbound -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do dig +short +time=1 +tries=1 -p "$UP" @127.0.0.1 probe.test A >/dev/null 2>&1 && break; sleep 0.1; done
