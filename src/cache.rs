@@ -108,7 +108,7 @@ impl<'a> KeyRef<'a> {
             name: q.wire_name(),
             qtype: q.qtype,
             qclass: q.qclass,
-            flags: u8::from(q.dnssec_ok) * DNSSEC_OK | u8::from(stripped) * STRIPPED,
+            flags: (u8::from(q.dnssec_ok) * DNSSEC_OK) | (u8::from(stripped) * STRIPPED),
         }
     }
 
@@ -361,13 +361,14 @@ impl AnswerCache {
                 continue;
             };
             let age = e.age(now);
-            if e.rcode() == 3 && age < e.ttl {
-                if let Some(a) = e.answer(|t| t.min(e.ttl).saturating_sub(age).max(1)) {
-                    return Cached::Cut(Answer {
-                        findings: None,
-                        ..a
-                    });
-                }
+            if e.rcode() == 3
+                && age < e.ttl
+                && let Some(a) = e.answer(|t| t.min(e.ttl).saturating_sub(age).max(1))
+            {
+                return Cached::Cut(Answer {
+                    findings: None,
+                    ..a
+                });
             }
         }
         Cached::Miss

@@ -201,7 +201,8 @@ fn root_zone() -> String {
     let _ = writeln!(z, "{ROOT_NS} IN A {ROOT}");
     for (tld, last) in TLDS {
         let ns = format!("a.nic.{tld}.");
-        delegate(&mut z, &format!("{tld}."), &[ns.clone()], &[(ns, ip(last))]);
+        let glue = [(ns.clone(), ip(last))];
+        delegate(&mut z, &format!("{tld}."), std::slice::from_ref(&ns), &glue);
     }
     z
 }
@@ -309,7 +310,7 @@ fn site_zone(s: &Site) -> String {
     }
     let zi = s.z;
     let _ = writeln!(z, "@ IN A {}\nwww IN A {}", v4(zi, 1), v4(zi, 2));
-    if zi % 2 == 0 {
+    if zi.is_multiple_of(2) {
         let _ = writeln!(z, "www IN AAAA 2001:db8:{zi:x}::2");
     }
     if zi % 5 == 1 {
