@@ -31,33 +31,6 @@ use crate::support::*;
 #[allow(dead_code)]
 mod world;
 
-/// Chaperone in recursive mode from the world's root; nothing blocked for 127.0.0.3.
-/// Budget per question: 1000 ms × 2 + 500 ms (`upstream_deadline`), inside [`WAIT`].
-const CONFIG: &str = r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[upstream]
-mode = "recursive"
-root_hints = ["{ROOT}"]
-timeout_ms = 1000
-attempts = 2
-
-[lists]
-bundle = "lists.fstb"
-
-[[lists.source]]
-category = "games"
-path = "games.txt"
-
-[[network]]
-cidrs = ["127.0.0.3/32"]
-group = "staff"
-
-[group.staff]
-block = []
-"#;
-
 /// How long the test waits for one answer from either resolver.
 const WAIT: Duration = Duration::from_secs(6);
 /// Questions in flight at once, per resolver: a few, so the run is short but leaves CPU to
@@ -314,15 +287,8 @@ async fn every_name_resolves_as_unbound_resolves_it() {
     let reference = resolve_all("unbound", ub.addr, &names).await;
     drop(ub);
 
-    let config = CONFIG.replace("{ROOT}", &world::data::ROOT.to_string());
-    let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let h = start(
-        &config,
-        unused,
-        &[("games.txt", "games.invalid\n")],
-        school_morning(),
-    )
-    .await;
+    // Budget per question: 1000 ms × 2 + 500 ms (`upstream_deadline`), inside [`WAIT`].
+    let h = recursive_chaperone(world::data::ROOT.into(), 1000).await;
     let ours = resolve_all("chaperone", h.dns(), &names).await;
     h.stop().await;
 

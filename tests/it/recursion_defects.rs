@@ -17,31 +17,6 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use crate::support::scripted::{Script, ScriptedAuthority, scripted};
 use crate::support::*;
 
-const CONFIG: &str = r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[upstream]
-mode = "recursive"
-root_hints = ["127.0.0.40"]
-timeout_ms = 400
-attempts = 2
-
-[lists]
-bundle = "lists.fstb"
-
-[[lists.source]]
-category = "games"
-path = "games.txt"
-
-[[network]]
-cidrs = ["127.0.0.3/32"]
-group = "staff"
-
-[group.staff]
-block = []
-"#;
-
 const ROOT_ZONE: &str = r#"
 $TTL 3600
 @            IN SOA ns-root.nic. hostmaster.nic. 1 3600 600 86400 60
@@ -366,15 +341,7 @@ fn internet() -> &'static Internet {
 
 async fn chaperone() -> (&'static Internet, Harness) {
     let net = internet();
-    // No forwarding target in recursive mode: the address is unused.
-    let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let h = start(
-        CONFIG,
-        unused,
-        &[("games.txt", "games.example\n")],
-        school_morning(),
-    )
-    .await;
+    let h = recursive_chaperone(IpAddr::from([127, 0, 0, 40]), 400).await;
     (net, h)
 }
 

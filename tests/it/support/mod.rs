@@ -591,3 +591,44 @@ pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Chaperone in recursive mode from `root`, with nothing blocked for the staff address
+/// 127.0.0.3, each authoritative server given `timeout_ms` per attempt (2 attempts). The
+/// tests of recursion against their own test internets start it.
+pub async fn recursive_chaperone(root: IpAddr, timeout_ms: u32) -> Harness {
+    let config = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+mode = "recursive"
+root_hints = ["{root}"]
+timeout_ms = {timeout_ms}
+attempts = 2
+
+[lists]
+bundle = "lists.fstb"
+
+[[lists.source]]
+category = "games"
+path = "games.txt"
+
+[[network]]
+cidrs = ["127.0.0.3/32"]
+group = "staff"
+
+[group.staff]
+block = []
+"#
+    );
+    // No forwarding target in recursive mode: the address is unused.
+    let unused: SocketAddr = "127.0.0.1:9".parse().expect("a literal address");
+    start(
+        &config,
+        unused,
+        &[("games.txt", "games.invalid\n")],
+        school_morning(),
+    )
+    .await
+}
